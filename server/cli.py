@@ -1,0 +1,165 @@
+"""The `selftune` command.
+
+    selftune serve [--tcp HOST:PORT]   the language server (stdio by default)
+    selftune complete FILE:LINE:COL    print the suggestion the server would offer there
+    selftune models [--fetch]          list model manifests and whether their weights are here
+    selftune demo                      drive the real server over LSP on a sample project
+
+Nothing but the protocol goes to stdout in `serve`: logs go to stderr (and to
+the editor's log once a client is connected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+
+from .settings import Settings, describe
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selftune", description="A code-completion language server that learns your project.")
+    parser.add_argument("--log-level", default=os.environ.get("SELFTUNE_LOG", "INFO"), help="DEBUG, INFO, WARNING (default INFO; env SELFTUNE_LOG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the language server")
+    p.add_argument("--tcp", metavar="HOST:PORT", help="listen on TCP instead of stdio")
+    p.set_defaults(run=_serve)
+
+    p = sub.add_parser("complete", help="print the suggestion the server would offer at FILE:LINE:COL (1-based)")
+    p.add_argument("where", metavar="FILE:LINE:COL")
+    _add_setting_flags(p)
+    p.add_argument("--stats", action="store_true", help="print timing and token counts to stderr")
+    p.set_defaults(run=_complete)
+
+    p = sub.add_parser("models", help="list model manifests")
+    p.add_argument("--fetch", action="store_true", help="make the default model's weights ready (assemble and verify)")
+    p.set_defaults(run=_models)
+
+    p = sub.add_parser("demo", help="drive the real server over LSP on a sample project")
+    _add_setting_flags(p)
+    p.set_defaults(run=_demo)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return args.run(args) or 0
+
+
+def _add_setting_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=Settings.model, help="model manifest name or .toml path (default %(default)s)")
+    p.add_argument("--model-path", default="", help="GGUF file to serve instead of the manifest's weights")
+    p.add_argument("--max-tokens", type=int, default=Settings.max_tokens)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from .settings import parse
+
+    settings, problems = parse({"model": args.model, "modelPath": args.model_path, "maxTokens": args.max_tokens})
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .lsp import create_server, forward_logs
+
+    server = create_server()
+    forward_logs(server)
+    if args.tcp:
+        host, _, port = args.tcp.rpartition(":")
+        server.start_tcp(host or "127.0.0.1", int(port))
+        return 0
+    # Keep the real stdout for the protocol and point fd 1 at stderr, so that
+    # nothing else (native libraries included) can corrupt the stream.
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    server.start_io(sys.stdin.buffer, protocol_out)
+    return 0
+
+
+def _complete(args: argparse.Namespace) -> int:
+    from .completion.completer import Completer
+    from .models import ModelUnavailable
+
+    path_text, line, col = _parse_where(args.where)
+    path = Path(path_text)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        print(f"selftune: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if b"\x00" in data:
+        print(f"selftune: {path} looks binary (it contains NUL bytes); nothing to complete", file=sys.stderr)
+        return 2
+    text = data.decode("utf-8", errors="replace")
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        print(f"selftune: line {line} is outside {path}, which has {len(lines)} lines", file=sys.stderr)
+        return 2
+    offset = sum(len(s) + 1 for s in lines[: line - 1]) + min(max(col, 1) - 1, len(lines[line - 1]))
+    try:
+        completer = Completer(_settings(args))
+    except ModelUnavailable as exc:
+        print(f"selftune: {exc}", file=sys.stderr)
+        return 2
+    done = threading.Event()
+    result = []
+    completer.request(str(path.resolve()), text, offset, lambda o: (result.append(o), done.set()), language_id=_language(path))
+    done.wait()
+    completer.close()
+    outcome = result[0]
+    if outcome.error:
+        print(f"selftune: {outcome.error}", file=sys.stderr)
+        return 2
+    if args.stats:
+        print(f"{outcome.seconds * 1000:.0f} ms, {outcome.prefill_tokens} prompt tokens evaluated, "
+              f"{outcome.generated_tokens} generated", file=sys.stderr)
+    sys.stdout.write((outcome.text or "") + "\n")
+    return 0
+
+
+def _parse_where(where: str) -> tuple[str, int, int]:
+    parts = where.rsplit(":", 2)
+    if len(parts) != 3 or not parts[1].isdigit() or not parts[2].isdigit():
+        raise SystemExit(f"selftune complete: expected FILE:LINE:COL (1-based), got {where!r}")
+    return parts[0], int(parts[1]), int(parts[2])
+
+
+def _language(path: Path) -> str:
+    return {".py": "python", ".md": "markdown", ".txt": "plaintext", ".js": "javascript", ".ts": "typescript",
+            ".rs": "rust", ".go": "go", ".c": "c", ".h": "c", ".cpp": "cpp", ".java": "java"}.get(path.suffix, "")
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import DEFAULT_MODEL, ModelUnavailable, available, load_manifest, resolve_weights
+
+    if args.fetch:
+        try:
+            print(resolve_weights(load_manifest(DEFAULT_MODEL)))
+        except ModelUnavailable as exc:
+            print(f"selftune: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    for name in available():
+        manifest = load_manifest(name)
+        try:
+            where = str(resolve_weights(manifest))
+        except ModelUnavailable as exc:
+            where = f"not here: {exc}"
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}: {manifest.description}\n    {where}")
+    print("\nSettings (initializationOptions or workspace/configuration section 'selftune'):")
+    for key, default, doc in describe():
+        print(f"    {key} = {default!r}: {doc}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.tour import run
+
+    return run(_settings(args))

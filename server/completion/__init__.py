@@ -1,0 +1,1 @@
+"""Completions: context → prompt → engine → postprocess. Knows nothing of LSP or the journal."""

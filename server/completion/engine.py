@@ -1,0 +1,377 @@
+"""The inference thread: one model, newest request wins, nothing waits on stale work.
+
+Third step of a completion (context → prompt → engine → postprocess). The
+engine owns the backend (llama.cpp, see llama.py) on one thread and runs one
+*generation* at a time: a prompt plus the tokens generated after it.
+
+- **Newest wins.** A new request answers every earlier unanswered one with
+  `None` at once; a generation nobody can use any more is stopped between two
+  tokens, and a long prefill between two chunks.
+- **Typing into a suggestion.** If a new prompt is the old prompt plus text the
+  running generation already produced (the user typed what the model
+  predicted), the request is served from that generation: no prefill, and the
+  answer is often already there.
+- **Answer at the stop point.** After each token the request's `finish`
+  function (post-processing) says whether its suggestion is complete; the
+  answer goes out then. The generation runs on a little (bounded by the token
+  budget) so that the next keystroke finds its text ready.
+- **KV reuse.** A new generation evaluates only the tokens after the prefix
+  it shares with what the KV cache holds. The KV state of the few most
+  recently used documents is parked in memory, so switching back to a file
+  does not pay the full prefill.
+
+The engine knows nothing of LSP, documents or post-processing rules: requests
+carry a prompt and a `finish` callback.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# Tokens a generation may run on after its request was cancelled.
+SPECULATE_AFTER_CANCEL = 16
+TOP_K = 40
+
+
+class Backend(Protocol):
+    n_ctx: int
+    bos: int  # the begin-of-text token, kept when a prompt is cut from the left
+    prefill_chunk: int  # prompt tokens per decode call; a newer request can interrupt between chunks
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+    def piece(self, token: int) -> bytes: ...
+    def is_end(self, token: int) -> bool: ...
+    def decode(self, tokens: list[int]) -> None: ...
+    def truncate(self, n: int) -> None: ...
+    def clear(self) -> None: ...
+    def logits(self) -> np.ndarray: ...
+    def save(self) -> bytes: ...
+    def restore(self, data: bytes, n_tokens: int) -> bool: ...
+    def close(self) -> None: ...
+
+
+Finish = Callable[[str, bool, bool], tuple[str, bool]]  # (text, final, exhausted) -> (suggestion, done)
+
+
+@dataclass
+class Outcome:
+    """How a request was answered. `text` is None when it was superseded or cancelled."""
+
+    text: str | None
+    error: str | None = None
+    reused: bool = False  # served from a generation already running
+    prefill_tokens: int = 0  # prompt tokens evaluated for it
+    cached_tokens: int = 0  # prompt tokens found in the KV cache
+    generated_tokens: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(eq=False)
+class Request:
+    key: str  # what a KV state belongs to: the document URI
+    prompt: str
+    finish: Finish
+    on_done: Callable[[Outcome], None]
+    max_tokens: int = 64
+    temperature: float = 0.0
+    special: bool = False  # the prompt holds special tokens (FIM)
+    stop: tuple[str, ...] = ()
+    created: float = field(default_factory=time.perf_counter)
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Generation:
+    key: str
+    prompt: str
+    special: bool
+    stop: tuple[str, ...]
+    temperature: float
+    text: str = ""
+    tokens: int = 0  # generated so far
+    budget: int = 0  # stop when `tokens` reaches this
+    pending: int | None = None  # sampled, not yet in the KV cache
+    ended: str = ""  # "", "end" (end of text or stop string), "budget", "context"
+    request: Request | None = None
+    offset: int = 0  # where the attached request's suggestion starts in `text`
+    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    stats: Outcome = field(default_factory=lambda: Outcome(None))
+
+
+class Engine:
+    def __init__(self, load: Callable[[], Backend], *, cached_documents: int = 4, seed: int = 0):
+        self._load = load
+        self.cached_documents = cached_documents
+        self._cv = threading.Condition()
+        self._pending: Request | None = None
+        self._gen: Generation | None = None
+        self._closed = False
+        self._reload: Callable[[], Backend] | None = None
+        self.backend: Backend | None = None
+        self.load_error: str | None = None
+        self.loaded = threading.Event()
+        self._kv_key: str | None = None
+        self._kv: list[int] = []
+        self._parked: OrderedDict[str, tuple[list[int], bytes]] = OrderedDict()
+        self._rng = np.random.default_rng(seed)
+        self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
+        self._thread.start()
+
+    # --- called from other threads -------------------------------------------------
+
+    def submit(self, req: Request) -> None:
+        with self._cv:
+            self._supersede_locked(lambda r: True)
+            if self._closed:
+                self._resolve_locked(req, Outcome(None, error="the engine is shut down"))
+                return
+            self._pending = req
+            self._cv.notify()
+
+    def cancel(self, req: Request) -> None:
+        """The client no longer wants `req`: answer it with None, stop work done only for it."""
+        with self._cv:
+            self._resolve_locked(req, Outcome(None))
+            if self._pending is req:
+                self._pending = None
+            gen = self._gen
+            if gen is not None and gen.request is req:
+                gen.request = None
+                gen.budget = min(gen.budget, gen.tokens + SPECULATE_AFTER_CANCEL)
+
+    def supersede(self, key: str) -> None:
+        """The document `key` changed: its unanswered requests are stale; answer them with None."""
+        with self._cv:
+            self._supersede_locked(lambda r: r.key == key)
+
+    def reload(self, load: Callable[[], Backend]) -> None:
+        """Load another model on the engine thread; requests wait for it."""
+        with self._cv:
+            self.loaded.clear()
+            self._reload = load
+            self._supersede_locked(lambda r: True)
+            self._cv.notify()
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._closed = True
+            self._supersede_locked(lambda r: True)
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # --- the engine thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        self._do_load(self._load)
+        while True:
+            with self._cv:
+                while not self._closed and self._reload is None and self._pending is None and not self._active():
+                    self._cv.wait()
+                if self._closed:
+                    break
+                reload, self._reload = self._reload, None
+                req, self._pending = self._pending, None
+            if reload is not None:
+                self._do_load(reload)
+                continue
+            try:
+                if req is not None:
+                    self._start(req)
+                elif self._gen is not None:
+                    self._step(self._gen)
+            except Exception as exc:  # a broken decode must not kill the thread
+                log.exception("inference failed")
+                self._reset_kv()
+                with self._cv:
+                    for r in (req, self._gen.request if self._gen else None):
+                        if r is not None:
+                            self._resolve_locked(r, Outcome(None, error=f"inference failed: {exc}"))
+                    self._gen = None
+        if self.backend is not None:
+            self.backend.close()
+
+    def _do_load(self, load: Callable[[], Backend]) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            self.backend = None
+        self._gen, self._kv_key, self._kv = None, None, []
+        self._parked.clear()
+        try:
+            self.backend = load()
+            self.load_error = None
+        except Exception as exc:
+            log.error("model not loaded: %s", exc)
+            self.load_error = str(exc)
+        self.loaded.set()
+
+    def _active(self) -> bool:
+        g = self._gen
+        return g is not None and not g.ended and g.tokens < g.budget
+
+    def _start(self, req: Request) -> None:
+        if self.backend is None:
+            with self._cv:
+                self._resolve_locked(req, Outcome(None, error=self.load_error or "no model is loaded"))
+            return
+        if self._attach(req):
+            return
+        self._gen = None
+        backend = self.backend
+        if self._kv_key != req.key:
+            self._switch(req.key)
+        tokens = backend.tokenize(req.prompt, special=req.special)
+        room = backend.n_ctx - req.max_tokens - 1
+        if len(tokens) > room:
+            # The context builder keeps prompts within budget; this guards odd tokenizations.
+            head = tokens[:1] if tokens and tokens[0] == backend.bos else []
+            tokens = head + tokens[len(tokens) - room + len(head) :]
+        keep = _common_prefix(self._kv, tokens)
+        if keep == len(tokens):
+            keep -= 1  # the last prompt token is decoded again for its logits
+        if keep < len(self._kv):
+            backend.truncate(keep)
+            del self._kv[keep:]
+        stats = Outcome(None, cached_tokens=keep, prefill_tokens=len(tokens) - keep)
+        chunk = backend.prefill_chunk
+        for i in range(keep, len(tokens), chunk):
+            if self._pending is not None:  # a newer request: it will reuse what is evaluated so far
+                with self._cv:
+                    self._resolve_locked(req, Outcome(None))
+                return
+            part = tokens[i : i + chunk]
+            backend.decode(part)
+            self._kv.extend(part)
+        gen = Generation(req.key, req.prompt, req.special, req.stop, req.temperature, stats=stats)
+        gen.budget = min(req.max_tokens, backend.n_ctx - len(self._kv) - 1)
+        with self._cv:
+            if req.done:
+                gen.budget = min(gen.budget, SPECULATE_AFTER_CANCEL)
+            else:
+                gen.request = req
+            self._gen = gen
+
+    def _attach(self, req: Request) -> bool:
+        """Serve `req` from the running generation if its prompt is a prefix of that generation's text."""
+        g = self._gen
+        if g is None or g.key != req.key or g.special != req.special or len(req.prompt) < len(g.prompt):
+            return False
+        if not (g.prompt + g.text).startswith(req.prompt):
+            return False
+        if g.ended == "end" and len(req.prompt) == len(g.prompt) + len(g.text):
+            return False  # nothing left to offer; a fresh generation may do better
+        with self._cv:
+            if req.done:
+                return True
+            g.request, g.offset = req, len(req.prompt) - len(g.prompt)
+            g.stats = Outcome(None, reused=True)
+            if g.ended in ("budget", ""):
+                g.ended = ""
+                g.budget = min(g.tokens + req.max_tokens, self.backend.n_ctx - len(self._kv) - 2)
+            self._offer(g)
+        return True
+
+    def _step(self, g: Generation) -> None:
+        backend = self.backend
+        if g.pending is not None:
+            backend.decode([g.pending])
+            self._kv.append(g.pending)
+            g.pending = None
+        token = self._sample(backend.logits(), g.temperature)
+        with self._cv:
+            if backend.is_end(token):
+                g.ended = "end"
+                self._offer(g)
+                return
+            g.text += g.decoder.decode(backend.piece(token))
+            g.tokens += 1
+            g.stats.generated_tokens += 1
+            g.pending = token
+            for s in g.stop:
+                at = g.text.find(s, max(0, g.offset))
+                if at != -1:
+                    g.text, g.ended = g.text[:at], "end"
+            if not g.ended and g.tokens >= g.budget:
+                g.ended = "budget"
+            if not g.ended and len(self._kv) + 2 >= backend.n_ctx:
+                g.ended = "context"
+            self._offer(g)
+
+    def _offer(self, g: Generation) -> None:
+        """Give the attached request its suggestion if it is complete (lock held)."""
+        req = g.request
+        if req is None or req.done:
+            return
+        suggestion, complete = req.finish(g.text[g.offset :], bool(g.ended), g.ended in ("budget", "context"))
+        if complete or g.ended:
+            g.stats.text = suggestion
+            g.stats.seconds = time.perf_counter() - req.created
+            self._resolve_locked(req, g.stats)
+            g.request = None
+
+    def _sample(self, logits: np.ndarray, temperature: float) -> int:
+        if temperature <= 0:
+            return int(np.argmax(logits))
+        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        z = logits[top].astype(np.float64) / temperature
+        p = np.exp(z - z.max())
+        return int(top[self._rng.choice(len(top), p=p / p.sum())])
+
+    def _switch(self, key: str) -> None:
+        """Park the KV state of the current document and bring back `key`'s, if parked."""
+        backend = self.backend
+        if self._kv_key is not None and self._kv and self.cached_documents > 0:
+            self._parked[self._kv_key] = (list(self._kv), backend.save())
+            self._parked.move_to_end(self._kv_key)
+            while len(self._parked) > self.cached_documents:
+                self._parked.popitem(last=False)
+        parked = self._parked.pop(key, None)
+        self._kv_key = key
+        if parked is not None and backend.restore(parked[1], len(parked[0])):
+            self._kv = parked[0]
+        else:
+            backend.clear()
+            self._kv = []
+
+    def _reset_kv(self) -> None:
+        if self.backend is not None:
+            self.backend.clear()
+        self._kv = []
+        self._kv_key = None
+
+    # --- helpers (lock held) ------------------------------------------------------
+
+    def _supersede_locked(self, which: Callable[[Request], bool]) -> None:
+        for r in (self._pending, self._gen.request if self._gen else None):
+            if r is not None and which(r):
+                self._resolve_locked(r, Outcome(None))
+        if self._gen is not None and self._gen.request is not None and self._gen.request.done:
+            self._gen.request = None
+
+    def _resolve_locked(self, req: Request, outcome: Outcome) -> None:
+        if req.done:
+            return
+        req.done = True
+        if outcome.seconds == 0.0:
+            outcome.seconds = time.perf_counter() - req.created
+        try:
+            req.on_done(outcome)
+        except Exception:
+            log.exception("completion callback failed")
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

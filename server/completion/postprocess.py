@@ -1,0 +1,193 @@
+"""Where a suggestion ends: indentation-aware truncation of model output.
+
+Last step of a completion (context → prompt → engine → postprocess), and pure.
+`Shape` says what kind of suggestion the cursor calls for; `cut` takes the
+text the model has produced so far and returns the suggestion it yields and
+whether it is finished. The engine calls `cut` after every generated token, so
+a request is answered the moment its stop point is reached, without waiting
+for the rest of the generation.
+
+The rules: in the middle of a line, complete the line only; at the end of a
+line, complete it (or offer the next line when it is already complete); on an
+empty line or after a block opener, offer the rest of the block and stop where
+the indentation drops below it. Never repeat the text after the cursor, never
+emit markdown fences, chat markers or prose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from .context import Context
+
+Mode = Literal["inline", "line", "block"]
+
+# Text a code model should never leave in a suggestion: fences and chat markers.
+HARD_STOPS = ("```", "<end_of_turn>", "<start_of_turn>", "<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|file_separator|>", "<eos>")
+PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex", "org", "asciidoc", "git-commit"}
+OPENERS = (":", "{", "(", "[")
+CLOSERS = ")]}"
+_PROSE = re.compile(r"^(?:[A-Z][a-z]+|I|A)(?:[ ,][A-Za-z'’,-]+){2,}[.!?:]?$")
+_LIST_ITEM = re.compile(r"^(?:\d+\.|[-*•]) +[A-Za-z]")
+_KEYWORDS = {
+    "False", "None", "True", "And", "As", "Assert", "Async", "Await",
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    mode: Mode
+    line_prefix: str
+    line_suffix: str
+    next_line: str  # first non-blank line after the cursor's line, stripped
+    prose_ok: bool  # inside a docstring, comment or a prose document
+
+
+def indent_of(line: str) -> int:
+    return len(line.expandtabs(4)) - len(line.expandtabs(4).lstrip())
+
+
+def shape_of(ctx: Context, *, multiline: bool = True, language_id: str = "") -> Shape:
+    tail = ctx.line_prefix.rstrip()
+    if ctx.line_suffix.strip():
+        mode: Mode = "inline"
+    elif multiline and (not tail or tail.endswith(OPENERS)):
+        mode = "block"
+    else:
+        mode = "line"
+    after = ctx.suffix.split("\n")[1:]
+    next_line = next((line.strip() for line in after if line.strip()), "")
+    in_docstring = (ctx.prefix.count('"""') + ctx.prefix.count("'''")) % 2 == 1
+    in_comment = "#" in ctx.line_prefix or "//" in ctx.line_prefix
+    prose_ok = language_id in PROSE_LANGUAGES or in_docstring or in_comment
+    return Shape(mode, ctx.line_prefix, ctx.line_suffix, next_line, prose_ok)
+
+
+def is_prose(line: str) -> bool:
+    """A line of English or markdown where code should be."""
+    s = line.strip()
+    if not s or s.startswith(("#", "//", "/*", "*", '"', "'")) and not _LIST_ITEM.match(s):
+        return False
+    if _LIST_ITEM.match(s) or s.startswith("**"):
+        return True
+    first = s.split(" ", 1)[0]
+    return bool(_PROSE.match(s)) and first not in _KEYWORDS and not any(c in s for c in "=()[]{}<>")
+
+
+def _trim_line_suffix(line: str, suffix: str) -> str:
+    """Drop from a one-line suggestion what the rest of the line already says."""
+    rest = suffix.strip()
+    if rest and len(rest) >= 2:
+        at = line.find(rest)
+        if at != -1:
+            return line[:at]
+    # Closing brackets and quotes the editor already put after the cursor.
+    closing = len(suffix) - len(suffix.lstrip(")]}'\"`;, "))
+    for k in range(min(closing, len(line)), 0, -1):
+        if line.endswith(suffix[:k]):
+            return line[:-k]
+    return line
+
+
+def _hard_stop(text: str) -> tuple[str, bool]:
+    cuts = [i for i in (text.find(m) for m in HARD_STOPS) if i != -1]
+    if cuts:
+        return text[: min(cuts)], True
+    return text, False
+
+
+def _depth(text: str) -> int:
+    return sum(text.count(c) for c in "([{") - sum(text.count(c) for c in CLOSERS)
+
+
+def cut(shape: Shape, text: str, *, final: bool = False, exhausted: bool = False) -> tuple[str, bool]:
+    """(suggestion, finished) for model output `text` at this point.
+
+    `final`: the model stopped (end of text, stop string or token budget);
+    `exhausted`: it stopped because the token budget ran out, so its last line
+    may be cut short.
+    """
+    text, stopped = _hard_stop(text)
+    final = final or stopped
+    lines = text.split("\n")
+    # The last line is still being written unless the generation has ended.
+    complete = len(lines) if final else len(lines) - 1
+
+    if shape.mode == "inline" or (shape.mode == "line" and lines[0].strip()):
+        if complete < 1:
+            return _finish_line(shape, lines[0]), False
+        return _finish_line(shape, lines[0]), True
+
+    if shape.mode == "line":
+        # The line is already complete; offer the next one.
+        if complete < 2:
+            return "", final
+        nxt = lines[1]
+        if not nxt.strip() or (not shape.prose_ok and is_prose(nxt)) or nxt.strip() == shape.next_line:
+            return "", True
+        return "\n" + nxt.rstrip(), True
+
+    return _block(shape, lines, complete, final, exhausted)
+
+
+def _finish_line(shape: Shape, line: str) -> str:
+    if not shape.prose_ok and not shape.line_prefix.strip() and is_prose(line):
+        return ""
+    return _trim_line_suffix(line, shape.line_suffix).rstrip()
+
+
+def _block(shape: Shape, lines: list[str], complete: int, final: bool, exhausted: bool) -> tuple[str, bool]:
+    cursor_indent = indent_of(shape.line_prefix) if not shape.line_prefix.strip() else indent_of(shape.line_prefix + "x")
+    opener = bool(shape.line_prefix.strip())
+    base: int | None = None
+    if not opener and lines[0].strip():
+        base = indent_of(shape.line_prefix + lines[0])
+        if not shape.prose_ok and is_prose(lines[0]):
+            return "", True
+    kept = [lines[0]]
+    depth = _depth(shape.line_prefix + lines[0])
+    decorated = (shape.line_prefix + lines[0]).strip().startswith("@")
+    blanks = 0
+    for i in range(1, complete):
+        line = lines[i]
+        if not line.strip():
+            blanks += 1
+            if blanks >= 2:
+                return _join(kept), True
+            kept.append(line)
+            continue
+        blanks = 0
+        indent = indent_of(line)
+        stripped = line.strip()
+        closes = stripped[0] in CLOSERS and depth > 0
+        if base is None:
+            # First line of the block: it must sit deeper than an opener line.
+            if opener and indent <= cursor_indent and not closes:
+                return _join(kept), True
+            if not opener and indent < cursor_indent:
+                return _join(kept), True
+            base = indent
+        elif not closes and (indent < base or (base == 0 and indent == 0 and not decorated)):
+            return _join(kept), True
+        if stripped == shape.next_line and len(stripped) > 3:
+            return _join(kept), True
+        if not shape.prose_ok and is_prose(line):
+            return _join(kept), True
+        kept.append(line)
+        decorated = stripped.startswith("@")
+        depth += _depth(line)
+        if closes and depth <= 0 and shape.line_prefix.rstrip().endswith(("(", "[", "{")):
+            return _join(kept), True  # the bracket opened on the cursor's line is closed
+    if not final:
+        return _join(kept), False
+    if exhausted and complete > 1 and len(kept) == complete:
+        # The budget ran out mid-line: keep whole lines only.
+        kept = kept[:-1]
+    return _join(kept), True
+
+
+def _join(lines: list[str]) -> str:
+    text = "\n".join(line.rstrip() for line in lines)
+    return text.rstrip() if text.strip() else ""

@@ -1,0 +1,5 @@
+"""A tiny stock-keeping library."""
+
+from .stock import Item, Stock
+
+__all__ = ["Item", "Stock"]

@@ -1,0 +1,306 @@
+"""The language server: a pygls `LanguageServer` subclass and thin handlers.
+
+Handlers unpack LSP params, call the completion pipeline (completion/), and
+return `lsprotocol.types` objects. State lives on `SelftuneServer`. The event
+loop never waits on the model: completions are computed on the engine thread
+and awaited as futures, so `didChange`, `$/cancelRequest` and newer requests
+are handled while a generation runs.
+
+Bad input never stops the server: a position outside the document or a
+document that was never opened is an `InvalidParams` error that says so; a
+model that cannot be loaded is shown once with `window/showMessage` (with what
+to install or set) and every completion request then fails with that message;
+a bad setting is shown, naming the key and the default used instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.workspace import TextDocument
+
+from . import __version__
+from .completion.completer import Completer
+from .completion.engine import Outcome
+from .models import ModelUnavailable
+from .settings import Settings, parse
+
+log = logging.getLogger(__name__)
+
+ACCEPT_COMMAND = "selftune.accept"
+SHOWN_KEPT = 256  # suggestions remembered for their accept command
+
+
+class RequestFailed(JsonRpcException):
+    CODE = -32803  # LSP RequestFailed: the request was valid but could not be served
+    MESSAGE = "Request failed"
+
+
+@dataclass
+class Shown:
+    uri: str
+    version: int
+    position: types.Position
+    text: str
+    outcome: Outcome
+
+
+class SelftuneServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("selftune", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        self.settings = Settings()
+        self.completer: Completer | None = None
+        self.shown: OrderedDict[str, Shown] = OrderedDict()
+        self.accepted: list[str] = []
+        self._ids = itertools.count(1)
+        self._warned: set[str] = set()
+        self.log_forwarder: LogForwarder | None = None
+
+    # --- settings ---------------------------------------------------------------
+
+    def apply_settings(self, raw: object) -> None:
+        settings, problems = parse(raw, self.settings)
+        for problem in problems:
+            self.say(problem, types.MessageType.Warning)
+        self.settings = settings
+        if self.completer is None:
+            return
+        try:
+            self.completer.update_settings(settings)
+        except ModelUnavailable as exc:
+            self.say(f"selftune: {exc}", types.MessageType.Error)
+            return
+        asyncio.ensure_future(self.report_model_load())
+
+    def start_model(self) -> None:
+        try:
+            self.completer = Completer(self.settings)
+        except ModelUnavailable as exc:
+            # The manifest itself is bad: fall back to the default model and say so.
+            self.say(f"selftune: {exc}; using the default model instead", types.MessageType.Error)
+            self.settings = Settings(**{**self.settings.__dict__, "model": Settings().model, "model_path": ""})
+            self.completer = Completer(self.settings)
+
+    async def report_model_load(self) -> None:
+        """Once the model has loaded (or failed to), tell the user if it failed."""
+        engine = self.completer.engine
+        await asyncio.get_running_loop().run_in_executor(None, engine.loaded.wait)
+        if engine.load_error:
+            self.say(f"selftune: no completions: {engine.load_error}", types.MessageType.Error)
+        else:
+            log.info("model %s loaded", self.completer.manifest.name)
+
+    def say(self, message: str, kind: types.MessageType = types.MessageType.Info, *, once: bool = False) -> None:
+        if once:
+            if message in self._warned:
+                return
+            self._warned.add(message)
+        log.warning(message) if kind <= types.MessageType.Warning else log.info(message)
+        self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+
+    # --- documents --------------------------------------------------------------
+
+    def locate(self, uri: str, position: types.Position) -> tuple[TextDocument, int]:
+        """The open document and the offset of `position` in it, or a clear InvalidParams error."""
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            raise JsonRpcInvalidParams(f"document {uri} is not open: send textDocument/didOpen first")
+        if position.line < 0 or position.character < 0:
+            raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is negative")
+        lines = doc.lines
+        if position.line > len(lines) or (position.line == len(lines) and position.character > 0):
+            raise JsonRpcInvalidParams(
+                f"position {position.line}:{position.character} is outside {uri}, which has {len(lines)} lines"
+            )
+        # LSP: a character past the end of the line means the end of the line.
+        return doc, doc.offset_at_position(position) if lines else 0
+
+    def completable(self, doc: TextDocument) -> bool:
+        if "\x00" in doc.source:
+            self.say(f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
+                     types.MessageType.Warning, once=True)
+            return False
+        return True
+
+    async def suggest(self, params: types.TextDocumentPositionParams) -> tuple[Shown, str] | None:
+        """The suggestion at a position, with an id for its accept command; None when there is none."""
+        doc, offset = self.locate(params.text_document.uri, params.position)
+        if self.completer is None or not self.completable(doc):
+            return None
+        version = doc.version
+        outcome = await self.completer.complete(doc.uri, doc.source, offset, language_id=doc.language_id or "")
+        if outcome.error:
+            raise RequestFailed(f"selftune: {outcome.error}")
+        if not outcome.text or doc.version != version:
+            return None
+        shown = Shown(doc.uri, version or 0, params.position, outcome.text, outcome)
+        item_id = f"c{next(self._ids)}"
+        self.shown[item_id] = shown
+        while len(self.shown) > SHOWN_KEPT:
+            self.shown.popitem(last=False)
+        log.debug("suggestion %s after %.0f ms (%s)", item_id, outcome.seconds * 1000,
+                  "reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens")
+        return shown, item_id
+
+
+class LogForwarder(logging.Handler):
+    """Sends log records to the editor as window/logMessage once a client is connected (from any thread)."""
+
+    LEVELS = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning,
+              logging.INFO: types.MessageType.Info}
+
+    def __init__(self, server: SelftuneServer):
+        super().__init__(logging.INFO)
+        self.server = server
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.loop is None or self.loop.is_closed():
+            return
+        kind = self.LEVELS.get(record.levelno, types.MessageType.Log)
+        params = types.LogMessageParams(type=kind, message=self.format(record))
+        try:
+            self.loop.call_soon_threadsafe(self.server.window_log_message, params)
+        except RuntimeError:  # the loop closed meanwhile
+            pass
+
+
+def forward_logs(server: SelftuneServer) -> None:
+    handler = LogForwarder(server)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    server.log_forwarder = handler
+    logging.getLogger("selftune").addHandler(handler)
+
+
+def accept_command(item_id: str) -> types.Command:
+    return types.Command(title="selftune: accept", command=ACCEPT_COMMAND, arguments=[item_id])
+
+
+def create_server() -> SelftuneServer:
+    server = SelftuneServer()
+
+    @server.feature(types.INITIALIZE)
+    def initialize(ls: SelftuneServer, params: types.InitializeParams) -> None:
+        if ls.log_forwarder is not None:
+            ls.log_forwarder.loop = asyncio.get_running_loop()
+        ls.apply_settings(params.initialization_options)
+        ls.start_model()
+
+    @server.feature(types.INITIALIZED)
+    async def initialized(ls: SelftuneServer, params: types.InitializedParams) -> None:
+        asyncio.ensure_future(ls.report_model_load())
+        workspace_caps = ls.client_capabilities.workspace
+        if workspace_caps is not None and workspace_caps.configuration:
+            try:
+                config = await ls.workspace_configuration_async(
+                    types.ConfigurationParams(items=[types.ConfigurationItem(section="selftune")])
+                )
+            except Exception as exc:  # a client that advertises but fails: keep what we have
+                log.warning("workspace/configuration failed: %s", exc)
+                return
+            if config and config[0] is not None:
+                ls.apply_settings(config[0])
+
+    @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
+        if params.settings:
+            ls.apply_settings(params.settings)
+            return
+        workspace_caps = ls.client_capabilities.workspace
+        if workspace_caps is not None and workspace_caps.configuration:
+            config = await ls.workspace_configuration_async(
+                types.ConfigurationParams(items=[types.ConfigurationItem(section="selftune")])
+            )
+            if config and config[0] is not None:
+                ls.apply_settings(config[0])
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: SelftuneServer, params: types.DidChangeTextDocumentParams) -> None:
+        if ls.completer is not None:
+            ls.completer.engine.supersede(unquote(params.text_document.uri))
+
+    @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: SelftuneServer, params: types.DidCloseTextDocumentParams) -> None:
+        if ls.completer is not None:
+            ls.completer.forget(unquote(params.text_document.uri))
+
+    @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(ls: SelftuneServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
+        if not ls.settings.inline_completion:
+            return None
+        found = await ls.suggest(params)
+        if found is None:
+            return types.InlineCompletionList(items=[])
+        shown, item_id = found
+        return types.InlineCompletionList(
+            items=[
+                types.InlineCompletionItem(
+                    insert_text=shown.text,
+                    range=types.Range(params.position, params.position),
+                    command=accept_command(item_id),
+                )
+            ]
+        )
+
+    @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
+    async def completion(ls: SelftuneServer, params: types.CompletionParams) -> types.CompletionList | None:
+        if not ls.settings.completion:
+            return None
+        found = await ls.suggest(params)
+        if found is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        shown, item_id = found
+        doc = ls.workspace.get_text_document(params.text_document.uri)
+        line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
+        # Replace the word being typed so that the client's filtering matches the item.
+        start = params.position.character
+        while start > 0 and (line[start - 1].isalnum() or line[start - 1] == "_"):
+            start -= 1
+        word = line[start : params.position.character]
+        first = shown.text.split("\n", 1)[0] if shown.text.strip("\n") else shown.text.strip()
+        label = (word + first).strip() or shown.text.strip().split("\n", 1)[0]
+        return types.CompletionList(
+            is_incomplete=True,
+            items=[
+                types.CompletionItem(
+                    label=label[:80],
+                    kind=types.CompletionItemKind.Snippet,
+                    detail=f"selftune · {ls.completer.manifest.name}",
+                    documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```\n{word}{shown.text}\n```"),
+                    filter_text=word + shown.text,
+                    sort_text="0",
+                    preselect=True,
+                    insert_text_format=types.InsertTextFormat.PlainText,
+                    text_edit=types.TextEdit(
+                        range=types.Range(types.Position(params.position.line, start), params.position),
+                        new_text=word + shown.text,
+                    ),
+                    command=accept_command(item_id),
+                )
+            ],
+        )
+
+    @server.command(ACCEPT_COMMAND)
+    def accept(ls: SelftuneServer, args: list | None = None) -> bool:
+        item_id = args[0] if args else None
+        if not isinstance(item_id, str) or item_id not in ls.shown:
+            log.info("accept for an unknown suggestion %r", item_id)
+            return False
+        ls.accepted.append(item_id)
+        log.info("suggestion %s accepted", item_id)
+        return True
+
+    @server.feature(types.SHUTDOWN)
+    def shutdown(ls: SelftuneServer, params: None) -> None:
+        if ls.completer is not None:
+            ls.completer.close()
+
+    return server

@@ -1,0 +1,117 @@
+"""One fully-defaulted settings schema for the server.
+
+Settings reach the server as `initializationOptions` and through
+`workspace/configuration` (section ``selftune``), both as camelCase JSON keys.
+`parse` turns such a mapping into a `Settings`, keeping the default for every
+key that is missing or bad and returning one readable problem per bad key, which
+the LSP layer shows with `window/showMessage`. Nothing here knows about LSP.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+def _meta(doc: str, *, lo: float | None = None, hi: float | None = None) -> dict:
+    return {"doc": doc, "lo": lo, "hi": hi}
+
+
+@dataclass(frozen=True)
+class Settings:
+    model: str = field(default="gemma3-270m", metadata=_meta("model manifest name (see `selftune models`) or a path to a .toml manifest"))
+    model_path: str = field(default="", metadata=_meta("GGUF file to serve instead of the manifest's weights"))
+    max_tokens: int = field(default=64, metadata=_meta("most tokens generated for one suggestion", lo=1, hi=1024))
+    temperature: float = field(default=0.0, metadata=_meta("sampling temperature; 0 is greedy and deterministic", lo=0.0, hi=2.0))
+    inline_completion: bool = field(default=True, metadata=_meta("answer textDocument/inlineCompletion"))
+    completion: bool = field(default=True, metadata=_meta("answer textDocument/completion (for clients without inline completion)"))
+    multiline: bool = field(default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line"))
+    context_size: int = field(default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072))
+    threads: int = field(default=0, metadata=_meta("CPU threads for inference; 0 uses every core", lo=0, hi=256))
+    cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))
+
+    def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:
+        return any(getattr(self, n) != getattr(other, n) for n in names)
+
+
+# Settings that need the model to be loaded again when they change.
+MODEL_KEYS = ("model", "model_path", "context_size", "threads")
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def _check(f: dataclasses.Field, value: Any) -> tuple[Any, str | None]:
+    """Return (value, None) if `value` is valid for field `f`, else (default, reason)."""
+    kind = type(f.default)
+    lo, hi = f.metadata["lo"], f.metadata["hi"]
+    if kind is bool:
+        if isinstance(value, bool):
+            return value, None
+        return f.default, "is not true or false"
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                return f.default, f"is not a whole number between {lo} and {hi}"
+        if not lo <= value <= hi:
+            return f.default, f"is outside {lo}..{hi}"
+        return value, None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f.default, f"is not a number between {lo} and {hi}"
+        if not lo <= value <= hi:
+            return f.default, f"is outside {lo}..{hi}"
+        return float(value), None
+    if not isinstance(value, str):
+        return f.default, "is not a string"
+    return value, None
+
+
+def parse(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
+    """Settings from a JSON-like mapping, and one message per key that was ignored.
+
+    Accepts the settings either flat or under a ``selftune`` key, with camelCase
+    or snake_case names. Keys that are absent keep their value from `base`.
+    """
+    base = base or Settings()
+    problems: list[str] = []
+    if raw is None:
+        return base, problems
+    if not isinstance(raw, Mapping):
+        return base, [f"selftune settings must be an object, got {type(raw).__name__}; using the defaults"]
+    if isinstance(raw.get("selftune"), Mapping):
+        raw = raw["selftune"]
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = snake(str(key))
+        f = FIELDS.get(name)
+        if f is None:
+            problems.append(f"unknown selftune setting '{key}' is ignored")
+            continue
+        if value is None:
+            continue
+        checked, reason = _check(f, value)
+        if reason:
+            problems.append(
+                f"selftune setting '{camel(name)}' = {value!r} {reason}; using the default {f.default!r}"
+            )
+        values[name] = checked
+    return dataclasses.replace(base, **values), problems
+
+
+def describe() -> list[tuple[str, Any, str]]:
+    """(camelCase key, default, one-line description) for every setting, for docs and `--help`."""
+    return [(camel(f.name), f.default, f.metadata["doc"]) for f in dataclasses.fields(Settings)]

@@ -1,0 +1,209 @@
+"""The engine's scheduling rules, on a scripted backend that 'knows' one text.
+
+The real model is exercised in tests/e2e; here the backend continues a fixed
+script character by character so that every rule has an exact expectation.
+"""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from selftune.server.completion.engine import Engine, Outcome, Request
+from selftune.server.models import ModelUnavailable
+
+SCRIPT = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"
+BOS, EOS = 0, 1
+
+
+class ScriptedBackend:
+    """Tokens are characters (code point + 2). The next token continues SCRIPT if the KV cache holds a prefix of it."""
+
+    n_ctx = 4096
+    bos = BOS
+    prefill_chunk = 8
+
+    def __init__(self, script=SCRIPT, delay=0.0):
+        self.script = script
+        self.delay = delay
+        self.kv: list[int] = []
+        self.decoded = 0  # tokens evaluated, over all calls
+        self.fail_next = False
+
+    def tokenize(self, text, *, special=False):
+        return [BOS] + [ord(c) + 2 for c in text]
+
+    def piece(self, token):
+        return chr(token - 2).encode()
+
+    def is_end(self, token):
+        return token == EOS
+
+    def decode(self, tokens):
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("decode exploded")
+        time.sleep(self.delay * len(tokens))
+        self.kv.extend(tokens)
+        self.decoded += len(tokens)
+
+    def truncate(self, n):
+        del self.kv[n:]
+
+    def clear(self):
+        self.kv = []
+
+    def logits(self):
+        text = "".join(chr(t - 2) for t in self.kv[1:])
+        out = np.zeros(0x3000, dtype=np.float32)
+        nxt = EOS
+        if self.script.startswith(text) and len(text) < len(self.script):
+            nxt = ord(self.script[len(text)]) + 2
+        out[nxt] = 1.0
+        return out
+
+    def save(self):
+        return repr(self.kv).encode()
+
+    def restore(self, data, n_tokens):
+        self.kv = eval(data.decode())
+        return True
+
+    def close(self):
+        pass
+
+
+def line_finish(text, final, exhausted):
+    """Answer with the rest of the current line."""
+    if "\n" in text:
+        return text.split("\n", 1)[0], True
+    return text, final
+
+
+def submit(engine, prompt, key="a.py", finish=line_finish, max_tokens=64):
+    done = threading.Event()
+    box: list[Outcome] = []
+    req = Request(key=key, prompt=prompt, finish=finish, on_done=lambda o: (box.append(o), done.set()), max_tokens=max_tokens)
+    engine.submit(req)
+    return req, done, box
+
+
+def wait(done, box, timeout=5):
+    assert done.wait(timeout), "no answer"
+    return box[0]
+
+
+@pytest.fixture
+def backend():
+    return ScriptedBackend()
+
+
+@pytest.fixture
+def engine(backend):
+    e = Engine(lambda: backend)
+    yield e
+    e.close()
+
+
+def test_a_request_gets_the_rest_of_its_line(engine):
+    _, done, box = submit(engine, "def total(xs):\n    s =")
+    out = wait(done, box)
+    assert out.text == " 0" and out.error is None
+    assert out.prefill_tokens == len("def total(xs):\n    s =") + 1
+
+
+def test_newest_wins_and_stale_requests_return_at_once():
+    slow = ScriptedBackend(delay=0.005)
+    engine = Engine(lambda: slow)
+    try:
+        waits = [submit(engine, SCRIPT[: 20 + i]) for i in range(20)]
+        last = wait(*waits[-1][1:])
+        stale = [wait(done, box) for _, done, box in waits[:-1]]
+        assert all(o.text is None for o in stale)
+        assert last.text == SCRIPT[39:].split("\n", 1)[0]
+        assert max(o.seconds for o in stale) < last.seconds
+    finally:
+        engine.close()
+
+
+def test_typing_what_the_model_predicted_reuses_the_generation(engine, backend):
+    prompt = "def total(xs):\n    s = 0\n    for"
+    _, done, box = submit(engine, prompt)
+    assert wait(done, box).text == " x in xs:"
+    decoded = backend.decoded
+    # The user types the first characters of the suggestion.
+    _, done, box = submit(engine, prompt + " x i")
+    out = wait(done, box)
+    assert out.reused and out.prefill_tokens == 0
+    assert out.text == "n xs:"
+    assert backend.decoded - decoded <= 20  # no new prefill: at most the generation running on
+
+
+def test_a_new_prompt_evaluates_only_what_is_not_cached(engine):
+    _, done, box = submit(engine, "def total(xs):\n    s = 0\n")
+    wait(done, box)
+    # A different continuation (the model predicted "    for", the user wrote "    # ").
+    _, done, box = submit(engine, "def total(xs):\n    s = 0\n    # ")
+    out = wait(done, box)
+    assert not out.reused
+    assert out.cached_tokens >= len("def total(xs):\n    s = 0\n")
+    assert out.prefill_tokens <= len("    # ") + 1
+
+
+def test_switching_back_to_a_document_restores_its_state(engine):
+    a = "def total(xs):\n    s = 0\n"
+    wait(*submit(engine, a, key="a.py")[1:])
+    wait(*submit(engine, "print(1)\n", key="b.py")[1:])
+    out = wait(*submit(engine, a + "    for", key="a.py")[1:])
+    assert out.cached_tokens >= len(a)  # not a cold prefill
+
+
+def test_cancel_answers_none(engine):
+    slow = ScriptedBackend(delay=0.01)
+    e = Engine(lambda: slow)
+    try:
+        req, done, box = submit(e, SCRIPT[:30])
+        e.cancel(req)
+        assert wait(done, box).text is None
+    finally:
+        e.close()
+
+
+def test_document_change_supersedes_its_requests():
+    slow = ScriptedBackend(delay=0.01)
+    e = Engine(lambda: slow)
+    try:
+        _, done, box = submit(e, SCRIPT[:30], key="a.py")
+        e.supersede("a.py")
+        assert wait(done, box).text is None
+    finally:
+        e.close()
+
+
+def test_a_model_that_cannot_load_answers_with_its_error():
+    def load():
+        raise ModelUnavailable("needs the package foo: pip install foo")
+
+    e = Engine(load)
+    try:
+        out = wait(*submit(e, "x")[1:])
+        assert out.text is None and "pip install foo" in out.error
+    finally:
+        e.close()
+
+
+def test_a_failed_decode_is_reported_and_the_engine_keeps_serving(engine, backend):
+    backend.fail_next = True
+    out = wait(*submit(engine, "def total(xs):\n")[1:])
+    assert out.text is None and "decode exploded" in out.error
+    out = wait(*submit(engine, "def total(xs):\n    s =")[1:])
+    assert out.text == " 0"
+
+
+def test_generation_stops_at_the_token_budget(engine):
+    def never_done(text, final, exhausted):
+        return text, final
+
+    out = wait(*submit(engine, "def", finish=never_done, max_tokens=5)[1:])
+    assert out.text == SCRIPT[3:8] and out.generated_tokens == 5

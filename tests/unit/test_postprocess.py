@@ -1,0 +1,126 @@
+from selftune.server.completion.context import build
+from selftune.server.completion.postprocess import cut, is_prose, shape_of
+
+
+def shape_at(text: str, marker: str = "|", language_id: str = "python", multiline: bool = True):
+    offset = text.index(marker)
+    doc = text.replace(marker, "", 1)
+    return shape_of(build(doc, offset, prefix_chars=10_000, suffix_chars=2_000), multiline=multiline, language_id=language_id)
+
+
+def test_mid_line_completes_the_line_only():
+    s = shape_at("x = compute(|)\n")
+    assert s.mode == "inline"
+    assert cut(s, "a, b)\ny = 2\n") == ("a, b", True)
+
+
+def test_mid_line_waits_for_the_end_of_the_line():
+    s = shape_at("x = compute(|)\n")
+    assert cut(s, "a, b") == ("a, b", False)
+    assert cut(s, "a, b", final=True) == ("a, b", True)
+
+
+def test_suffix_repeated_verbatim_is_dropped():
+    s = shape_at("print(|, end='')\n")
+    assert cut(s, "'hello', end='')\n")[0] == "'hello'"
+
+
+def test_end_of_line_completes_the_line():
+    s = shape_at("    total = |\n")
+    assert s.mode == "line"
+    assert cut(s, "sum(values)\n    return total\n") == ("sum(values)", True)
+
+
+def test_complete_line_offers_the_next_line():
+    s = shape_at("def f(values):\n    total = sum(values)|\n")
+    assert cut(s, "\n    return total\n\n") == ("\n    return total", True)
+    assert cut(s, "\n    return to") == ("", False)
+
+
+def test_block_on_empty_line_stops_at_dedent():
+    s = shape_at("def f(xs):\n    |\n")
+    assert s.mode == "block"
+    text, done = cut(s, "total = 0\n    for x in xs:\n        total += x\n    return total\n\ndef g():\n    pass\n")
+    assert done
+    assert text == "total = 0\n    for x in xs:\n        total += x\n    return total"
+
+
+def test_block_is_not_done_while_the_block_is_open():
+    s = shape_at("def f(xs):\n    |\n")
+    assert cut(s, "total = 0\n    for x in xs:\n") == ("total = 0\n    for x in xs:", False)
+
+
+def test_block_after_an_opener_starts_on_the_next_line():
+    s = shape_at("class A:\n    def f(self):|\n")
+    assert s.mode == "block"
+    text, done = cut(s, "\n        return 1\n\n    def g(self):\n        pass\n")
+    assert done and text == "\n        return 1"
+
+
+def test_top_level_block_is_one_definition():
+    s = shape_at("import os\n\n|")
+    text, done = cut(s, "def main():\n    print(os.getcwd())\n\n\nif __name__ == '__main__':\n    main()\n")
+    assert done and text == "def main():\n    print(os.getcwd())"
+
+
+def test_blank_line_inside_a_function_does_not_end_the_block():
+    s = shape_at("def f():\n|")
+    text, _ = cut(s, "    a = 1\n\n    return a\nx = 1\n", final=True)
+    assert text == "    a = 1\n\n    return a"
+
+
+def test_closing_bracket_of_the_block_is_kept():
+    s = shape_at("def f():\n    |\n")
+    text, done = cut(s, "x = call(\n        1,\n    )\n    return x\nprint(1)\n")
+    assert done and text == "x = call(\n        1,\n    )\n    return x"
+
+
+def test_block_stops_before_repeating_the_code_after_the_cursor():
+    s = shape_at("def f(xs):\n    |\n    return total\n")
+    text, done = cut(s, "total = sum(xs)\n    return total\n")
+    assert done and text == "total = sum(xs)"
+
+
+def test_fences_and_chat_markers_end_a_suggestion():
+    s = shape_at("def f():\n    |\n")
+    assert cut(s, "return 1\n```\nThis function returns one.") == ("return 1", True)
+    assert cut(s, "return 1<end_of_turn>") == ("return 1", True)
+
+
+def test_prose_after_code_is_cut():
+    s = shape_at("def add(a, b):\n|")
+    text, done = cut(s, "    return a + b\n\nThis function adds two numbers together.\n")
+    assert done and text == "    return a + b"
+
+
+def test_prose_is_fine_in_a_docstring_and_in_markdown():
+    s = shape_at('def f():\n    """|\n')
+    assert s.prose_ok
+    assert shape_at("# Notes\n\n|", language_id="markdown").prose_ok
+
+
+def test_budget_exhausted_drops_a_cut_short_last_line():
+    s = shape_at("def f(xs):\n    |\n")
+    assert cut(s, "a = 1\n    b = som", final=True, exhausted=True) == ("a = 1", True)
+    assert cut(s, "a = 1\n    b = 2", final=True, exhausted=False) == ("a = 1\n    b = 2", True)
+
+
+def test_multiline_off_gives_one_line():
+    s = shape_at("def f(xs):\n    |\n", multiline=False)
+    assert s.mode == "line"
+    assert cut(s, "a = 1\n    b = 2\n") == ("a = 1", True)
+
+
+def test_trailing_whitespace_is_dropped():
+    s = shape_at("x = |\n")
+    assert cut(s, "1   \n") == ("1", True)
+
+
+def test_is_prose():
+    assert is_prose("This function returns the sum of two numbers.")
+    assert is_prose("1. Install the package")
+    assert not is_prose("return a + b")
+    assert not is_prose("from os import path")
+    assert not is_prose("# This is a comment about the code.")
+    assert not is_prose("Item(sku, name, price)")
+    assert not is_prose("None")
