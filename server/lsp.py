@@ -289,7 +289,7 @@ def create_server() -> SelftuneServer:
         )
 
     @server.command(ACCEPT_COMMAND)
-    def accept(ls: SelftuneServer, args: list | None = None) -> bool:
+    def accept(ls: SelftuneServer, *args: object) -> bool:
         item_id = args[0] if args else None
         if not isinstance(item_id, str) or item_id not in ls.shown:
             log.info("accept for an unknown suggestion %r", item_id)

@@ -36,6 +36,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
+from . import healing
+
 log = logging.getLogger(__name__)
 
 # Tokens a generation may run on after its request was cancelled.
@@ -98,6 +100,8 @@ class Generation:
     stop: tuple[str, ...]
     temperature: float
     text: str = ""
+    heal: str = ""  # text the next tokens must spell out (token healing)
+    heal_token: int = -1  # the prompt token that was removed; always consistent with `heal`
     tokens: int = 0  # generated so far
     budget: int = 0  # stop when `tokens` reaches this
     pending: int | None = None  # sampled, not yet in the KV cache
@@ -114,6 +118,7 @@ class Engine:
         self.cached_documents = cached_documents
         self._cv = threading.Condition()
         self._pending: Request | None = None
+        self._starting: Request | None = None  # taken from _pending, not yet attached to a generation
         self._gen: Generation | None = None
         self._closed = False
         self._reload: Callable[[], Backend] | None = None
@@ -181,12 +186,15 @@ class Engine:
                     break
                 reload, self._reload = self._reload, None
                 req, self._pending = self._pending, None
+                self._starting = req
             if reload is not None:
                 self._do_load(reload)
                 continue
             try:
                 if req is not None:
                     self._start(req)
+                    with self._cv:
+                        self._starting = None
                 elif self._gen is not None:
                     self._step(self._gen)
             except Exception as exc:  # a broken decode must not kill the thread
@@ -197,6 +205,7 @@ class Engine:
                         if r is not None:
                             self._resolve_locked(r, Outcome(None, error=f"inference failed: {exc}"))
                     self._gen = None
+                    self._starting = None
         if self.backend is not None:
             self.backend.close()
 
@@ -225,7 +234,10 @@ class Engine:
             return
         if self._attach(req):
             return
-        self._gen = None
+        with self._cv:
+            if self._gen is not None and self._gen.request is not None:
+                self._resolve_locked(self._gen.request, Outcome(None))
+            self._gen = None
         backend = self.backend
         if self._kv_key != req.key:
             self._switch(req.key)
@@ -235,6 +247,9 @@ class Engine:
             # The context builder keeps prompts within budget; this guards odd tokenizations.
             head = tokens[:1] if tokens and tokens[0] == backend.bos else []
             tokens = head + tokens[len(tokens) - room + len(head) :]
+        last = self._piece_text(tokens[-1]) if tokens else ""
+        removed = tokens[-1] if tokens else -1
+        prompt, tokens, heal = healing.split_last_token(req.prompt, tokens, last, backend.bos)
         keep = _common_prefix(self._kv, tokens)
         if keep == len(tokens):
             keep -= 1  # the last prompt token is decoded again for its logits
@@ -251,8 +266,9 @@ class Engine:
             part = tokens[i : i + chunk]
             backend.decode(part)
             self._kv.extend(part)
-        gen = Generation(req.key, req.prompt, req.special, req.stop, req.temperature, stats=stats)
-        gen.budget = min(req.max_tokens, backend.n_ctx - len(self._kv) - 1)
+        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal, heal_token=removed, offset=len(heal), stats=stats)
+        # The healed token re-spells typed text: it does not count against the suggestion's budget.
+        gen.budget = min(req.max_tokens + bool(heal), backend.n_ctx - len(self._kv) - 1)
         with self._cv:
             if req.done:
                 gen.budget = min(gen.budget, SPECULATE_AFTER_CANCEL)
@@ -272,6 +288,8 @@ class Engine:
         with self._cv:
             if req.done:
                 return True
+            if g.request is not None:
+                self._resolve_locked(g.request, Outcome(None))
             g.request, g.offset = req, len(req.prompt) - len(g.prompt)
             g.stats = Outcome(None, reused=True)
             if g.ended in ("budget", ""):
@@ -286,13 +304,21 @@ class Engine:
             backend.decode([g.pending])
             self._kv.append(g.pending)
             g.pending = None
-        token = self._sample(backend.logits(), g.temperature)
+        logits = backend.logits()
+        if g.heal:
+            token = healing.choose(logits, g.heal, self._piece_text, g.heal_token)
+        else:
+            token = self._sample(logits, g.temperature)
         with self._cv:
             if backend.is_end(token):
                 g.ended = "end"
                 self._offer(g)
                 return
-            g.text += g.decoder.decode(backend.piece(token))
+            piece = backend.piece(token)
+            if g.heal:
+                text = piece.decode("utf-8", "replace")
+                g.heal = g.heal[len(text):] if g.heal.startswith(text) else ""
+            g.text += g.decoder.decode(piece)
             g.tokens += 1
             g.stats.generated_tokens += 1
             g.pending = token
@@ -318,10 +344,14 @@ class Engine:
             self._resolve_locked(req, g.stats)
             g.request = None
 
+    def _piece_text(self, token: int) -> str:
+        return self.backend.piece(token).decode("utf-8", "replace")
+
     def _sample(self, logits: np.ndarray, temperature: float) -> int:
         if temperature <= 0:
             return int(np.argmax(logits))
-        top = np.argpartition(logits, -TOP_K)[-TOP_K:]
+        k = min(TOP_K, len(logits))
+        top = np.argpartition(logits, -k)[-k:]
         z = logits[top].astype(np.float64) / temperature
         p = np.exp(z - z.max())
         return int(top[self._rng.choice(len(top), p=p / p.sum())])
@@ -351,7 +381,7 @@ class Engine:
     # --- helpers (lock held) ------------------------------------------------------
 
     def _supersede_locked(self, which: Callable[[Request], bool]) -> None:
-        for r in (self._pending, self._gen.request if self._gen else None):
+        for r in (self._pending, self._starting, self._gen.request if self._gen else None):
             if r is not None and which(r):
                 self._resolve_locked(r, Outcome(None))
         if self._gen is not None and self._gen.request is not None and self._gen.request.done:

@@ -1,0 +1,273 @@
+"""Pause-to-suggestion latency: selftune vs llama-cpp-python's own server, same keystrokes, same model.
+
+    python tests/benchmarks/latency.py [--file PATH] [--start LINE] [--lines N] [--json OUT]
+
+Replays typing a real Python file nobody here wrote (by default a function of
+the standard library's textwrap.py) through LSP, as an editor does: keys 50 ms
+apart, pauses at word ends (250 ms) and line ends (600 ms), a didChange and an
+inline-completion request per key (the previous one cancelled). The region is
+removed from the file first and typed back in, the rest of the file around it.
+
+The peer is `python -m llama_cpp.server` with the same GGUF and context size,
+driven the way llama.vscode drives llama-server: a streaming request once
+150 ms pass without typing, abandoned when a key comes, with a window of whole
+lines ending at the cursor and up to 64 new tokens.
+
+Measured at each pause: the time from the last key to the suggestion for that
+text (ours: the LSP answer; the peer: the end of its stream), and whether the
+suggestion matches what the file really says next. Then switching files: the
+first suggestion after coming back to a file opened earlier.
+
+Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import json.decoder
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+from selftune.server.completion.completer import CHARS_PER_TOKEN
+from selftune.server.demo.replay import ANSWER_CAP, Pause, Session, _expected, keystrokes, type_text, useful_chars
+from selftune.server.models import load_manifest, resolve_weights
+from selftune.server.settings import Settings
+
+PEER_DEBOUNCE = 0.150
+PEER_MAX_TOKENS = 64
+
+
+def pick_region(path: Path, start: int | None, count: int) -> tuple[str, str, str]:
+    lines = path.read_text().splitlines(keepends=True)
+    if start is None:
+        start = next(i for i, line in enumerate(lines) if line.startswith("def dedent(")) + 1
+    i = start - 1
+    return "".join(lines[:i]), "".join(lines[i : i + count]), "".join(lines[i + count :])
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def summarize(name: str, pauses: list[Pause]) -> dict:
+    lat = [p.seconds * 1000 for p in pauses]
+    shown = [p for p in pauses if p.suggestion]
+    useful = [useful_chars(p.suggestion or "", p.expected) for p in pauses]
+    line_hits = [p for p in shown if p.suggestion.split("\n")[0].strip() and
+                 p.expected.split("\n")[0].strip() == p.suggestion.split("\n")[0].strip()]
+    out = {
+        "name": name,
+        "pauses": len(pauses),
+        "p50_ms": statistics.median(lat),
+        "p95_ms": percentile(lat, 0.95),
+        "word_p50_ms": statistics.median([p.seconds * 1000 for p in pauses if p.kind == "word"] or [0]),
+        "line_p50_ms": statistics.median([p.seconds * 1000 for p in pauses if p.kind == "line"] or [0]),
+        "with_suggestion": len(shown) / len(pauses),
+        "useful_chars_mean": statistics.mean(useful),
+        "rest_of_line_exact": len(line_hits) / len(pauses),
+        "no_answer": sum(p.suggestion is None for p in pauses),
+    }
+    return out
+
+
+# --- selftune -----------------------------------------------------------------------
+
+async def run_ours(root: Path, path: Path, before: str, region: str, after: str, other: Path, switches: int) -> tuple[list[Pause], list[float]]:
+    session = await Session.start(root, {}, log=root / "selftune.log")
+    try:
+        doc = session.open(path, before + after)
+        await session.inline(doc, len(before))  # model load and the cold prefill, not measured
+        pauses = await type_text(session, doc, len(before), region, rest_of_file=after)
+        # Switching: a second file, then back to the first one, a few times.
+        odoc = session.open(other, other.read_text())
+        at = len(before) + len(region)
+        back = []
+        for i in range(switches):
+            await session.inline(odoc, len(odoc.text) // 2 + i)
+            session.insert(doc, at, " ")
+            at += 1
+            _, seconds = await session.inline(doc, at)
+            back.append(seconds * 1000)
+        return pauses, back
+    finally:
+        await session.close()
+
+
+# --- the peer: llama_cpp.server driven like llama.vscode --------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peer_window(text: str, offset: int, budget_chars: int) -> str:
+    """Whole lines ending at the cursor, as many as fit in the budget."""
+    start = text.rfind("\n", 0, offset) + 1
+    while start > 0:
+        prev = text.rfind("\n", 0, start - 1) + 1
+        if offset - prev > budget_chars:
+            break
+        start = prev
+    return text[start:offset]
+
+
+class Peer:
+    def __init__(self, model: Path, n_ctx: int, threads: int, log: Path):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(n_ctx),
+             "--n_threads", str(threads), "--host", "127.0.0.1", "--port", str(self.port)],
+            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
+
+    async def ready(self) -> None:
+        for _ in range(600):
+            try:
+                if (await self.http.get("/v1/models")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError("llama_cpp.server exited; see its log")
+            await asyncio.sleep(0.1)
+        raise RuntimeError("llama_cpp.server did not start")
+
+    async def complete(self, prompt: str) -> str:
+        body = {"prompt": prompt, "max_tokens": PEER_MAX_TOKENS, "temperature": 0.0, "stream": True}
+        out = []
+        async with self.http.stream("POST", "/v1/completions", json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    out.append(json.loads(line[6:])["choices"][0]["text"])
+        return "".join(out)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+async def run_peer(peer: Peer, before: str, region: str, after: str, other_text: str, budget_chars: int,
+                   switches: int) -> tuple[list[Pause], list[float]]:
+    await peer.ready()
+    text = before + after
+    await peer.complete(peer_window(text, len(before), budget_chars))  # warm-up, not measured
+    full = region + after
+    offset = len(before)
+    pauses: list[Pause] = []
+    inflight: asyncio.Task | None = None
+    next_at = time.perf_counter()
+    for i, key in enumerate(keystrokes(region)):
+        await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+        text = text[:offset] + key.char + text[offset:]
+        offset += 1
+        pressed = time.perf_counter()
+        if inflight is not None:
+            inflight.cancel()  # abandoned: the stream is closed
+            inflight = None
+        if key.pause:
+            # No key within the debounce: llama.vscode sends its request.
+            await asyncio.sleep(PEER_DEBOUNCE)
+            inflight = asyncio.create_task(peer.complete(peer_window(text, offset, budget_chars)))
+            try:
+                suggestion = await asyncio.wait_for(asyncio.shield(inflight), ANSWER_CAP)
+            except asyncio.TimeoutError:
+                suggestion = None
+            seconds = time.perf_counter() - pressed
+            inflight = None
+            line = text[text.rfind("\n", 0, offset) + 1 : offset]
+            pauses.append(Pause(key.pause, line, suggestion, seconds, _expected(full, i + 1, key.pause)))
+        next_at = max(pressed + key.gap, time.perf_counter())
+    back = []
+    for i in range(switches):
+        await peer.complete(peer_window(other_text, len(other_text) // 2 + i, budget_chars))
+        text = text[:offset] + " " + text[offset:]
+        offset += 1
+        start = time.perf_counter()
+        await peer.complete(peer_window(text, offset, budget_chars))
+        back.append((time.perf_counter() - start) * 1000)
+    return pauses, back
+
+
+# --- report -----------------------------------------------------------------------
+
+def report(ours: dict, peer: dict, back_ours: list[float], back_peer: list[float]) -> None:
+    rows = [
+        ("pause→suggestion p50 (ms)", "p50_ms", "{:.0f}"),
+        ("pause→suggestion p95 (ms)", "p95_ms", "{:.0f}"),
+        ("  at word ends, p50 (ms)", "word_p50_ms", "{:.0f}"),
+        ("  at line ends, p50 (ms)", "line_p50_ms", "{:.0f}"),
+        ("pauses with a suggestion", "with_suggestion", "{:.0%}"),
+        ("useful chars per pause (mean)", "useful_chars_mean", "{:.1f}"),
+        ("rest of line exactly right", "rest_of_line_exact", "{:.0%}"),
+        ("pauses with no answer in 10 s", "no_answer", "{}"),
+    ]
+    print(f"\n{'':34}{'selftune':>12}{'peer':>12}{'ours/peer':>12}")
+    for label, key, fmt in rows:
+        ratio = ours[key] / peer[key] if key.endswith("_ms") and peer[key] else None
+        print(f"{label:34}{fmt.format(ours[key]):>12}{fmt.format(peer[key]):>12}{(f'{ratio:.2f}' if ratio else ''):>12}")
+    bo, bp = statistics.median(back_ours), statistics.median(back_peer)
+    print(f"{'back to a recent file, p50 (ms)':34}{bo:>12.0f}{bp:>12.0f}{bo / bp:>12.2f}")
+    print(f"{'  (all tries, ms)':34}{' '.join(f'{v:.0f}' for v in back_ours):>12}  |  {' '.join(f'{v:.0f}' for v in back_peer)}")
+    print("\ntargets: p50 ≤ 100 ms; ours/peer ≤ 0.2 at p50 and ≤ 0.5 at p95; back to a recent file ≤ 150 ms")
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", type=Path, default=Path(textwrap.__file__))
+    parser.add_argument("--start", type=int, help="first line to type (1-based; default: def dedent)")
+    parser.add_argument("--lines", type=int, default=40)
+    parser.add_argument("--other", type=Path, default=Path(json.decoder.__file__), help="the file switched to and back from")
+    parser.add_argument("--switches", type=int, default=5)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    settings = Settings()
+    manifest = load_manifest(settings.model)
+    model = resolve_weights(manifest)
+    n_ctx = manifest.context_size
+    budget_chars = int((n_ctx - settings.max_tokens - 8) * CHARS_PER_TOKEN)
+    before, region, after = pick_region(args.file, args.start, args.lines)
+    print(f"typing {len(region)} characters ({args.lines} lines) of {args.file} into the rest of the file; "
+          f"model {manifest.name}, context {n_ctx}, {os.cpu_count()} CPU threads")
+
+    with tempfile.TemporaryDirectory(prefix="selftune-bench-") as tmp:
+        root = Path(tmp)
+        path = root / args.file.name
+        other = root / ("other_" + args.other.name)
+        other.write_text(args.other.read_text())
+        t = time.perf_counter()
+        ours_pauses, back_ours = await run_ours(root, path, before, region, after, other, args.switches)
+        print(f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s")
+        peer = Peer(model, n_ctx, os.cpu_count() or 2, root / "peer.log")
+        try:
+            t = time.perf_counter()
+            peer_pauses, back_peer = await run_peer(peer, before, region, after, other.read_text(), budget_chars, args.switches)
+            print(f"peer: {len(peer_pauses)} pauses in {time.perf_counter() - t:.0f} s")
+        finally:
+            await peer.close()
+
+    ours, theirs = summarize("selftune", ours_pauses), summarize("llama_cpp.server", peer_pauses)
+    report(ours, theirs, back_ours, back_peer)
+    if args.json:
+        args.json.write_text(json.dumps({"selftune": ours, "peer": theirs, "switch_back_ms": {"selftune": back_ours, "peer": back_peer},
+                                         "pauses": {"selftune": [p.__dict__ for p in ours_pauses], "peer": [p.__dict__ for p in peer_pauses]}}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(asyncio.run(main()))

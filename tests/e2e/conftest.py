@@ -1,0 +1,94 @@
+"""Helpers for end-to-end tests: the real `selftune serve`, driven by pytest-lsp's client."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+SERVER = [sys.executable, "-m", "selftune.server", "serve"]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": "INFO"}
+
+
+def config() -> ClientServerConfig:
+    return ClientServerConfig(server_command=SERVER, server_env=ENV)
+
+
+def capabilities() -> types.ClientCapabilities:
+    return types.ClientCapabilities(
+        text_document=types.TextDocumentClientCapabilities(
+            inline_completion=types.InlineCompletionClientCapabilities(),
+            completion=types.CompletionClientCapabilities(),
+        ),
+        workspace=types.WorkspaceClientCapabilities(configuration=True),
+        window=types.WindowClientCapabilities(work_done_progress=True),
+    )
+
+
+async def start(client: LanguageClient, root: Path, options: dict | None = None) -> None:
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=capabilities(),
+            root_uri=root.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(root.as_uri(), root.name)],
+            initialization_options={"selftune": options or {}},
+        )
+    )
+
+
+class Editor:
+    """A document as the client holds it, with edits sent as incremental didChange."""
+
+    def __init__(self, client: LanguageClient, path: Path, text: str, language_id: str = "python"):
+        self.client, self.text, self.version = client, text, 1
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        self.uri = path.as_uri()
+        client.text_document_did_open(
+            types.DidOpenTextDocumentParams(types.TextDocumentItem(self.uri, language_id, 1, text))
+        )
+
+    def position(self, offset: int | None = None) -> types.Position:
+        offset = len(self.text) if offset is None else offset
+        line = self.text.count("\n", 0, offset)
+        return types.Position(line, offset - (self.text.rfind("\n", 0, offset) + 1))
+
+    def type(self, text: str, offset: int | None = None) -> None:
+        offset = len(self.text) if offset is None else offset
+        pos = self.position(offset)
+        self.text = self.text[:offset] + text + self.text[offset:]
+        self.version += 1
+        self.client.text_document_did_change(
+            types.DidChangeTextDocumentParams(
+                types.VersionedTextDocumentIdentifier(self.version, self.uri),
+                [types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=text)],
+            )
+        )
+
+    def params(self, position: types.Position | None = None) -> types.InlineCompletionParams:
+        return types.InlineCompletionParams(
+            context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Automatic),
+            text_document=types.TextDocumentIdentifier(self.uri),
+            position=position or self.position(),
+        )
+
+    async def inline(self, position: types.Position | None = None) -> str:
+        result = await self.client.text_document_inline_completion_async(self.params(position))
+        items = result.items if isinstance(result, types.InlineCompletionList) else (result or [])
+        return items[0].insert_text if items else ""
+
+
+async def wait_for_message(client: LanguageClient, needle: str, timeout: float = 60.0) -> str:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for m in client.messages:
+            if needle in m.message:
+                return m.message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no window/showMessage containing {needle!r}; got {[m.message for m in client.messages]}")

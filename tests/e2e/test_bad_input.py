@@ -1,0 +1,101 @@
+"""Bad input gets a clear error or message, and the server keeps serving."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pytest_lsp import LanguageClient
+
+from .conftest import Editor, config, start
+
+
+@pytest_lsp.fixture(config=config(), scope="module")
+async def client(lsp_client: LanguageClient, tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    lsp_client.root = root
+    await start(lsp_client, root)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def still_serving(client: LanguageClient) -> None:
+    ed = Editor(client, client.root / "alive.py", "def square(x):\n    return ")
+    assert (await ed.inline()).strip()
+
+
+async def test_position_past_the_last_line(client: LanguageClient):
+    ed = Editor(client, client.root / "short.py", "x = 1\n")
+    with pytest.raises(JsonRpcInvalidParams, match="outside .* 1 lines"):
+        await ed.inline(types.Position(line=40, character=0))
+    await still_serving(client)
+
+
+async def test_character_past_the_end_of_the_line_means_the_end_of_the_line(client: LanguageClient):
+    ed = Editor(client, client.root / "clamp.py", "def square(x):\n    return ")
+    assert await ed.inline(types.Position(1, 500)) == await ed.inline(types.Position(1, 11))
+
+
+async def test_document_that_was_never_opened(client: LanguageClient):
+    params = types.InlineCompletionParams(
+        context=types.InlineCompletionContext(types.InlineCompletionTriggerKind.Invoked),
+        text_document=types.TextDocumentIdentifier((client.root / "ghost.py").as_uri()),
+        position=types.Position(0, 0),
+    )
+    with pytest.raises(JsonRpcInvalidParams, match="not open"):
+        await client.text_document_inline_completion_async(params)
+    await still_serving(client)
+
+
+async def test_five_megabyte_file_gets_a_bounded_prompt(client: LanguageClient):
+    body = "".join(f"def handler_{i}(event):\n    return event.get('k{i}')\n\n\n" for i in range(90_000))
+    assert len(body) > 5_000_000
+    ed = Editor(client, client.root / "huge.py", body + "def handler_last(event):\n    return ")
+    assert (await ed.inline()).strip()
+    ed.type("event")
+    assert (await ed.inline()) is not None
+    await still_serving(client)
+
+
+async def test_binary_document_is_skipped_with_a_message(client: LanguageClient):
+    ed = Editor(client, client.root / "blob.py", "PK\x03\x04\x00\x00\x14\x00garbage\x00")
+    assert await ed.inline() == ""
+    assert any("looks binary" in m.message for m in client.messages)
+    await still_serving(client)
+
+
+async def test_text_that_is_not_valid_utf8_on_disk_is_served_as_the_client_sent_it(client: LanguageClient):
+    # A Latin-1 file decoded by the editor with replacement characters.
+    ed = Editor(client, client.root / "latin.py", "name = 'Jos\ufffd'\nprint(")
+    await ed.inline()
+    await still_serving(client)
+
+
+async def test_malformed_request_params_get_an_error(client: LanguageClient):
+    future = client.protocol.send_request(
+        types.TEXT_DOCUMENT_INLINE_COMPLETION,
+        {"textDocument": {"uri": 42}, "position": "here"},
+    )
+    import asyncio
+
+    with pytest.raises(JsonRpcException):
+        await asyncio.wait_for(asyncio.wrap_future(future), 10)
+    await still_serving(client)
+
+
+async def test_garbage_on_the_wire_does_not_stop_the_server(client: LanguageClient):
+    body = b'{"jsonrpc": "2.0", "id": 99, "method": "textDocument/inlineCompletion", "params": {\xff\xfe'
+    client._server.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    bad_json = b"{not json at all"
+    client._server.stdin.write(b"Content-Length: %d\r\n\r\n" % len(bad_json) + bad_json)
+    await still_serving(client)
+
+
+async def test_unknown_accept_id_is_harmless(client: LanguageClient):
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="selftune.accept", arguments=["no-such-id"])
+    )
+    assert result is False
