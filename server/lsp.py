@@ -22,9 +22,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.workspace import TextDocument
 
 from . import __version__
@@ -37,6 +39,34 @@ log = logging.getLogger(__name__)
 
 ACCEPT_COMMAND = "selftune.accept"
 SHOWN_KEPT = 256  # suggestions remembered for their accept command
+
+
+class SelftuneProtocol(LanguageServerProtocol):
+    """pygls's protocol, except that a request whose params do not fit the LSP schema is answered.
+
+    pygls logs such a request and drops it, which leaves the client waiting for ever;
+    here it gets an InvalidParams error naming the fields that are wrong.
+    """
+
+    def structure_message(self, data: dict):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if not (isinstance(data, dict) and "id" in data and "method" in data):
+                raise
+            cause = exc.__cause__
+            detail = "; ".join(transform_error(cause)) if isinstance(cause, ClassValidationError) else str(cause or exc)
+            message = f"invalid params for {data['method']}: {detail}"
+            log.warning(message)
+            self._send_response(data["id"], error=types.ResponseError(code=JsonRpcInvalidParams.CODE, message=message))
+            return _ANSWERED
+
+    def handle_message(self, message):
+        if message is not _ANSWERED:
+            super().handle_message(message)
+
+
+_ANSWERED = object()
 
 
 class RequestFailed(JsonRpcException):
@@ -55,7 +85,8 @@ class Shown:
 
 class SelftuneServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("selftune", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__("selftune", __version__, protocol_cls=SelftuneProtocol,
+                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
         self.settings = Settings()
         self.completer: Completer | None = None
         self.shown: OrderedDict[str, Shown] = OrderedDict()
@@ -120,8 +151,15 @@ class SelftuneServer(LanguageServer):
             raise JsonRpcInvalidParams(
                 f"position {position.line}:{position.character} is outside {uri}, which has {len(lines)} lines"
             )
-        # LSP: a character past the end of the line means the end of the line.
-        return doc, doc.offset_at_position(position) if lines else 0
+        if not lines:
+            return doc, 0
+        # LSP: a character past the end of the line means the end of the line. (pygls
+        # clamps one short on a last line without a newline, so clamp here.)
+        line = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
+        units = len(line.encode("utf-16-le")) // 2
+        if position.character > units:
+            position = types.Position(position.line, units)
+        return doc, doc.offset_at_position(position)
 
     def completable(self, doc: TextDocument) -> bool:
         if "\x00" in doc.source:

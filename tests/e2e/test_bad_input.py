@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 
 import pytest
@@ -74,15 +76,21 @@ async def test_text_that_is_not_valid_utf8_on_disk_is_served_as_the_client_sent_
     await still_serving(client)
 
 
-async def test_malformed_request_params_get_an_error(client: LanguageClient):
-    future = client.protocol.send_request(
-        types.TEXT_DOCUMENT_INLINE_COMPLETION,
-        {"textDocument": {"uri": 42}, "position": "here"},
-    )
-    import asyncio
+def raw_request(client: LanguageClient, msg_id: str, method: str, params: object) -> asyncio.Future:
+    """Send a request as raw JSON-RPC, bypassing the client's typed serialization."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    client.protocol._request_futures[msg_id] = future
+    body = json.dumps({"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params}).encode()
+    client._server.stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    return asyncio.wrap_future(future)
 
-    with pytest.raises(JsonRpcException):
-        await asyncio.wait_for(asyncio.wrap_future(future), 10)
+
+async def test_malformed_request_params_get_an_error(client: LanguageClient):
+    reply = raw_request(client, "bad-1", "textDocument/inlineCompletion", {"textDocument": {"uri": 42}, "position": "here"})
+    with pytest.raises(JsonRpcException) as failure:
+        await asyncio.wait_for(reply, 10)
+    assert failure.value.code == -32602  # InvalidParams
+    assert "params.position" in failure.value.message  # names what is wrong
     await still_serving(client)
 
 
