@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 # Tokens a generation may run on after its request was cancelled.
 SPECULATE_AFTER_CANCEL = 16
 TOP_K = 40
+# Prompt-lookup decoding: when the last few tokens occurred earlier in the prompt,
+# the tokens that followed them there are checked in one batch, up to this many.
+DRAFT_MAX = 8
+DRAFT_NGRAMS = (3, 2)
 
 
 class Backend(Protocol):
@@ -50,13 +54,13 @@ class Backend(Protocol):
     bos: int  # the begin-of-text token, kept when a prompt is cut from the left
     prefill_chunk: int  # prompt tokens per decode call; a newer request can interrupt between chunks
 
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]: ...
+    def tokenize(self, text: str, *, special: bool = False, bos: bool = True) -> list[int]: ...
     def piece(self, token: int) -> bytes: ...
     def is_end(self, token: int) -> bool: ...
-    def decode(self, tokens: list[int]) -> None: ...
+    def decode(self, tokens: list[int], *, all_logits: bool = False) -> None: ...
     def truncate(self, n: int) -> None: ...
     def clear(self) -> None: ...
-    def logits(self) -> np.ndarray: ...
+    def logits(self, i: int = -1) -> np.ndarray: ...  # after the i-th token of the last decode
     def save(self) -> bytes: ...
     def restore(self, data: bytes, n_tokens: int) -> bool: ...
     def close(self) -> None: ...
@@ -75,6 +79,8 @@ class Outcome:
     prefill_tokens: int = 0  # prompt tokens evaluated for it
     cached_tokens: int = 0  # prompt tokens found in the KV cache
     generated_tokens: int = 0
+    drafted: int = 0  # prompt-lookup draft tokens checked
+    accepted: int = 0  # of which the model confirmed
     seconds: float = 0.0
 
 
@@ -101,7 +107,6 @@ class Generation:
     temperature: float
     text: str = ""
     heal: str = ""  # text the next tokens must spell out (token healing)
-    heal_token: int = -1  # the prompt token that was removed; always consistent with `heal`
     tokens: int = 0  # generated so far
     budget: int = 0  # stop when `tokens` reaches this
     pending: int | None = None  # sampled, not yet in the KV cache
@@ -247,9 +252,9 @@ class Engine:
             # The context builder keeps prompts within budget; this guards odd tokenizations.
             head = tokens[:1] if tokens and tokens[0] == backend.bos else []
             tokens = head + tokens[len(tokens) - room + len(head) :]
-        last = self._piece_text(tokens[-1]) if tokens else ""
-        removed = tokens[-1] if tokens else -1
-        prompt, tokens, heal = healing.split_last_token(req.prompt, tokens, last, backend.bos)
+        whole = tokens
+        prompt, tokens, heal = healing.split_partial_word(req.prompt, tokens, self._piece_text, backend.bos)
+        healed = len(whole) - len(tokens)  # tokens to generate again under the healing constraint
         keep = _common_prefix(self._kv, tokens)
         if keep == len(tokens):
             keep -= 1  # the last prompt token is decoded again for its logits
@@ -266,9 +271,9 @@ class Engine:
             part = tokens[i : i + chunk]
             backend.decode(part)
             self._kv.extend(part)
-        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal, heal_token=removed, offset=len(heal), stats=stats)
-        # The healed token re-spells typed text: it does not count against the suggestion's budget.
-        gen.budget = min(req.max_tokens + bool(heal), backend.n_ctx - len(self._kv) - 1)
+        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal, offset=len(heal), stats=stats)
+        # Healed tokens re-spell typed text: they do not count against the suggestion's budget.
+        gen.budget = min(req.max_tokens + healed, backend.n_ctx - len(self._kv) - 1)
         with self._cv:
             if req.done:
                 gen.budget = min(gen.budget, SPECULATE_AFTER_CANCEL)
@@ -299,38 +304,83 @@ class Engine:
         return True
 
     def _step(self, g: Generation) -> None:
+        """Generate the next token, or several when drafts from the prompt are confirmed."""
         backend = self.backend
+        drafts: list[int] = []
         if g.pending is not None:
-            backend.decode([g.pending])
-            self._kv.append(g.pending)
+            if g.temperature <= 0 and not g.heal:
+                drafts = self._draft(g.pending, g.budget - g.tokens - 1)
+            batch = [g.pending, *drafts]
+            backend.decode(batch, all_logits=bool(drafts))
+            self._kv.extend(batch)
             g.pending = None
-        logits = backend.logits()
-        if g.heal:
-            token = healing.choose(logits, g.heal, self._piece_text, g.heal_token)
-        else:
-            token = self._sample(logits, g.temperature)
-        with self._cv:
-            if backend.is_end(token):
-                g.ended = "end"
-                self._offer(g)
-                return
-            piece = backend.piece(token)
+        # The model's token after the pending one, then after each draft it agrees with.
+        chosen: list[int] = []
+        for j in range(len(drafts) + 1):
+            logits = backend.logits(j if drafts else -1)
             if g.heal:
-                text = piece.decode("utf-8", "replace")
-                g.heal = g.heal[len(text):] if g.heal.startswith(text) else ""
-            g.text += g.decoder.decode(piece)
-            g.tokens += 1
-            g.stats.generated_tokens += 1
-            g.pending = token
-            for s in g.stop:
-                at = g.text.find(s, max(0, g.offset))
-                if at != -1:
-                    g.text, g.ended = g.text[:at], "end"
-            if not g.ended and g.tokens >= g.budget:
-                g.ended = "budget"
-            if not g.ended and len(self._kv) + 2 >= backend.n_ctx:
-                g.ended = "context"
+                token = healing.choose(logits, g.heal, self._piece_text, self._first_token)
+            else:
+                token = self._sample(logits, g.temperature)
+            chosen.append(token)
+            if j == len(drafts) or token != drafts[j]:
+                break
+        rejected = len(drafts) - (len(chosen) - 1)
+        if rejected:
+            backend.truncate(len(self._kv) - rejected)
+            del self._kv[-rejected:]
+        g.stats.drafted += len(drafts)
+        g.stats.accepted += len(drafts) - rejected
+        for i, token in enumerate(chosen):
+            with self._cv:
+                self._emit(g, token, last=i == len(chosen) - 1)
+                if g.ended:
+                    return
+
+    def _emit(self, g: Generation, token: int, *, last: bool) -> None:
+        """Add one generated token to `g` (lock held). Only the last one is not in the KV cache yet."""
+        backend = self.backend
+        if backend.is_end(token):
+            g.ended = "end"
             self._offer(g)
+            return
+        piece = backend.piece(token)
+        if g.heal:
+            text = piece.decode("utf-8", "replace")
+            g.heal = g.heal[len(text):] if g.heal.startswith(text) else ""
+        g.text += g.decoder.decode(piece)
+        g.tokens += 1
+        g.stats.generated_tokens += 1
+        if last:
+            g.pending = token
+        for s in g.stop:
+            at = g.text.find(s, max(0, g.offset))
+            if at != -1:
+                g.text, g.ended = g.text[:at], "end"
+        if not g.ended and g.tokens >= g.budget:
+            g.ended = "budget"
+        if not g.ended and len(self._kv) + 2 >= backend.n_ctx:
+            g.ended = "context"
+        self._offer(g)
+
+    def _draft(self, pending: int, room: int) -> list[int]:
+        """Tokens that followed the latest earlier occurrence of the sequence's last n-gram."""
+        room = min(DRAFT_MAX, room, self.backend.n_ctx - len(self._kv) - 2)
+        if room <= 0:
+            return []
+        seq = np.array([*self._kv, pending], dtype=np.int32)
+        data = seq.tobytes()
+        for n in DRAFT_NGRAMS:
+            if len(seq) <= n:
+                continue
+            pattern = data[-4 * n :]
+            end = len(data) - 4  # an occurrence must end before the last token
+            while (at := data.rfind(pattern, 0, end)) != -1:
+                if at % 4 == 0:
+                    follow = at // 4 + n
+                    return seq[follow : follow + room].tolist()
+                end = at + 4 * n - 1
+        return []
 
     def _offer(self, g: Generation) -> None:
         """Give the attached request its suggestion if it is complete (lock held)."""
@@ -343,6 +393,9 @@ class Engine:
             g.stats.seconds = time.perf_counter() - req.created
             self._resolve_locked(req, g.stats)
             g.request = None
+
+    def _first_token(self, text: str) -> int:
+        return self.backend.tokenize(text, bos=False)[0]
 
     def _piece_text(self, token: int) -> str:
         return self.backend.piece(token).decode("utf-8", "replace")

@@ -1,14 +1,15 @@
 """Token healing: let the model re-choose the token the cursor cut in half.
 
 A prompt typed up to the cursor usually ends inside what the model would
-write as one token: after `return ` (tokenizers attach a space to the word
+write as one token or a few: after `return ` (tokenizers attach a space to the word
 that follows it) or in the middle of a word (`sorted(ite`). Shown such a
 boundary, rare in its training data, a model continues badly (often with a
-newline). So the engine removes the prompt's last token and constrains the
-next tokens to spell out the removed text, then lets the model go on freely.
+newline). So the engine removes the prompt's last token (with the tokens of
+the partial word it ends) and constrains the next tokens to spell out the
+removed text, then lets the model go on freely.
 
-`choose` picks the constrained token from the model's top candidates; the
-removed token itself is always consistent, so there is always an answer.
+`choose` picks the constrained token from the model's top candidates, or
+else the first token of the text still to spell.
 Pure; used by engine.py.
 """
 
@@ -26,18 +27,44 @@ def consistent(piece: str, heal: str) -> bool:
     return bool(piece) and (piece.startswith(heal) or heal.startswith(piece))
 
 
-def choose(logits: np.ndarray, heal: str, piece: Callable[[int], str], fallback: int) -> int:
-    """The most likely token among the top candidates that is consistent with `heal`."""
+def choose(logits: np.ndarray, heal: str, piece: Callable[[int], str], fallback: Callable[[str], int]) -> int:
+    """The most likely token among the top candidates that is consistent with `heal`.
+
+    `fallback(heal)` gives a token when none of them is: the first token of `heal` itself.
+    """
     k = min(CANDIDATES, len(logits))
     top = np.argpartition(logits, -k)[-k:]
     for token in top[np.argsort(logits[top])[::-1]]:
         if consistent(piece(int(token)), heal):
             return int(token)
-    return fallback
+    return fallback(heal)
 
 
-def split_last_token(prompt: str, tokens: list[int], piece: str, bos: int) -> tuple[str, list[int], str]:
-    """(prompt without its last token, those tokens, the removed text), or no change when it cannot be healed."""
-    if len(tokens) < 2 or tokens[-1] == bos or not piece or not prompt.endswith(piece):
+MAX_HEALED = 4  # tokens backed up at most
+
+
+def _wordy(c: str) -> bool:
+    return c.isalnum() or c == "_"
+
+
+def split_partial_word(prompt: str, tokens: list[int], piece: Callable[[int], str], bos: int) -> tuple[str, list[int], str]:
+    """(prompt without its trailing partial word's tokens, those tokens, the removed text).
+
+    Backs up over the last token, and over earlier ones while the removed text
+    starts inside a word: `sorted(ite` may be tokenized `... "(", "it", "e"`, and
+    healing only "e" would leave the model at the same odd boundary. Returns the
+    prompt unchanged when nothing can be healed.
+    """
+    removed, n = "", 0
+    while n < MAX_HEALED and len(tokens) - n > 1:
+        token = tokens[-1 - n]
+        text = piece(token)
+        if token == bos or not text or not prompt.endswith(text + removed):
+            break
+        removed, n = text + removed, n + 1
+        before = piece(tokens[-1 - n]) if len(tokens) - n > 1 else ""
+        if not (_wordy(removed[0]) and before and _wordy(before[-1])):
+            break
+    if not n:
         return prompt, tokens, ""
-    return prompt[: -len(piece)], tokens[:-1], piece
+    return prompt[: -len(removed)], tokens[:-n], removed

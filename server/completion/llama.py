@@ -57,8 +57,8 @@ class LlamaBackend:
         self.n_past = 0  # tokens in the KV cache
         self.prefill_chunk = PREFILL_CHUNK
 
-    def tokenize(self, text: str, *, special: bool = False) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos, special=special)
+    def tokenize(self, text: str, *, special: bool = False, bos: bool = True) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos and bos, special=special)
 
     def piece(self, token: int) -> bytes:
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
@@ -71,8 +71,8 @@ class LlamaBackend:
     def is_end(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def decode(self, tokens: list[int]) -> None:
-        """Append `tokens` to the KV cache; logits of the last one become available."""
+    def decode(self, tokens: list[int], *, all_logits: bool = False) -> None:
+        """Append `tokens` to the KV cache; logits of the last one (of each, with `all_logits`) become available."""
         for start in range(0, len(tokens), PREFILL_CHUNK):
             part = tokens[start : start + PREFILL_CHUNK]
             batch = self._batch
@@ -82,7 +82,7 @@ class LlamaBackend:
                 batch.pos[i] = self.n_past + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = False
+                batch.logits[i] = all_logits
             batch.logits[len(part) - 1] = True
             rc = llama_cpp.llama_decode(self.llm.ctx, batch)
             if rc != 0:
@@ -100,8 +100,9 @@ class LlamaBackend:
         llama_cpp.llama_memory_clear(self._memory, True)
         self.n_past = 0
 
-    def logits(self) -> np.ndarray:
-        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+    def logits(self, i: int = -1) -> np.ndarray:
+        """Logits after the `i`-th token of the last decode call (-1: the last one)."""
+        ptr = llama_cpp.llama_get_logits_ith(self.llm.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
     def save(self) -> bytes:

@@ -30,9 +30,10 @@ class ScriptedBackend:
         self.kv: list[int] = []
         self.decoded = 0  # tokens evaluated, over all calls
         self.fail_next = False
+        self.batches: list[int] = []
 
-    def tokenize(self, text, *, special=False):
-        return [BOS] + [ord(c) + 2 for c in text]
+    def tokenize(self, text, *, special=False, bos=True):
+        return [BOS] * bos + [ord(c) + 2 for c in text]
 
     def piece(self, token):
         return chr(token - 2).encode() if token >= 2 else b""
@@ -40,7 +41,8 @@ class ScriptedBackend:
     def is_end(self, token):
         return token == EOS
 
-    def decode(self, tokens):
+    def decode(self, tokens, *, all_logits=False):
+        self.batches.append(len(tokens))
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError("decode exploded")
@@ -54,8 +56,10 @@ class ScriptedBackend:
     def clear(self):
         self.kv = []
 
-    def logits(self):
-        text = "".join(chr(t - 2) for t in self.kv[1:])
+    def logits(self, i=-1):
+        # After the i-th token of the last batch (-1: after the last one).
+        upto = len(self.kv) if i == -1 else len(self.kv) - self.batches[-1] + i + 1
+        text = "".join(chr(t - 2) for t in self.kv[1:upto])
         out = np.zeros(0x3000, dtype=np.float32)
         nxt = EOS
         if self.script.startswith(text) and len(text) < len(self.script):
@@ -207,5 +211,35 @@ def test_generation_stops_at_the_token_budget(engine):
         return text, final
 
     out = wait(*submit(engine, "def", finish=never_done, max_tokens=5)[1:])
-    # Five new tokens, plus the healed "f" of "def" generated again.
-    assert out.text == SCRIPT[3:8] and out.generated_tokens == 6
+    # Five new tokens, plus "d", "e", "f" generated again: the partial word is healed.
+    assert out.text == SCRIPT[3:8] and out.generated_tokens == 8
+
+
+def test_prompt_lookup_drafts_are_confirmed_in_batches_and_change_nothing():
+    script = "total = compute(alpha, beta, gamma)\nother = compute(alpha, beta, gamma)\n"
+    backend = ScriptedBackend(script)
+    e = Engine(lambda: backend)
+    try:
+        prompt = "total = compute(alpha, beta, gamma)\nother = comp"
+        out = wait(*submit(e, prompt)[1:])
+        assert out.text == "ute(alpha, beta, gamma)"
+        assert out.accepted >= 10
+        # Far fewer decode calls than tokens: drafts were checked several at a time.
+        assert len(backend.batches) < out.generated_tokens
+    finally:
+        e.close()
+
+
+def test_wrong_drafts_are_rolled_back():
+    # The earlier line continues differently: drafts from it are rejected and removed from the KV cache.
+    script = "f(alpha, beta)\nf(alpha, gamma)\n"
+    backend = ScriptedBackend(script)
+    e = Engine(lambda: backend)
+    try:
+        out = wait(*submit(e, "f(alpha, beta)\nf(al")[1:])
+        assert out.text == "pha, gamma)"
+        assert out.drafted > out.accepted
+        text = "".join(chr(t - 2) for t in backend.kv[1:])
+        assert script.startswith(text)  # nothing rejected is left in the cache
+    finally:
+        e.close()

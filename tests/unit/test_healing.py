@@ -1,19 +1,29 @@
 import numpy as np
 
-from selftune.server.completion.healing import choose, consistent, split_last_token
+from selftune.server.completion import healing
+from selftune.server.completion.healing import choose, consistent, split_partial_word
 
-PIECES = ["", "<eos>", " ", " x", " xs", "x", "s", "sorted", "so", " =", "=", "\n"]
+PIECES = ["", "<eos>", " ", " x", " xs", "x", "s", "sorted", "so", " =", "=", "\n", " dee", "pl", " deep", "ly", "(", "it", "e"]
 
 
 def piece(token: int) -> str:
     return PIECES[token]
 
 
+def tok(p: str) -> int:
+    return PIECES.index(p)
+
+
 def logits(best_first: list[str]) -> np.ndarray:
     out = np.zeros(len(PIECES), dtype=np.float32)
     for rank, p in enumerate(best_first):
-        out[PIECES.index(p)] = 10.0 - rank
+        out[tok(p)] = 10.0 - rank
     return out
+
+
+def first_token(text: str) -> int:
+    """Like a tokenizer: the longest piece the text starts with."""
+    return max((t for t, p in enumerate(PIECES) if p and text.startswith(p)), key=lambda t: len(PIECES[t]))
 
 
 def test_consistent():
@@ -23,22 +33,33 @@ def test_consistent():
 
 def test_the_model_is_free_among_consistent_tokens():
     # The model prefers a newline, which the cut-off space does not allow.
-    assert PIECES[choose(logits(["\n", " xs", " x"]), " ", piece, fallback=2)] == " xs"
-    assert PIECES[choose(logits(["\n", "sorted", "so"]), "so", piece, fallback=8)] == "sorted"
+    assert piece(choose(logits(["\n", " xs", " x"]), " ", piece, first_token)) == " xs"
+    assert piece(choose(logits(["\n", "sorted", "so"]), "so", piece, first_token)) == "sorted"
 
 
-def test_falls_back_to_the_removed_token():
-    assert choose(logits(["\n"]), "q", piece, fallback=5) == 5
+def test_falls_back_to_the_first_token_of_the_text(monkeypatch):
+    monkeypatch.setattr(healing, "CANDIDATES", 1)  # only the model's favourite, a newline, is looked at
+    assert piece(choose(logits(["\n"]), " deepl", piece, first_token)) == " dee"
 
 
-def test_split_last_token():
-    assert split_last_token("x = so", [2, 5, 9, 8], "so", bos=0) == ("x = ", [2, 5, 9], "so")
+def test_backs_up_over_the_whole_partial_word():
+    text = "x = deepl"
+    tokens = [0, tok("x"), tok(" ="), tok(" dee"), tok("pl")]
+    assert split_partial_word(text, tokens, piece, bos=0) == ("x =", tokens[:3], " deepl")
+
+
+def test_backs_up_one_token_at_a_word_boundary():
+    text = "sorted(it"
+    tokens = [0, tok("sorted"), tok("("), tok("it")]
+    assert split_partial_word(text, tokens, piece, bos=0) == ("sorted(", tokens[:3], "it")
+    text = "x ="
+    assert split_partial_word(text, [0, tok("x"), tok(" =")], piece, bos=0) == ("x", [0, tok("x")], " =")
 
 
 def test_no_healing_when_the_piece_does_not_match_the_text():
-    assert split_last_token("x = so", [2, 5, 9, 8], "rted", bos=0) == ("x = so", [2, 5, 9, 8], "")
+    assert split_partial_word("x = so", [0, tok("x"), tok(" ="), tok("pl")], piece, bos=0)[2] == ""
 
 
-def test_a_lone_token_or_bos_is_not_healed():
-    assert split_last_token("x", [5], "x", bos=0) == ("x", [5], "")
-    assert split_last_token("", [0], "", bos=0) == ("", [0], "")
+def test_bos_and_a_lone_token_are_not_healed():
+    assert split_partial_word("x", [tok("x")], piece, bos=0) == ("x", [tok("x")], "")
+    assert split_partial_word("", [0], piece, bos=0) == ("", [0], "")
