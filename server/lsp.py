@@ -161,6 +161,14 @@ class SelftuneServer(LanguageServer):
             position = types.Position(position.line, units)
         return doc, doc.offset_at_position(position)
 
+    def documentation(self, code: str) -> types.MarkupContent:
+        """`code` as Markdown where the client renders it, else as plain text."""
+        caps = self.client_capabilities.text_document
+        item = caps.completion.completion_item if caps and caps.completion else None
+        if item and item.documentation_format and types.MarkupKind.Markdown in item.documentation_format:
+            return types.MarkupContent(types.MarkupKind.Markdown, f"```\n{code}\n```")
+        return types.MarkupContent(types.MarkupKind.PlainText, code)
+
     def completable(self, doc: TextDocument) -> bool:
         if "\x00" in doc.source:
             self.say(f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
@@ -312,7 +320,7 @@ def create_server() -> SelftuneServer:
                     label=label[:80],
                     kind=types.CompletionItemKind.Snippet,
                     detail=f"selftune · {ls.completer.manifest.name}",
-                    documentation=types.MarkupContent(types.MarkupKind.Markdown, f"```\n{word}{shown.text}\n```"),
+                    documentation=ls.documentation(word + shown.text),
                     filter_text=word + shown.text,
                     sort_text="0",
                     preselect=True,

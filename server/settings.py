@@ -28,6 +28,7 @@ class Settings:
     inline_completion: bool = field(default=True, metadata=_meta("answer textDocument/inlineCompletion"))
     completion: bool = field(default=True, metadata=_meta("answer textDocument/completion (for clients without inline completion)"))
     multiline: bool = field(default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line"))
+    block_wait_ms: int = field(default=300, metadata=_meta("a multi-line suggestion waits at most this long, then offers the lines it has", lo=0, hi=60000))
     context_size: int = field(default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072))
     threads: int = field(default=0, metadata=_meta("CPU threads for inference; 0 uses every core", lo=0, hi=256))
     cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))

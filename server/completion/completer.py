@@ -77,8 +77,8 @@ class Completer:
         self._anchors[key] = ctx.window_start
         shape = postprocess.shape_of(ctx, multiline=s.multiline, language_id=language_id)
 
-        def finish(out: str, final: bool, exhausted: bool) -> tuple[str, bool]:
-            return postprocess.cut(shape, out, final=final, exhausted=exhausted)
+        def finish(out: str, final: bool, exhausted: bool, hurry: bool) -> tuple[str, bool]:
+            return postprocess.cut(shape, out, final=final, exhausted=exhausted, hurry=hurry)
 
         req = Request(
             key=key,
@@ -89,6 +89,7 @@ class Completer:
             temperature=s.temperature,
             special=self.manifest.prompt.uses_special_tokens,
             stop=self.manifest.stop,
+            patience=s.block_wait_ms / 1000,
         )
         self.engine.submit(req)
         return req

@@ -66,7 +66,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-Finish = Callable[[str, bool, bool], tuple[str, bool]]  # (text, final, exhausted) -> (suggestion, done)
+Finish = Callable[[str, bool, bool, bool], tuple[str, bool]]  # (text, final, exhausted, hurry) -> (suggestion, done)
 
 
 @dataclass
@@ -94,6 +94,7 @@ class Request:
     temperature: float = 0.0
     special: bool = False  # the prompt holds special tokens (FIM)
     stop: tuple[str, ...] = ()
+    patience: float = float("inf")  # seconds after which `finish` is asked to hurry
     created: float = field(default_factory=time.perf_counter)
     done: bool = False
 
@@ -132,7 +133,8 @@ class Engine:
         self.loaded = threading.Event()
         self._kv_key: str | None = None
         self._kv: list[int] = []
-        self._parked: OrderedDict[str, tuple[list[int], bytes]] = OrderedDict()
+        # Per document: its KV tokens, KV state and the generation that was running on it.
+        self._parked: OrderedDict[str, tuple[list[int], bytes, Generation | None]] = OrderedDict()
         self._rng = np.random.default_rng(seed)
         self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
         self._thread.start()
@@ -237,15 +239,16 @@ class Engine:
             with self._cv:
                 self._resolve_locked(req, Outcome(None, error=self.load_error or "no model is loaded"))
             return
-        if self._attach(req):
-            return
-        with self._cv:
+        with self._cv:  # whatever the running generation was doing it for is superseded
             if self._gen is not None and self._gen.request is not None:
                 self._resolve_locked(self._gen.request, Outcome(None))
-            self._gen = None
-        backend = self.backend
+                self._gen.request = None
         if self._kv_key != req.key:
             self._switch(req.key)
+        if self._attach(req):
+            return
+        self._gen = None
+        backend = self.backend
         tokens = backend.tokenize(req.prompt, special=req.special)
         room = backend.n_ctx - req.max_tokens - 1
         if len(tokens) > room:
@@ -387,7 +390,8 @@ class Engine:
         req = g.request
         if req is None or req.done:
             return
-        suggestion, complete = req.finish(g.text[g.offset :], bool(g.ended), g.ended in ("budget", "context"))
+        hurry = time.perf_counter() - req.created > req.patience
+        suggestion, complete = req.finish(g.text[g.offset :], bool(g.ended), g.ended in ("budget", "context"), hurry)
         if complete or g.ended:
             g.stats.text = suggestion
             g.stats.seconds = time.perf_counter() - req.created
@@ -410,17 +414,19 @@ class Engine:
         return int(top[self._rng.choice(len(top), p=p / p.sum())])
 
     def _switch(self, key: str) -> None:
-        """Park the KV state of the current document and bring back `key`'s, if parked."""
+        """Park the current document's KV state and generation; bring back `key`'s, if parked."""
         backend = self.backend
         if self._kv_key is not None and self._kv and self.cached_documents > 0:
-            self._parked[self._kv_key] = (list(self._kv), backend.save())
+            gen = self._gen if self._gen is not None and self._gen.key == self._kv_key else None
+            self._parked[self._kv_key] = (list(self._kv), backend.save(), gen)
             self._parked.move_to_end(self._kv_key)
             while len(self._parked) > self.cached_documents:
                 self._parked.popitem(last=False)
+        self._gen = None
         parked = self._parked.pop(key, None)
         self._kv_key = key
         if parked is not None and backend.restore(parked[1], len(parked[0])):
-            self._kv = parked[0]
+            self._kv, self._gen = parked[0], parked[2]
         else:
             backend.clear()
             self._kv = []

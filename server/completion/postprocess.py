@@ -102,12 +102,13 @@ def _depth(text: str) -> int:
     return sum(text.count(c) for c in "([{") - sum(text.count(c) for c in CLOSERS)
 
 
-def cut(shape: Shape, text: str, *, final: bool = False, exhausted: bool = False) -> tuple[str, bool]:
+def cut(shape: Shape, text: str, *, final: bool = False, exhausted: bool = False, hurry: bool = False) -> tuple[str, bool]:
     """(suggestion, finished) for model output `text` at this point.
 
     `final`: the model stopped (end of text, stop string or token budget);
     `exhausted`: it stopped because the token budget ran out, so its last line
-    may be cut short.
+    may be cut short; `hurry`: the request has waited long enough, so a block
+    may be offered as the whole lines written so far.
     """
     text, stopped = _hard_stop(text)
     final = final or stopped
@@ -129,7 +130,7 @@ def cut(shape: Shape, text: str, *, final: bool = False, exhausted: bool = False
             return "", True
         return "\n" + nxt.rstrip(), True
 
-    return _block(shape, lines, complete, final, exhausted)
+    return _block(shape, lines, complete, final, exhausted, hurry)
 
 
 def _finish_line(shape: Shape, line: str) -> str:
@@ -138,7 +139,7 @@ def _finish_line(shape: Shape, line: str) -> str:
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
 
 
-def _block(shape: Shape, lines: list[str], complete: int, final: bool, exhausted: bool) -> tuple[str, bool]:
+def _block(shape: Shape, lines: list[str], complete: int, final: bool, exhausted: bool, hurry: bool) -> tuple[str, bool]:
     cursor_indent = indent_of(shape.line_prefix) if not shape.line_prefix.strip() else indent_of(shape.line_prefix + "x")
     opener = bool(shape.line_prefix.strip())
     base: int | None = None
@@ -181,7 +182,8 @@ def _block(shape: Shape, lines: list[str], complete: int, final: bool, exhausted
         if closes and depth <= 0 and shape.line_prefix.rstrip().endswith(("(", "[", "{")):
             return _join(kept), True  # the bracket opened on the cursor's line is closed
     if not final:
-        return _join(kept), False
+        whole = _join(kept)  # complete lines only: lines[complete] is still being written
+        return whole, hurry and complete >= 1 and bool(whole.strip())
     if exhausted and complete > 1 and len(kept) == complete:
         # The budget ran out mid-line: keep whole lines only.
         kept = kept[:-1]

@@ -46,6 +46,7 @@ from selftune.server.settings import Settings
 
 PEER_DEBOUNCE = 0.150
 PEER_MAX_TOKENS = 64
+PEER_CAP = 30.0  # the peer is slow on a CPU: wait this long for its answer before counting it missing
 
 
 def pick_region(path: Path, start: int | None, count: int) -> tuple[str, str, str]:
@@ -84,25 +85,33 @@ def summarize(name: str, pauses: list[Pause]) -> dict:
 
 # --- selftune -----------------------------------------------------------------------
 
-async def run_ours(root: Path, path: Path, before: str, region: str, after: str, other: Path, switches: int) -> tuple[list[Pause], list[float]]:
+async def run_ours(root: Path, path: Path, before: str, region: str, after: str, other: Path,
+                   switches: int) -> tuple[list[Pause], dict[str, list[float]]]:
     session = await Session.start(root, {}, log=root / "selftune.log")
     try:
         doc = session.open(path, before + after)
         await session.inline(doc, len(before))  # model load and the cold prefill, not measured
         pauses = await type_text(session, doc, len(before), region, rest_of_file=after)
-        # Switching: a second file, then back to the first one, a few times.
-        odoc = session.open(other, other.read_text())
-        at = len(before) + len(region)
-        back = []
-        for i in range(switches):
-            await session.inline(odoc, len(odoc.text) // 2 + i)
-            session.insert(doc, at, " ")
-            at += 1
-            _, seconds = await session.inline(doc, at)
-            back.append(seconds * 1000)
-        return pauses, back
+        return pauses, await switching(session, doc, len(before) + len(region), other, switches)
     finally:
         await session.close()
+
+
+async def switching(session: Session, doc, at: int, other: Path, switches: int) -> dict[str, list[float]]:
+    """Go to a second file and back, a few times: back at the same place, and back then typing a key."""
+    odoc = session.open(other, other.read_text())
+    same, typed = [], []
+    await session.inline(doc, at)
+    for i in range(switches):
+        await session.inline(odoc, len(odoc.text) // 2 + 40 * i)
+        _, seconds = await session.inline(doc, at)
+        same.append(seconds * 1000)
+        await session.inline(odoc, len(odoc.text) // 2 + 40 * i + 20)
+        session.insert(doc, at, "#")
+        at += 1
+        _, seconds = await session.inline(doc, at)
+        typed.append(seconds * 1000)
+    return {"same place": same, "after a key": typed}
 
 
 # --- the peer: llama_cpp.server driven like llama.vscode --------------------------
@@ -146,13 +155,17 @@ class Peer:
             await asyncio.sleep(0.1)
         raise RuntimeError("llama_cpp.server did not start")
 
-    async def complete(self, prompt: str) -> str:
+    async def complete(self, prompt: str) -> str | None:
+        """The streamed completion, or None when the server broke the stream off."""
         body = {"prompt": prompt, "max_tokens": PEER_MAX_TOKENS, "temperature": 0.0, "stream": True}
         out = []
-        async with self.http.stream("POST", "/v1/completions", json=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: ") and line != "data: [DONE]":
-                    out.append(json.loads(line[6:])["choices"][0]["text"])
+        try:
+            async with self.http.stream("POST", "/v1/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data: ") and line != "data: [DONE]":
+                        out.append(json.loads(line[6:])["choices"][0]["text"])
+        except httpx.HTTPError:
+            return None
         return "".join(out)
 
     async def close(self) -> None:
@@ -184,7 +197,7 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
             await asyncio.sleep(PEER_DEBOUNCE)
             inflight = asyncio.create_task(peer.complete(peer_window(text, offset, budget_chars)))
             try:
-                suggestion = await asyncio.wait_for(asyncio.shield(inflight), ANSWER_CAP)
+                suggestion = await asyncio.wait_for(asyncio.shield(inflight), PEER_CAP)
             except asyncio.TimeoutError:
                 suggestion = None
             seconds = time.perf_counter() - pressed
@@ -192,20 +205,27 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
             line = text[text.rfind("\n", 0, offset) + 1 : offset]
             pauses.append(Pause(key.pause, line, suggestion, seconds, _expected(full, i + 1, key.pause)))
         next_at = max(pressed + key.gap, time.perf_counter())
-    back = []
+    if inflight is not None:
+        await inflight
+    same, typed = [], []
+    await peer.complete(peer_window(text, offset, budget_chars))
     for i in range(switches):
-        await peer.complete(peer_window(other_text, len(other_text) // 2 + i, budget_chars))
-        text = text[:offset] + " " + text[offset:]
+        await peer.complete(peer_window(other_text, len(other_text) // 2 + 40 * i, budget_chars))
+        start = time.perf_counter()
+        await peer.complete(peer_window(text, offset, budget_chars))
+        same.append((time.perf_counter() - start) * 1000)
+        await peer.complete(peer_window(other_text, len(other_text) // 2 + 40 * i + 20, budget_chars))
+        text = text[:offset] + "#" + text[offset:]
         offset += 1
         start = time.perf_counter()
         await peer.complete(peer_window(text, offset, budget_chars))
-        back.append((time.perf_counter() - start) * 1000)
-    return pauses, back
+        typed.append((time.perf_counter() - start) * 1000)
+    return pauses, {"same place": same, "after a key": typed}
 
 
 # --- report -----------------------------------------------------------------------
 
-def report(ours: dict, peer: dict, back_ours: list[float], back_peer: list[float]) -> None:
+def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer: dict[str, list[float]]) -> None:
     rows = [
         ("pause→suggestion p50 (ms)", "p50_ms", "{:.0f}"),
         ("pause→suggestion p95 (ms)", "p95_ms", "{:.0f}"),
@@ -214,15 +234,16 @@ def report(ours: dict, peer: dict, back_ours: list[float], back_peer: list[float
         ("pauses with a suggestion", "with_suggestion", "{:.0%}"),
         ("useful chars per pause (mean)", "useful_chars_mean", "{:.1f}"),
         ("rest of line exactly right", "rest_of_line_exact", "{:.0%}"),
-        ("pauses with no answer in 10 s", "no_answer", "{}"),
+        ("pauses with no answer", "no_answer", "{}"),
     ]
     print(f"\n{'':34}{'selftune':>12}{'peer':>12}{'ours/peer':>12}")
     for label, key, fmt in rows:
         ratio = ours[key] / peer[key] if key.endswith("_ms") and peer[key] else None
         print(f"{label:34}{fmt.format(ours[key]):>12}{fmt.format(peer[key]):>12}{(f'{ratio:.2f}' if ratio else ''):>12}")
-    bo, bp = statistics.median(back_ours), statistics.median(back_peer)
-    print(f"{'back to a recent file, p50 (ms)':34}{bo:>12.0f}{bp:>12.0f}{bo / bp:>12.2f}")
-    print(f"{'  (all tries, ms)':34}{' '.join(f'{v:.0f}' for v in back_ours):>12}  |  {' '.join(f'{v:.0f}' for v in back_peer)}")
+    for how in back_ours:
+        bo, bp = statistics.median(back_ours[how]), statistics.median(back_peer[how])
+        print(f"{'back to a recent file, ' + how + ', p50 (ms)':46}{bo:>8.0f}{bp:>12.0f}{bo / bp:>12.2f}")
+        print(f"{'    every try (ms)':34}{' '.join(f'{v:.0f}' for v in back_ours[how])}  |  {' '.join(f'{v:.0f}' for v in back_peer[how])}")
     print("\ntargets: p50 ≤ 100 ms; ours/peer ≤ 0.2 at p50 and ≤ 0.5 at p95; back to a recent file ≤ 150 ms")
 
 
@@ -230,7 +251,7 @@ async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=Path(textwrap.__file__))
     parser.add_argument("--start", type=int, help="first line to type (1-based; default: def dedent)")
-    parser.add_argument("--lines", type=int, default=40)
+    parser.add_argument("--lines", type=int, default=30)
     parser.add_argument("--other", type=Path, default=Path(json.decoder.__file__), help="the file switched to and back from")
     parser.add_argument("--switches", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures here")

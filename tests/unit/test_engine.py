@@ -78,7 +78,7 @@ class ScriptedBackend:
         pass
 
 
-def line_finish(text, final, exhausted):
+def line_finish(text, final, exhausted, hurry=False):
     """Answer with the rest of the current line."""
     if "\n" in text:
         return text.split("\n", 1)[0], True
@@ -156,11 +156,20 @@ def test_a_new_prompt_evaluates_only_what_is_not_cached(engine):
     assert out.prefill_tokens <= len("    # ") + 1
 
 
-def test_switching_back_to_a_document_restores_its_state(engine):
+def test_switching_back_resumes_the_documents_generation(engine):
     a = "def total(xs):\n    s = 0\n"
     wait(*submit(engine, a, key="a.py")[1:])
     wait(*submit(engine, "print(1)\n", key="b.py")[1:])
     out = wait(*submit(engine, a + "    for", key="a.py")[1:])
+    assert out.reused and out.prefill_tokens == 0 and out.text == " x in xs:"
+
+
+def test_switching_back_restores_the_documents_kv_cache(engine):
+    a = "def total(xs):\n    s = 0\n"
+    wait(*submit(engine, a, key="a.py")[1:])
+    wait(*submit(engine, "print(1)\n", key="b.py")[1:])
+    out = wait(*submit(engine, a + "    # sum", key="a.py")[1:])  # not what a.py's generation wrote
+    assert not out.reused
     assert out.cached_tokens >= len(a)  # not a cold prefill
 
 
@@ -207,7 +216,7 @@ def test_a_failed_decode_is_reported_and_the_engine_keeps_serving(engine, backen
 
 
 def test_generation_stops_at_the_token_budget(engine):
-    def never_done(text, final, exhausted):
+    def never_done(text, final, exhausted, hurry=False):
         return text, final
 
     out = wait(*submit(engine, "def", finish=never_done, max_tokens=5)[1:])

@@ -124,3 +124,17 @@ def test_is_prose():
     assert not is_prose("# This is a comment about the code.")
     assert not is_prose("Item(sku, name, price)")
     assert not is_prose("None")
+
+
+def test_a_block_in_a_hurry_offers_its_complete_lines():
+    s = shape_at("def f(xs):\n    |\n")
+    text = "total = 0\n    for x in xs:\n        tot"
+    assert cut(s, text) == ("total = 0\n    for x in xs:", False)
+    assert cut(s, text, hurry=True) == ("total = 0\n    for x in xs:", True)
+
+
+def test_a_hurry_never_offers_a_half_written_line():
+    s = shape_at("def f(xs):\n    |\n")
+    assert cut(s, "total = su", hurry=True) == ("total = su", False)
+    s = shape_at("class A:\n    def f(self):|\n")
+    assert cut(s, "\n        ret", hurry=True)[1] is False
