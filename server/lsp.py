@@ -161,13 +161,13 @@ class SelftuneServer(LanguageServer):
             position = types.Position(position.line, units)
         return doc, doc.offset_at_position(position)
 
-    def documentation(self, code: str) -> types.MarkupContent:
-        """`code` as Markdown where the client renders it, else as plain text."""
+    def documentation(self, code: str) -> types.MarkupContent | str:
+        """`code` as Markdown where the client renders it, else as a plain string."""
         caps = self.client_capabilities.text_document
         item = caps.completion.completion_item if caps and caps.completion else None
         if item and item.documentation_format and types.MarkupKind.Markdown in item.documentation_format:
             return types.MarkupContent(types.MarkupKind.Markdown, f"```\n{code}\n```")
-        return types.MarkupContent(types.MarkupKind.PlainText, code)
+        return code
 
     def completable(self, doc: TextDocument) -> bool:
         if "\x00" in doc.source:
