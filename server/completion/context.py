@@ -25,6 +25,7 @@ class Context:
     line_prefix: str  # the cursor's line, before the cursor
     line_suffix: str  # the cursor's line, after the cursor
     window_start: int  # offset in the document where `prefix` begins
+    in_docstring: bool = False  # inside a triple-quoted string (counted from the top of the document)
 
 
 def line_start(text: str, offset: int) -> int:
@@ -80,4 +81,6 @@ def build(
         line_prefix=text[line_start(text, offset) : offset],
         line_suffix=text[offset:line_end],
         window_start=start,
+        # From the top, not the window: the window may start inside a docstring.
+        in_docstring=(text.count('"""', 0, offset) + text.count("'''", 0, offset)) % 2 == 1,
     )

@@ -26,6 +26,7 @@ carry a prompt and a `finish` callback.
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import logging
 import threading
@@ -108,6 +109,8 @@ class Generation:
     temperature: float
     text: str = ""
     heal: str = ""  # text the next tokens must spell out (token healing)
+    heal_tokens: list[int] = field(default_factory=list)  # the prompt's removed tokens: drafts while healing
+    ends: list[int] = field(default_factory=list)  # len(text) after each generated token
     tokens: int = 0  # generated so far
     budget: int = 0  # stop when `tokens` reaches this
     pending: int | None = None  # sampled, not yet in the KV cache
@@ -274,7 +277,8 @@ class Engine:
             part = tokens[i : i + chunk]
             backend.decode(part)
             self._kv.extend(part)
-        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal, offset=len(heal), stats=stats)
+        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal,
+                         heal_tokens=whole[len(tokens):], offset=len(heal), stats=stats)
         # Healed tokens re-spell typed text: they do not count against the suggestion's budget.
         gen.budget = min(req.max_tokens + healed, backend.n_ctx - len(self._kv) - 1)
         with self._cv:
@@ -301,8 +305,11 @@ class Engine:
             g.request, g.offset = req, len(req.prompt) - len(g.prompt)
             g.stats = Outcome(None, reused=True)
             if g.ended in ("budget", ""):
-                g.ended = ""
-                g.budget = min(g.tokens + req.max_tokens, self.backend.n_ctx - len(self._kv) - 2)
+                # The request's budget counts from its own place in the text: tokens the
+                # user has already typed over do not count, those after it do.
+                typed = bisect.bisect_right(g.ends, g.offset)
+                budget = min(typed + req.max_tokens, g.tokens + self.backend.n_ctx - len(self._kv) - 2)
+                g.ended, g.budget = ("budget", g.budget) if g.tokens >= budget else ("", budget)
             self._offer(g)
         return True
 
@@ -311,7 +318,9 @@ class Engine:
         backend = self.backend
         drafts: list[int] = []
         if g.pending is not None:
-            if g.temperature <= 0 and not g.heal:
+            if g.temperature <= 0 and g.heal:
+                drafts = g.heal_tokens  # most often the model spells the word as the prompt did
+            elif g.temperature <= 0:
                 drafts = self._draft(g.pending, g.budget - g.tokens - 1)
             batch = [g.pending, *drafts]
             backend.decode(batch, all_logits=bool(drafts))
@@ -319,10 +328,12 @@ class Engine:
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
         chosen: list[int] = []
+        heal = g.heal
         for j in range(len(drafts) + 1):
             logits = backend.logits(j if drafts else -1)
-            if g.heal:
-                token = healing.choose(logits, g.heal, self._piece_text, self._first_token)
+            if heal:
+                token = healing.choose(logits, heal, self._piece_text, self._first_token)
+                heal = healing.rest(heal, self._piece_text(token))
             else:
                 token = self._sample(logits, g.temperature)
             chosen.append(token)
@@ -349,9 +360,10 @@ class Engine:
             return
         piece = backend.piece(token)
         if g.heal:
-            text = piece.decode("utf-8", "replace")
-            g.heal = g.heal[len(text):] if g.heal.startswith(text) else ""
+            g.heal = healing.rest(g.heal, piece.decode("utf-8", "replace"))
+            g.heal_tokens = g.heal_tokens[1:] if g.heal_tokens[:1] == [token] and g.heal else []
         g.text += g.decoder.decode(piece)
+        g.ends.append(len(g.text))
         g.tokens += 1
         g.stats.generated_tokens += 1
         if last:

@@ -8,8 +8,9 @@ newline). So the engine removes the prompt's last token (with the tokens of
 the partial word it ends) and constrains the next tokens to spell out the
 removed text, then lets the model go on freely.
 
-`choose` picks the constrained token from the model's top candidates, or
-else the first token of the text still to spell.
+`choose` picks the constrained token from the model's top candidates,
+preferring one that spells all of the removed text, or else the first token
+of the text still to spell.
 Pure; used by engine.py.
 """
 
@@ -27,17 +28,28 @@ def consistent(piece: str, heal: str) -> bool:
     return bool(piece) and (piece.startswith(heal) or heal.startswith(piece))
 
 
-def choose(logits: np.ndarray, heal: str, piece: Callable[[int], str], fallback: Callable[[str], int]) -> int:
-    """The most likely token among the top candidates that is consistent with `heal`.
+def rest(heal: str, piece: str) -> str:
+    """What is left to spell of `heal` after a token with text `piece`."""
+    return heal[len(piece):] if heal.startswith(piece) else ""
 
-    `fallback(heal)` gives a token when none of them is: the first token of `heal` itself.
+
+def choose(logits: np.ndarray, heal: str, piece: Callable[[int], str], fallback: Callable[[str], int]) -> int:
+    """The most likely of the top candidates that spells all of `heal` (and maybe more).
+
+    Only when none does, the most likely that spells a part of it: taking a part when a
+    whole is on offer lets the model turn `counts` into `count` + `sets`. When no
+    candidate fits at all, `fallback(heal)` gives the first token of `heal` itself.
     """
     k = min(CANDIDATES, len(logits))
     top = np.argpartition(logits, -k)[-k:]
+    partial = None
     for token in top[np.argsort(logits[top])[::-1]]:
-        if consistent(piece(int(token)), heal):
+        text = piece(int(token))
+        if text.startswith(heal):
             return int(token)
-    return fallback(heal)
+        if partial is None and text and heal.startswith(text):
+            partial = int(token)
+    return partial if partial is not None else fallback(heal)
 
 
 MAX_HEALED = 4  # tokens backed up at most

@@ -59,9 +59,8 @@ def shape_of(ctx: Context, *, multiline: bool = True, language_id: str = "") -> 
         mode = "line"
     after = ctx.suffix.split("\n")[1:]
     next_line = next((line.strip() for line in after if line.strip()), "")
-    in_docstring = (ctx.prefix.count('"""') + ctx.prefix.count("'''")) % 2 == 1
     in_comment = "#" in ctx.line_prefix or "//" in ctx.line_prefix
-    prose_ok = language_id in PROSE_LANGUAGES or in_docstring or in_comment
+    prose_ok = language_id in PROSE_LANGUAGES or ctx.in_docstring or in_comment
     return Shape(mode, ctx.line_prefix, ctx.line_suffix, next_line, prose_ok)
 
 

@@ -89,6 +89,19 @@ class Doc:
         return types.Position(line, utf16_len(self.text[start:offset]))
 
 
+def insert(client: LanguageClient, doc: Doc, offset: int, text: str) -> None:
+    """Type `text` at `offset`: update `doc` and send the incremental didChange an editor sends."""
+    pos = doc.position(offset)
+    doc.text = doc.text[:offset] + text + doc.text[offset:]
+    doc.version += 1
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            types.VersionedTextDocumentIdentifier(doc.version, doc.uri),
+            [types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=text)],
+        )
+    )
+
+
 @dataclass
 class Session:
     client: LanguageClient
@@ -137,15 +150,7 @@ class Session:
         return doc
 
     def insert(self, doc: Doc, offset: int, text: str) -> None:
-        pos = doc.position(offset)
-        doc.text = doc.text[:offset] + text + doc.text[offset:]
-        doc.version += 1
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                types.VersionedTextDocumentIdentifier(doc.version, doc.uri),
-                [types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=text)],
-            )
-        )
+        insert(self.client, doc, offset, text)
 
     def request_inline(self, doc: Doc, offset: int) -> tuple[str, asyncio.Future]:
         msg_id = str(uuid.uuid4())

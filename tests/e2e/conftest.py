@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 from lsprotocol import types
+import pytest_lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
+
+from selftune.server.demo.replay import Doc, insert
 
 SERVER = [sys.executable, "-m", "selftune.server", "serve"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": "INFO"}
@@ -29,6 +32,16 @@ def capabilities() -> types.ClientCapabilities:
     )
 
 
+@pytest_lsp.fixture(config=config(), scope="module")
+async def client(lsp_client: LanguageClient, tmp_path_factory):
+    """One real server per test module (loading the model takes a moment), default settings."""
+    root = tmp_path_factory.mktemp("project")
+    lsp_client.root = root
+    await start(lsp_client, root)
+    yield
+    await lsp_client.shutdown_session()
+
+
 async def start(client: LanguageClient, root: Path, options: dict | None = None) -> None:
     await client.initialize_session(
         types.InitializeParams(
@@ -44,30 +57,23 @@ class Editor:
     """A document as the client holds it, with edits sent as incremental didChange."""
 
     def __init__(self, client: LanguageClient, path: Path, text: str, language_id: str = "python"):
-        self.client, self.text, self.version = client, text, 1
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        self.uri = path.as_uri()
+        self.client, self.doc = client, Doc(path.as_uri(), text)
+        self.uri = self.doc.uri
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(types.TextDocumentItem(self.uri, language_id, 1, text))
         )
 
+    @property
+    def text(self) -> str:
+        return self.doc.text
+
     def position(self, offset: int | None = None) -> types.Position:
-        offset = len(self.text) if offset is None else offset
-        line = self.text.count("\n", 0, offset)
-        return types.Position(line, offset - (self.text.rfind("\n", 0, offset) + 1))
+        return self.doc.position(len(self.text) if offset is None else offset)
 
     def type(self, text: str, offset: int | None = None) -> None:
-        offset = len(self.text) if offset is None else offset
-        pos = self.position(offset)
-        self.text = self.text[:offset] + text + self.text[offset:]
-        self.version += 1
-        self.client.text_document_did_change(
-            types.DidChangeTextDocumentParams(
-                types.VersionedTextDocumentIdentifier(self.version, self.uri),
-                [types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=text)],
-            )
-        )
+        insert(self.client, self.doc, len(self.text) if offset is None else offset, text)
 
     def params(self, position: types.Position | None = None) -> types.InlineCompletionParams:
         return types.InlineCompletionParams(

@@ -7,21 +7,11 @@ import concurrent.futures
 import json
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, config, start
-
-
-@pytest_lsp.fixture(config=config(), scope="module")
-async def client(lsp_client: LanguageClient, tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    lsp_client.root = root
-    await start(lsp_client, root)
-    yield
-    await lsp_client.shutdown_session()
+from .conftest import Editor
 
 
 async def still_serving(client: LanguageClient) -> None:

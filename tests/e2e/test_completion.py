@@ -6,27 +6,17 @@ import asyncio
 import time
 
 import pytest
-import pytest_lsp
 from lsprotocol import types
 from pygls.exceptions import JsonRpcRequestCancelled
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, config, start
+from .conftest import Editor
 
 AVERAGE = """def average(values):
     total = 0
     for v in values:
         total += v
     """
-
-
-@pytest_lsp.fixture(config=config(), scope="module")
-async def client(lsp_client: LanguageClient, tmp_path_factory):
-    root = tmp_path_factory.mktemp("project")
-    lsp_client.root = root
-    await start(lsp_client, root)
-    yield
-    await lsp_client.shutdown_session()
 
 
 def indent(line: str) -> int:

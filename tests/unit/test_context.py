@@ -60,3 +60,11 @@ def test_suffix_ends_at_a_line_boundary():
 def test_offset_outside_the_document(offset):
     with pytest.raises(ValueError, match="outside the document"):
         build(TEXT, offset, prefix_chars=100, suffix_chars=100)
+
+
+def test_docstring_is_seen_even_when_the_window_starts_inside_it():
+    text = 'def f():\n    """Start of a long docstring.\n' + "    more words here\n" * 200 + "    and the cursor"
+    ctx = build(text, len(text), prefix_chars=500, suffix_chars=100)
+    assert '"""' not in ctx.prefix and ctx.in_docstring
+    closed = text + '\n    """\n    x = '
+    assert not build(closed, len(closed), prefix_chars=500, suffix_chars=100).in_docstring

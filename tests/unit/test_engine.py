@@ -252,3 +252,19 @@ def test_wrong_drafts_are_rolled_back():
         assert script.startswith(text)  # nothing rejected is left in the cache
     finally:
         e.close()
+
+
+def test_a_request_after_the_budget_is_spent_is_answered_at_once():
+    # A line that never ends: the generation stops at the budget and answers what it has.
+    backend = ScriptedBackend("#" * 500)
+    e = Engine(lambda: backend)
+    try:
+        first = wait(*submit(e, "#", max_tokens=10)[1:])
+        assert first.text == "#" * 10
+        decoded = backend.decoded
+        again = wait(*submit(e, "#", max_tokens=10)[1:])  # the same place again: nothing new to generate
+        assert again.reused and again.text == first.text and backend.decoded == decoded
+        later = wait(*submit(e, "###", max_tokens=10)[1:])  # two typed over: two more tokens
+        assert later.text == "#" * 10
+    finally:
+        e.close()

@@ -63,3 +63,10 @@ def test_no_healing_when_the_piece_does_not_match_the_text():
 def test_bos_and_a_lone_token_are_not_healed():
     assert split_partial_word("x", [tok("x")], piece, bos=0) == ("x", [tok("x")], "")
     assert split_partial_word("", [0], piece, bos=0) == ("", [0], "")
+
+
+def test_a_token_that_spells_all_of_the_text_beats_a_likelier_part():
+    # The model likes "so" better, but "sorted" spells all of what was typed.
+    assert piece(choose(logits(["so", "sorted"]), "sor", piece, first_token)) == "sorted"
+    # Nothing spells all of " deepl": the likeliest part is taken.
+    assert piece(choose(logits(["\n", " dee", " deep"]), " deepl", piece, first_token)) == " dee"
