@@ -16,9 +16,10 @@ a bad setting is shown, naming the key and the default used instead.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -90,7 +91,7 @@ class SelftuneServer(LanguageServer):
         self.settings = Settings()
         self.completer: Completer | None = None
         self.shown: OrderedDict[str, Shown] = OrderedDict()
-        self.accepted: list[str] = []
+        self.accepted: deque[str] = deque(maxlen=SHOWN_KEPT)  # until the journal records acceptance
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
         self.log_forwarder: LogForwarder | None = None
@@ -117,7 +118,7 @@ class SelftuneServer(LanguageServer):
         except ModelUnavailable as exc:
             # The manifest itself is bad: fall back to the default model and say so.
             self.say(f"selftune: {exc}; using the default model instead", types.MessageType.Error)
-            self.settings = Settings(**{**self.settings.__dict__, "model": Settings().model, "model_path": ""})
+            self.settings = dataclasses.replace(self.settings, model=Settings().model, model_path="")
             self.completer = Completer(self.settings)
 
     async def report_model_load(self) -> None:
@@ -134,7 +135,10 @@ class SelftuneServer(LanguageServer):
             if message in self._warned:
                 return
             self._warned.add(message)
-        log.warning(message) if kind <= types.MessageType.Warning else log.info(message)
+        if kind <= types.MessageType.Warning:
+            log.warning(message)
+        else:
+            log.info(message)
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
     # --- documents --------------------------------------------------------------
