@@ -190,6 +190,8 @@ class SelftuneServer(LanguageServer):
         if outcome.error:
             raise RequestFailed(f"selftune: {outcome.error}")
         if not outcome.text or doc.version != version:
+            log.debug("no suggestion at %s:%s: %s", doc.uri, offset,
+                      "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer")
             return None
         shown = Shown(doc.uri, version or 0, params.position, outcome.text, outcome)
         item_id = f"c{next(self._ids)}"

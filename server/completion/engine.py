@@ -253,7 +253,7 @@ class Engine:
         self._gen = None
         backend = self.backend
         tokens = backend.tokenize(req.prompt, special=req.special)
-        room = backend.n_ctx - req.max_tokens - 1
+        room = max(backend.n_ctx // 2, backend.n_ctx - req.max_tokens - 1)  # maxTokens may exceed the context
         if len(tokens) > room:
             # The context builder keeps prompts within budget; this guards odd tokenizations.
             head = tokens[:1] if tokens and tokens[0] == backend.bos else []
@@ -297,18 +297,24 @@ class Engine:
             return False
         if g.ended == "end" and len(req.prompt) == len(g.prompt) + len(g.text):
             return False  # nothing left to offer; a fresh generation may do better
+        # The request's budget counts from its own place in the text: tokens the user
+        # has already typed over do not count, those after it do.
+        offset = len(req.prompt) - len(g.prompt)
+        typed = bisect.bisect_right(g.ends, offset)
+        room = self.backend.n_ctx - len(self._kv) - 2
+        if g.ended == "context" or (g.ended != "end" and g.tokens - typed + room < req.max_tokens):
+            # Typed along this generation until the context is nearly full: start again
+            # (the KV cache still holds the prompt, so that is cheap).
+            return False
         with self._cv:
             if req.done:
                 return True
             if g.request is not None:
                 self._resolve_locked(g.request, Outcome(None))
-            g.request, g.offset = req, len(req.prompt) - len(g.prompt)
+            g.request, g.offset = req, offset
             g.stats = Outcome(None, reused=True)
             if g.ended in ("budget", ""):
-                # The request's budget counts from its own place in the text: tokens the
-                # user has already typed over do not count, those after it do.
-                typed = bisect.bisect_right(g.ends, g.offset)
-                budget = min(typed + req.max_tokens, g.tokens + self.backend.n_ctx - len(self._kv) - 2)
+                budget = typed + req.max_tokens
                 g.ended, g.budget = ("budget", g.budget) if g.tokens >= budget else ("", budget)
             self._offer(g)
         return True
@@ -405,6 +411,9 @@ class Engine:
         hurry = time.perf_counter() - req.created > req.patience
         suggestion, complete = req.finish(g.text[g.offset :], bool(g.ended), g.ended in ("budget", "context"), hurry)
         if complete or g.ended:
+            if not suggestion:
+                log.debug("empty suggestion: ended=%r, %d tokens generated, %d in the KV cache, output %r",
+                          g.ended, g.tokens, len(self._kv), g.text[g.offset : g.offset + 60])
             g.stats.text = suggestion
             g.stats.seconds = time.perf_counter() - req.created
             self._resolve_locked(req, g.stats)

@@ -50,11 +50,15 @@ PEER_CAP = 30.0  # the peer is slow on a CPU: wait this long for its answer befo
 
 
 def pick_region(path: Path, start: int | None, count: int) -> tuple[str, str, str]:
+    """(text before, the lines to type, text after). As in an editor, the lines are typed
+    on an empty line of their own: `before + "\n" + after` is the document at the start,
+    and the region's last newline is already there."""
     lines = path.read_text().splitlines(keepends=True)
     if start is None:
         start = next(i for i, line in enumerate(lines) if line.startswith("def dedent(")) + 1
     i = start - 1
-    return "".join(lines[:i]), "".join(lines[i : i + count]), "".join(lines[i + count :])
+    region = "".join(lines[i : i + count])
+    return "".join(lines[:i]), region[:-1], "\n" + "".join(lines[i + count :])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -223,6 +227,29 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
     return pauses, {"same place": same, "after a key": typed}
 
 
+def prefix_reuse(text: str) -> dict:
+    """Cold prefill of a full window, then the same prompt plus one character (max 1 new token each)."""
+    import threading
+
+    from selftune.server.completion.completer import Completer
+
+    completer = Completer(Settings(max_tokens=1))
+    def once(prompt: str):
+        done, box = threading.Event(), []
+        completer.request("file:///reuse.py", prompt, len(prompt), lambda o: (box.append(o), done.set()))
+        done.wait()
+        return box[0]
+    completer.engine.loaded.wait()
+    cut = text.rfind(" ", 0, len(text) - 200)
+    cold = once(text[:cut])
+    # A character the model did not predict, so that the answer cannot come from the
+    # generation already made: only the KV cache of the shared prefix helps.
+    warm = once(text[:cut] + "Z")
+    completer.close()
+    return {"tokens": cold.prefill_tokens, "cold_ms": cold.seconds * 1000, "warm_ms": warm.seconds * 1000,
+            "warm_prefill": warm.prefill_tokens}
+
+
 # --- report -----------------------------------------------------------------------
 
 def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer: dict[str, list[float]]) -> None:
@@ -273,7 +300,9 @@ async def main() -> int:
         other.write_text(args.other.read_text())
         t = time.perf_counter()
         ours_pauses, back_ours = await run_ours(root, path, before, region, after, other, args.switches)
-        print(f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s")
+        ours = summarize("selftune", ours_pauses)
+        print(f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s; "
+              f"p50 {ours['p50_ms']:.0f} ms, p95 {ours['p95_ms']:.0f} ms (the peer takes much longer)", flush=True)
         peer = Peer(model, n_ctx, os.cpu_count() or 2, root / "peer.log")
         try:
             t = time.perf_counter()
@@ -282,8 +311,11 @@ async def main() -> int:
         finally:
             await peer.close()
 
-    ours, theirs = summarize("selftune", ours_pauses), summarize("llama_cpp.server", peer_pauses)
+    theirs = summarize("llama_cpp.server", peer_pauses)
     report(ours, theirs, back_ours, back_peer)
+    reuse = prefix_reuse(before)
+    print(f"\nKV-cache reuse, in process: a {reuse['tokens']}-token prompt costs {reuse['cold_ms']:.0f} ms cold; "
+          f"one more character costs {reuse['warm_ms']:.0f} ms to the next token ({reuse['warm_prefill']} tokens evaluated)")
     if args.json:
         args.json.write_text(json.dumps({"selftune": ours, "peer": theirs, "switch_back_ms": {"selftune": back_ours, "peer": back_peer},
                                          "pauses": {"selftune": [p.__dict__ for p in ours_pauses], "peer": [p.__dict__ for p in peer_pauses]}}, indent=1))

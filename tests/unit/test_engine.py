@@ -268,3 +268,17 @@ def test_a_request_after_the_budget_is_spent_is_answered_at_once():
         assert later.text == "#" * 10
     finally:
         e.close()
+
+
+def test_a_generation_that_filled_the_context_is_not_reused():
+    backend = ScriptedBackend("x" * 400)
+    backend.n_ctx = 64
+    e = Engine(lambda: backend)
+    try:
+        first = wait(*submit(e, "x" * 10, finish=lambda t, f, x, h=False: (t, f), max_tokens=200)[1:])
+        assert first.text and len(backend.kv) >= 60  # stopped by the context, not the budget
+        # More tokens than are left past this point and in the context: a fresh generation.
+        again = wait(*submit(e, "x" * 12, finish=lambda t, f, x, h=False: (t, f), max_tokens=60)[1:])
+        assert not again.reused and again.text
+    finally:
+        e.close()
