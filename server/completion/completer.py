@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from typing import Callable
 
 from ..models import Manifest, load_manifest, resolve_weights
@@ -23,12 +22,6 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 3.0  # conservative for code; the engine trims if a prompt still overflows
 SUFFIX_CHARS = 2000  # what post-processing looks at after the cursor (not in a plain prompt)
 MIN_CONTEXT = 512
-
-
-@dataclass(frozen=True)
-class Loaded:
-    manifest: Manifest
-    n_ctx: int
 
 
 def backend_loader(settings: Settings) -> tuple[Manifest, Callable[[], Backend]]:

@@ -23,11 +23,6 @@ import numpy as np
 CANDIDATES = 256  # the model's best tokens searched for one that fits
 
 
-def consistent(piece: str, heal: str) -> bool:
-    """`piece` spells the start of `heal`, or all of it and more."""
-    return bool(piece) and (piece.startswith(heal) or heal.startswith(piece))
-
-
 def rest(heal: str, piece: str) -> str:
     """What is left to spell of `heal` after a token with text `piece`."""
     return heal[len(piece):] if heal.startswith(piece) else ""

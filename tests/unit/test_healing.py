@@ -1,7 +1,7 @@
 import numpy as np
 
 from selftune.server.completion import healing
-from selftune.server.completion.healing import choose, consistent, split_partial_word
+from selftune.server.completion.healing import choose, split_partial_word
 
 PIECES = ["", "<eos>", " ", " x", " xs", "x", "s", "sorted", "so", " =", "=", "\n", " dee", "pl", " deep", "ly", "(", "it", "e"]
 
@@ -24,11 +24,6 @@ def logits(best_first: list[str]) -> np.ndarray:
 def first_token(text: str) -> int:
     """Like a tokenizer: the longest piece the text starts with."""
     return max((t for t, p in enumerate(PIECES) if p and text.startswith(p)), key=lambda t: len(PIECES[t]))
-
-
-def test_consistent():
-    assert consistent(" x", " x") and consistent(" xs", " x") and consistent(" ", " x")
-    assert not consistent("x", " x") and not consistent("", " x")
 
 
 def test_the_model_is_free_among_consistent_tokens():
