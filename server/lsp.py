@@ -79,7 +79,8 @@ class RequestFailed(JsonRpcException):
 class Shown:
     uri: str
     version: int
-    position: types.Position
+    position: types.Position  # clamped to the document
+    offset: int  # of the position in the document's text
     text: str
     outcome: Outcome
 
@@ -143,8 +144,9 @@ class SelftuneServer(LanguageServer):
 
     # --- documents --------------------------------------------------------------
 
-    def locate(self, uri: str, position: types.Position) -> tuple[TextDocument, int]:
-        """The open document and the offset of `position` in it, or a clear InvalidParams error."""
+    def locate(self, uri: str, position: types.Position) -> tuple[TextDocument, int, types.Position]:
+        """The open document, the offset of `position` in it and the position clamped to its line,
+        or a clear InvalidParams error."""
         doc = self.workspace.text_documents.get(unquote(uri))
         if doc is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open: send textDocument/didOpen first")
@@ -156,14 +158,14 @@ class SelftuneServer(LanguageServer):
                 f"position {position.line}:{position.character} is outside {uri}, which has {len(lines)} lines"
             )
         if not lines:
-            return doc, 0
+            return doc, 0, types.Position(0, 0)
         # LSP: a character past the end of the line means the end of the line. (pygls
         # clamps one short on a last line without a newline, so clamp here.)
         line = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
         units = len(line.encode("utf-16-le")) // 2
         if position.character > units:
             position = types.Position(position.line, units)
-        return doc, doc.offset_at_position(position)
+        return doc, doc.offset_at_position(position), position
 
     def documentation(self, code: str) -> types.MarkupContent | str:
         """`code` as Markdown where the client renders it, else as a plain string."""
@@ -182,7 +184,7 @@ class SelftuneServer(LanguageServer):
 
     async def suggest(self, params: types.TextDocumentPositionParams) -> tuple[Shown, str] | None:
         """The suggestion at a position, with an id for its accept command; None when there is none."""
-        doc, offset = self.locate(params.text_document.uri, params.position)
+        doc, offset, position = self.locate(params.text_document.uri, params.position)
         if self.completer is None or not self.completable(doc):
             return None
         version = doc.version
@@ -193,7 +195,7 @@ class SelftuneServer(LanguageServer):
             log.debug("no suggestion at %s:%s: %s", doc.uri, offset,
                       "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer")
             return None
-        shown = Shown(doc.uri, version or 0, params.position, outcome.text, outcome)
+        shown = Shown(doc.uri, version or 0, position, offset, outcome.text, outcome)
         item_id = f"c{next(self._ids)}"
         self.shown[item_id] = shown
         while len(self.shown) > SHOWN_KEPT:
@@ -296,7 +298,7 @@ def create_server() -> SelftuneServer:
             items=[
                 types.InlineCompletionItem(
                     insert_text=shown.text,
-                    range=types.Range(params.position, params.position),
+                    range=types.Range(shown.position, shown.position),
                     command=accept_command(item_id),
                 )
             ]
@@ -310,13 +312,13 @@ def create_server() -> SelftuneServer:
         if found is None:
             return types.CompletionList(is_incomplete=True, items=[])
         shown, item_id = found
-        doc = ls.workspace.get_text_document(params.text_document.uri)
-        line = doc.lines[params.position.line] if params.position.line < len(doc.lines) else ""
         # Replace the word being typed so that the client's filtering matches the item.
-        start = params.position.character
-        while start > 0 and (line[start - 1].isalnum() or line[start - 1] == "_"):
+        source = ls.workspace.get_text_document(params.text_document.uri).source
+        start = shown.offset
+        while start > 0 and (source[start - 1].isalnum() or source[start - 1] == "_"):
             start -= 1
-        word = line[start : params.position.character]
+        word = source[start : shown.offset]
+        word_start = types.Position(shown.position.line, shown.position.character - len(word.encode("utf-16-le")) // 2)
         first = shown.text.split("\n", 1)[0] if shown.text.strip("\n") else shown.text.strip()
         label = (word + first).strip() or shown.text.strip().split("\n", 1)[0]
         return types.CompletionList(
@@ -332,7 +334,7 @@ def create_server() -> SelftuneServer:
                     preselect=True,
                     insert_text_format=types.InsertTextFormat.PlainText,
                     text_edit=types.TextEdit(
-                        range=types.Range(types.Position(params.position.line, start), params.position),
+                        range=types.Range(word_start, shown.position),
                         new_text=word + shown.text,
                     ),
                     command=accept_command(item_id),

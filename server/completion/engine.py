@@ -309,9 +309,7 @@ class Engine:
         with self._cv:
             if req.done:
                 return True
-            if g.request is not None:
-                self._resolve_locked(g.request, Outcome(None))
-            g.request, g.offset = req, offset
+            g.request, g.offset = req, offset  # _start has already superseded g's previous request
             g.stats = Outcome(None, reused=True)
             if g.ended in ("budget", ""):
                 budget = typed + req.max_tokens

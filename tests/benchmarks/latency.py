@@ -34,13 +34,14 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import httpx
 
-from selftune.server.completion.completer import CHARS_PER_TOKEN
-from selftune.server.demo.replay import ANSWER_CAP, Pause, Session, _expected, keystrokes, type_text, useful_chars
+from selftune.server.completion.completer import CHARS_PER_TOKEN, Completer
+from selftune.server.demo.replay import Pause, Session, _expected, keystrokes, type_text, useful_chars
 from selftune.server.models import load_manifest, resolve_weights
 from selftune.server.settings import Settings
 
@@ -229,10 +230,6 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
 
 def prefix_reuse(text: str) -> dict:
     """Cold prefill of a full window, then the same prompt plus one character (max 1 new token each)."""
-    import threading
-
-    from selftune.server.completion.completer import Completer
-
     completer = Completer(Settings(max_tokens=1))
     def once(prompt: str):
         done, box = threading.Event(), []

@@ -62,6 +62,15 @@ async def test_accept_command_and_classic_completion(client: LanguageClient):
     only = listing.items[0]
     assert only.text_edit.new_text.strip() and only.command.command == "selftune.accept"
 
+    # Mid-word, the edit replaces the word being typed, so the client's filter matches it.
+    ed.type("na")
+    listing = await client.text_document_completion_async(
+        types.CompletionParams(types.TextDocumentIdentifier(ed.uri), ed.position())
+    )
+    edit = listing.items[0].text_edit
+    assert edit.range.start == types.Position(1, ed.position().character - 2) and edit.range.end == ed.position()
+    assert edit.new_text.startswith("na")
+
 
 async def test_twenty_rapid_requests_only_the_newest_gets_content(client: LanguageClient):
     ed = Editor(client, client.root / "rapid.py", "def fibonacci(n):\n    ")
