@@ -4,6 +4,7 @@
     selftune complete FILE:LINE:COL    print the suggestion the server would offer there
     selftune models [--fetch]          list model manifests and whether their weights are here
     selftune demo                      drive the real server over LSP on a sample project
+    selftune journal stats|export|forget   what the workspace's journal holds; export it; delete parts of it
 
 Nothing but the protocol goes to stdout in `serve`: logs go to stderr (and to
 the editor's log once a client is connected).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -44,12 +47,118 @@ def main(argv: list[str] | None = None) -> int:
     _add_setting_flags(p)
     p.set_defaults(run=_demo)
 
+    p = sub.add_parser("journal", help="the workspace's journal (.selftune/journal.sqlite3)")
+    jsub = p.add_subparsers(dest="journal_command", required=True)
+    j = jsub.add_parser("stats", help="events, size, acceptance and retention rates")
+    j.add_argument("--json", action="store_true", help="print one JSON object")
+    j.set_defaults(run=_journal_stats)
+    j = jsub.add_parser("export", help="JSONL: edit sequences, revision pairs, completion events (schema in README)")
+    j.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    _add_time_range(j)
+    j.set_defaults(run=_journal_export)
+    j = jsub.add_parser("forget", help="delete what was recorded for some paths and/or a time range")
+    j.add_argument("paths", nargs="*", metavar="PATH", help="files, folders or globs relative to the workspace")
+    _add_time_range(j)
+    j.set_defaults(run=_journal_forget)
+    for j in jsub.choices.values():
+        j.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
+
     args = parser.parse_args(argv)
     level = args.log_level.upper()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if level != "DEBUG":
         logging.getLogger("pygls").setLevel(logging.WARNING)  # it logs every message at INFO
     return args.run(args) or 0
+
+
+def _add_time_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--since", type=_when, help="from this time: ISO date/time (2026-11-22T10:00) or an age (30m, 2h, 7d)")
+    p.add_argument("--until", type=_when, help="before this time, same forms")
+
+
+def _when(text: str) -> float:
+    import datetime
+    import re
+    import time
+
+    age = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if age:
+        seconds = float(age[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[age[2]]
+        return time.time() - seconds
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO date/time nor an age like 30m, 2h or 7d") from None
+    return moment.timestamp()
+
+
+def _journal(args: argparse.Namespace):
+    from .journal import journal_path
+    from .journal.queries import open_readonly
+
+    path = journal_path(Path(args.workspace).resolve())
+    try:
+        return path, open_readonly(path)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        raise SystemExit(f"selftune journal: {exc}")
+
+
+def _journal_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .journal.queries import stats
+
+    path, conn = _journal(args)
+    s = stats(conn, path)
+    if args.json:
+        print(json.dumps(s, indent=2))
+        return 0
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(s["rejected_by_reason"].items())) or "none"
+    print(f"journal: {s['journal']} ({s['bytes'] / 1e6:.2f} MB, {s['sessions']} sessions)\n"
+          f"documents opened: {s['documents_opened']}, edits: {s['edits']}, edit steps: {s['editor_steps']}, "
+          f"changes outside the editor: {s['outside_changes']}\n"
+          f"git history: {s['history_commits']} commits, {s['history_steps']} file steps\n"
+          f"completions shown: {s['completions_shown']}, accepted: {s['accepted']}, partially: {s['partially_accepted']}, "
+          f"rejected: {s['rejected']} ({reasons})\n"
+          f"acceptance rate: {pct(s['acceptance_rate'])}, retention: {pct(s['retention_rate'])} of accepted text "
+          f"survives ({s['retention_measured']} measured), revision pairs: {s['revision_pairs']}")
+    return 0
+
+
+def _journal_export(args: argparse.Namespace) -> int:
+    import json
+
+    from .journal.queries import export
+
+    _, conn = _journal(args)
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    count = 0
+    try:
+        for record in export(conn, args.since, args.until):
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    finally:
+        if args.output:
+            out.close()
+    print(f"{count} records exported", file=sys.stderr)
+    return 0
+
+
+def _journal_forget(args: argparse.Namespace) -> int:
+    from .journal import journal_path
+    from .journal.queries import forget
+    from .journal.store import connect
+
+    path = journal_path(Path(args.workspace).resolve())
+    if not path.exists():
+        raise SystemExit(f"selftune journal: no journal at {path}")
+    try:
+        deleted = forget(connect(path), args.paths or None, args.since, args.until)
+    except ValueError as exc:
+        raise SystemExit(f"selftune journal forget: {exc}")
+    print("deleted: " + (", ".join(f"{n} {table}" for table, n in sorted(deleted.items())) or "nothing matched"))
+    return 0
 
 
 def _add_setting_flags(p: argparse.ArgumentParser) -> None:
@@ -74,14 +183,21 @@ def _serve(args: argparse.Namespace) -> int:
     forward_logs(server)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
-        server.start_tcp(host or "127.0.0.1", int(port))
+        try:
+            server.start_tcp(host or "127.0.0.1", int(port))
+        finally:
+            server.recording.stop()
         return 0
     # Keep the real stdout for the protocol and point fd 1 at stderr, so that
     # nothing else (native libraries included) can corrupt the stream.
     protocol_out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
-    server.start_io(sys.stdin.buffer, protocol_out)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # so that the journal is committed on the way out
+    try:
+        server.start_io(sys.stdin.buffer, protocol_out)
+    finally:
+        server.recording.stop()
     return 0
 
 

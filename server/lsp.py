@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -33,7 +33,9 @@ from pygls.workspace import TextDocument
 from . import __version__
 from .completion.completer import Completer
 from .completion.engine import Outcome
+from .journal.text import utf16_column_to_index
 from .models import ModelUnavailable
+from .recording import Recording, workspace_roots
 from .settings import Settings, parse
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ class SelftuneServer(LanguageServer):
         self.settings = Settings()
         self.completer: Completer | None = None
         self.shown: OrderedDict[str, Shown] = OrderedDict()
-        self.accepted: deque[str] = deque(maxlen=SHOWN_KEPT)  # until the journal records acceptance
+        self.recording = Recording(self)
+        self.settled = False  # settings from workspace/configuration have arrived (or will not)
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
         self.log_forwarder: LogForwarder | None = None
@@ -104,6 +107,8 @@ class SelftuneServer(LanguageServer):
         for problem in problems:
             self.say(problem, types.MessageType.Warning)
         self.settings = settings
+        if self.settled:
+            self.recording.update()
         if self.completer is None:
             return
         try:
@@ -185,6 +190,7 @@ class SelftuneServer(LanguageServer):
     async def suggest(self, params: types.TextDocumentPositionParams) -> tuple[Shown, str] | None:
         """The suggestion at a position, with an id for its accept command; None when there is none."""
         doc, offset, position = self.locate(params.text_document.uri, params.position)
+        self.recording.cursor(params.text_document.uri, position.line)
         if self.completer is None or not self.completable(doc):
             return None
         version = doc.version
@@ -195,9 +201,12 @@ class SelftuneServer(LanguageServer):
             log.debug("no suggestion at %s:%s: %s", doc.uri, offset,
                       "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer")
             return None
-        shown = Shown(doc.uri, version or 0, position, offset, outcome.text, outcome)
+        shown = Shown(params.text_document.uri, version or 0, position, offset, outcome.text, outcome)
         item_id = f"c{next(self._ids)}"
         self.shown[item_id] = shown
+        self.recording.shown(shown.uri, item_id, offset=offset, line=position.line, character=position.character,
+                             text=outcome.text, model=self.completer.manifest.name, adapter=None,
+                             latency_ms=round(outcome.seconds * 1000, 1), context_hash=outcome.context_hash)
         while len(self.shown) > SHOWN_KEPT:
             self.shown.popitem(last=False)
         log.debug("suggestion %s after %.0f ms (%s)", item_id, outcome.seconds * 1000,
@@ -246,6 +255,7 @@ def create_server() -> SelftuneServer:
         if ls.log_forwarder is not None:
             ls.log_forwarder.loop = asyncio.get_running_loop()
         ls.apply_settings(params.initialization_options)
+        ls.recording.roots = workspace_roots(params)
         ls.start_model()
 
     @server.feature(types.INITIALIZED)
@@ -257,11 +267,13 @@ def create_server() -> SelftuneServer:
                 config = await ls.workspace_configuration_async(
                     types.ConfigurationParams(items=[types.ConfigurationItem(section="selftune")])
                 )
+                if config and config[0] is not None:
+                    ls.apply_settings(config[0])
             except Exception as exc:  # a client that advertises but fails: keep what we have
                 log.warning("workspace/configuration failed: %s", exc)
-                return
-            if config and config[0] is not None:
-                ls.apply_settings(config[0])
+        # Only now is it known whether to record: with `record: false` nothing may be written.
+        ls.settled = True
+        ls.recording.update()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
@@ -276,15 +288,26 @@ def create_server() -> SelftuneServer:
             if config and config[0] is not None:
                 ls.apply_settings(config[0])
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: SelftuneServer, params: types.DidOpenTextDocumentParams) -> None:
+        doc = params.text_document
+        ls.recording.opened(doc.uri, doc.language_id, doc.version, doc.text)
+
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: SelftuneServer, params: types.DidChangeTextDocumentParams) -> None:
         if ls.completer is not None:
             ls.completer.engine.supersede(unquote(params.text_document.uri))
+        ls.recording.changed(params)
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    def did_save(ls: SelftuneServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.recording.saved(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SelftuneServer, params: types.DidCloseTextDocumentParams) -> None:
         if ls.completer is not None:
             ls.completer.forget(unquote(params.text_document.uri))
+        ls.recording.closed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(ls: SelftuneServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
@@ -344,17 +367,29 @@ def create_server() -> SelftuneServer:
 
     @server.command(ACCEPT_COMMAND)
     def accept(ls: SelftuneServer, *args: object) -> bool:
+        """Arguments: the item id, and optionally how many characters of it were accepted (partial acceptance)."""
         item_id = args[0] if args else None
+        length = args[1] if len(args) > 1 else None
         if not isinstance(item_id, str) or item_id not in ls.shown:
             log.info("accept for an unknown suggestion %r", item_id)
             return False
-        ls.accepted.append(item_id)
-        log.info("suggestion %s accepted", item_id)
+        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
+            raise JsonRpcInvalidParams(f"{ACCEPT_COMMAND}: the accepted length must be a whole number >= 0, got {length!r}")
+        log.info("suggestion %s accepted%s", item_id, "" if length is None else f" ({length} characters)")
+        shown = ls.shown[item_id]
+        if length is not None:  # the editor counts UTF-16 code units
+            length = utf16_column_to_index(shown.text, length)
+        ls.recording.accepted(shown.uri, item_id, length)
         return True
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SelftuneServer, params: None) -> None:
+        ls.recording.stop()
         if ls.completer is not None:
             ls.completer.close()
+
+    @server.feature(types.EXIT)
+    def exit_(ls: SelftuneServer, params: None) -> None:
+        ls.recording.stop()  # an exit without shutdown still commits what was recorded
 
     return server

@@ -32,6 +32,8 @@ class Settings:
     context_size: int = field(default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072))
     threads: int = field(default=0, metadata=_meta("CPU threads for inference; 0 uses every core", lo=0, hi=256))
     cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))
+    record: bool = field(default=True, metadata=_meta("record edits, completion outcomes and outside changes in the workspace's .selftune/journal.sqlite3"))
+    history_depth: int = field(default=200, metadata=_meta("newest git commits imported into the journal on first use (and new ones on each start); 0 imports none", lo=0, hi=100000))
 
     def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:
         return any(getattr(self, n) != getattr(other, n) for n in names)

@@ -9,6 +9,8 @@ sharing their beginning. Knows nothing of LSP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import logging
 from typing import Callable
 
@@ -73,11 +75,13 @@ class Completer:
         def finish(out: str, final: bool, exhausted: bool, hurry: bool) -> tuple[str, bool]:
             return postprocess.cut(shape, out, final=final, exhausted=exhausted, hurry=hurry)
 
+        text_prompt = prompt.render(self.manifest.prompt, ctx)
+        context_hash = hashlib.sha1(text_prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         req = Request(
             key=key,
-            prompt=prompt.render(self.manifest.prompt, ctx),
+            prompt=text_prompt,
             finish=finish,
-            on_done=on_done,
+            on_done=lambda outcome: on_done(dataclasses.replace(outcome, context_hash=context_hash)),
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             special=self.manifest.prompt.uses_special_tokens,

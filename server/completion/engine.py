@@ -83,6 +83,7 @@ class Outcome:
     drafted: int = 0  # prompt-lookup draft tokens checked
     accepted: int = 0  # of which the model confirmed
     seconds: float = 0.0
+    context_hash: str = ""  # of the prompt, set by the completer (the journal records it)
 
 
 @dataclass(eq=False)

@@ -1,0 +1,118 @@
+"""The journal: how the code in a workspace is really written, in `.selftune/journal.sqlite3`.
+
+`Journal` puts the parts together for one workspace folder: the `Store`
+(SQLite, WAL, one writer thread), the privacy `Rules`, the `Recorder` that
+turns editor events into journal events, the `Watcher` for changes made
+outside the editor, and the import of git history. The server owns one per
+workspace folder while recording is on; the CLI and the trainer read the same
+file through `queries`. Nothing here knows about LSP.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from . import history
+from .privacy import Rules
+from .recorder import Recorder
+from .store import Store, connect
+from .watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+DIRNAME = ".selftune"
+FILENAME = "journal.sqlite3"
+
+
+def journal_path(root: Path) -> Path:
+    return root / DIRNAME / FILENAME
+
+
+def exclude_from_git(rules: Rules) -> None:
+    """Add `.selftune/` to the repository's `.git/info/exclude` (once), so it is never committed."""
+    repo = rules.repo
+    if repo is None:
+        return
+    try:
+        rel = rules.root.relative_to(Path(repo.working_tree_dir).resolve()).as_posix()
+        pattern = f"/{DIRNAME}/" if rel == "." else f"/{rel}/{DIRNAME}/"
+        exclude = Path(repo.common_dir) / "info" / "exclude"
+        existing = exclude.read_text() if exclude.exists() else ""
+        if pattern not in existing.splitlines():
+            exclude.parent.mkdir(parents=True, exist_ok=True)
+            with exclude.open("a") as f:
+                f.write(("" if existing.endswith("\n") or not existing else "\n") + pattern + "\n")
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("could not add %s to .git/info/exclude: %s", DIRNAME, exc)
+
+
+class Journal:
+    def __init__(self, root: Path, *, version: str, model: str, on_problem: Callable[[str], None],
+                 call_soon: Callable[..., None], clock: Callable[[], float] = time.time):
+        self.root = root.resolve()
+        self.rules = Rules(self.root)
+        exclude_from_git(self.rules)
+        self.path = journal_path(self.root)
+        self.store = Store(self.path, rules=self.rules, on_problem=on_problem)
+        self.session = uuid.uuid4().hex[:12]
+        self.store.put(("session", self.session, clock(), version, model))
+        self.recorder = Recorder(self.store, self.session, new_id=lambda: secrets.randbits(62), clock=clock)
+        self._call_soon = call_soon
+        self.watcher: Watcher | None = None
+        self._history: threading.Thread | None = None
+
+    def relative(self, path: str | Path) -> str | None:
+        return self.rules.relative(path)
+
+    def watch(self) -> None:
+        """Start recording changes made outside the editor (on a thread: the directory walk asks git)."""
+        def outside(rel: str, text: str | None) -> None:
+            self._call_soon(self.recorder.outside_change, rel, text)
+
+        self.watcher = Watcher(self.rules, editor_has=self.recorder.editor_has, on_change=outside)
+        threading.Thread(target=self.watcher.start, name="selftune-watch-start", daemon=True).start()
+
+    def import_history(self, depth: int, progress: Callable[[int, int], None] = lambda done, total: None,
+                       done: Callable[[int], None] = lambda n: None) -> None:
+        """Import the commits made since the last import (up to `depth`) on a thread."""
+        if self.rules.repo is None or depth <= 0:
+            return
+
+        def run() -> None:
+            try:
+                since = self._meta("history_head")
+                count, head = history.import_history(self.rules.repo, self.store.put, depth=depth, since=since,
+                                                     progress=progress)
+                if head:
+                    self.store.put(("meta", "history_head", head))
+                done(count)
+            except Exception as exc:  # git trouble never stops the server
+                log.warning("importing git history failed: %s", exc)
+                done(0)
+
+        self._history = threading.Thread(target=run, name="selftune-history", daemon=True)
+        self._history.start()
+
+    def _meta(self, key: str) -> str | None:
+        self.store.flush()
+        if not self.path.exists():
+            return None
+        conn = connect(self.path, readonly=True)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return row[0] if row else None
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        """Finish the session and commit everything (on shutdown)."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.recorder.close()
+        self.store.close()

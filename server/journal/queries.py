@@ -1,0 +1,203 @@
+"""Reading the journal: statistics, the JSONL export, forgetting, and rebuilding documents.
+
+Used by `selftune journal` and by the tests (and, later, by the dataset
+builders). Reads work while a server is writing (WAL); `forget` deletes with
+`secure_delete` and vacuums, so forgotten text leaves the file.
+
+Export schema: one JSON object per line, its kind in `type`:
+
+- `edit_sequence`: `path`, `steps` (oldest first), each
+  `{time, origin: "editor" | "history", diff, commit, message, code_and_tests}`;
+  `diff` is zero-context unified-diff hunks without file headers (LintSeq's format);
+  `commit`, `message` and `code_and_tests` are null for editor steps.
+- `revision`: an accepted completion that the user changed: `completion`, `path`,
+  `time`, `prefix` (up to 4000 characters before it), `suffix` (up to 1000 after),
+  `model` (the text accepted), `user` (what the region held at the last check).
+- `completion`: a suggestion shown: `id`, `path`, `time`, `line`, `character`
+  (UTF-16), `text`, `model`, `adapter`, `latency_ms`, `context_hash`, `outcome`
+  (`accepted`, `partially_accepted`, `rejected` or null while pending), `reason`,
+  `accepted_length`, `retention`: `[{time, trigger, survived}]` (`survived` is
+  the share of the accepted text still present).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import sqlite3
+from pathlib import Path
+from typing import Iterator
+
+from .store import connect, decompress
+from .text import rebuild
+
+OUTCOMES = ("accepted", "partially_accepted", "rejected")
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.exists():
+        raise FileNotFoundError(f"no journal at {path}: selftune has not recorded in this workspace yet")
+    return connect(path, readonly=True)
+
+
+def blob(conn: sqlite3.Connection, digest: str) -> str:
+    row = conn.execute("SELECT data FROM blobs WHERE hash = ?", (digest,)).fetchone()
+    if row is None:
+        raise KeyError(f"snapshot {digest} is missing from the journal")
+    return decompress(row[0])
+
+
+def document_text(conn: sqlite3.Connection, document_id: int) -> str:
+    """A document as the journal has it: its snapshot at didOpen plus every recorded edit."""
+    row = conn.execute("SELECT snapshot FROM documents WHERE id = ?", (document_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no document {document_id} in the journal")
+    edits = conn.execute("SELECT start_line, start_char, end_line, end_char, text FROM edits "
+                         "WHERE document_id = ? ORDER BY id", (document_id,))
+    changes = [(None if sl is None else ((sl, sc), (el, ec)), text) for sl, sc, el, ec, text in edits]
+    return rebuild(blob(conn, row[0]), changes)
+
+
+def _count(conn: sqlite3.Connection, sql: str, *args) -> int:
+    return conn.execute(sql, args).fetchone()[0] or 0
+
+
+def stats(conn: sqlite3.Connection, path: Path) -> dict:
+    size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    shown = _count(conn, "SELECT count(*) FROM completions")
+    final = dict(conn.execute(
+        "SELECT kind, count(*) FROM (SELECT completion_id, kind, max(id) FROM completion_events "
+        f"WHERE kind IN {OUTCOMES} GROUP BY completion_id) GROUP BY kind").fetchall())
+    reasons = dict(conn.execute(
+        "SELECT reason, count(*) FROM (SELECT completion_id, kind, reason, max(id) FROM completion_events "
+        f"WHERE kind IN {OUTCOMES} GROUP BY completion_id) WHERE kind = 'rejected' GROUP BY reason").fetchall())
+    retained = conn.execute(
+        "SELECT avg(survived), count(*) FROM (SELECT completion_id, survived, max(id) FROM completion_events "
+        "WHERE kind = 'retention' GROUP BY completion_id)").fetchone()
+    accepted = final.get("accepted", 0) + final.get("partially_accepted", 0)
+    times = conn.execute("SELECT min(started), max(coalesce(ended, started)) FROM sessions").fetchone()
+    return {
+        "journal": str(path),
+        "bytes": size,
+        "sessions": _count(conn, "SELECT count(*) FROM sessions"),
+        "first_session": times[0],
+        "last_session": times[1],
+        "documents_opened": _count(conn, "SELECT count(*) FROM documents"),
+        "edits": _count(conn, "SELECT count(*) FROM edits"),
+        "editor_steps": _count(conn, "SELECT count(*) FROM steps WHERE origin = 'editor'"),
+        "history_commits": _count(conn, "SELECT count(*) FROM commits"),
+        "history_steps": _count(conn, "SELECT count(*) FROM steps WHERE origin = 'history'"),
+        "outside_changes": _count(conn, "SELECT count(*) FROM files"),
+        "completions_shown": shown,
+        "accepted": final.get("accepted", 0),
+        "partially_accepted": final.get("partially_accepted", 0),
+        "rejected": final.get("rejected", 0),
+        "rejected_by_reason": reasons,
+        "acceptance_rate": accepted / shown if shown else None,
+        "retention_rate": retained[0],
+        "retention_measured": retained[1],
+        "revision_pairs": _count(conn, "SELECT count(*) FROM revisions"),
+    }
+
+
+def _between(column: str, since: float | None, until: float | None) -> tuple[str, list]:
+    clauses, args = [], []
+    if since is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(since)
+    if until is not None:
+        clauses.append(f"{column} < ?")
+        args.append(until)
+    return (" AND ".join(clauses) or "1"), args
+
+
+def export(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> Iterator[dict]:
+    where, args = _between("s.time", since, until)
+    sequence: dict | None = None
+    for path, at, origin, diff, sha, message, both in conn.execute(
+        "SELECT s.path, s.time, s.origin, s.diff, s.commit_sha, c.message, c.code_and_tests FROM steps s "
+        f"LEFT JOIN commits c ON c.sha = s.commit_sha WHERE {where} ORDER BY s.path, s.time, s.id", args
+    ):
+        if sequence is None or sequence["path"] != path:
+            if sequence is not None:
+                yield sequence
+            sequence = {"type": "edit_sequence", "path": path, "steps": []}
+        sequence["steps"].append({"time": at, "origin": origin, "diff": diff, "commit": sha, "message": message,
+                                  "code_and_tests": None if both is None else bool(both)})
+    if sequence is not None:
+        yield sequence
+
+    where, args = _between("time", since, until)
+    for completion, path, at, prefix, suffix, model_text, user_text in conn.execute(
+        f"SELECT completion_id, path, time, prefix, suffix, model_text, user_text FROM revisions WHERE {where} ORDER BY time", args
+    ):
+        yield {"type": "revision", "completion": completion, "path": path, "time": at, "prefix": prefix,
+               "suffix": suffix, "model": model_text, "user": user_text}
+
+    where, args = _between("c.time", since, until)
+    rows = conn.execute(
+        "SELECT c.id, d.path, c.time, c.line, c.character, c.text, c.model, c.adapter, c.latency_ms, c.context_hash "
+        f"FROM completions c LEFT JOIN documents d ON d.id = c.document_id WHERE {where} ORDER BY c.time", args
+    ).fetchall()
+    for cid, path, at, line, character, text, model, adapter, latency, context_hash in rows:
+        record = {"type": "completion", "id": cid, "path": path, "time": at, "line": line, "character": character,
+                  "text": text, "model": model, "adapter": adapter, "latency_ms": latency,
+                  "context_hash": context_hash, "outcome": None, "reason": None, "accepted_length": None,
+                  "retention": []}
+        for kind, at_event, length, reason, survived in conn.execute(
+            "SELECT kind, time, accepted_length, reason, survived FROM completion_events "
+            "WHERE completion_id = ? ORDER BY id", (cid,)
+        ):
+            if kind == "retention":
+                record["retention"].append({"time": at_event, "trigger": reason, "survived": survived})
+            else:
+                record.update(outcome=kind, reason=reason, accepted_length=length)
+        yield record
+
+
+def forget(conn: sqlite3.Connection, paths: list[str] | None = None, since: float | None = None,
+           until: float | None = None) -> dict[str, int]:
+    """Delete what was recorded for files matching `paths` (globs, relative to the workspace)
+    and/or in the time range; returns rows deleted per table."""
+    if not paths and since is None and until is None:
+        raise ValueError("say what to forget: one or more paths, a time range, or both")
+    conn.execute("PRAGMA secure_delete = ON")
+    known = {p for (p,) in conn.execute(
+        "SELECT path FROM documents UNION SELECT path FROM steps UNION SELECT path FROM files UNION SELECT path FROM revisions")}
+    matched = sorted(p for p in known if not paths or any(fnmatch.fnmatchcase(p, g) or p == g.rstrip("/") or
+                                                          p.startswith(g.rstrip("/") + "/") for g in paths))
+    counts: dict[str, int] = {}
+
+    def delete(table: str, sql: str, args: list) -> None:
+        counts[table] = counts.get(table, 0) + conn.execute(f"DELETE FROM {table} WHERE {sql}", args).rowcount
+
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS forget_paths (path TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM forget_paths")
+        conn.executemany("INSERT INTO forget_paths VALUES (?)", [(p,) for p in matched])
+        in_paths = "path IN (SELECT path FROM forget_paths)"
+        when, args = _between("time", since, until)
+        opened, args_opened = _between("opened", since, until)
+        docs = f"SELECT id FROM documents WHERE {in_paths} AND {opened}"
+        delete("completion_events", f"completion_id IN (SELECT id FROM completions WHERE document_id IN ({docs}))", args_opened)
+        delete("completion_events", f"{when} AND completion_id IN (SELECT c.id FROM completions c JOIN documents d "
+               f"ON d.id = c.document_id WHERE d.{in_paths})", args)
+        delete("completions", f"document_id IN ({docs})", args_opened)
+        delete("completions", f"{when} AND document_id IN (SELECT id FROM documents WHERE {in_paths})", args)
+        delete("edits", f"document_id IN ({docs})", args_opened)
+        delete("edits", f"{when} AND document_id IN (SELECT id FROM documents WHERE {in_paths})", args)
+        delete("documents", f"{in_paths} AND {opened}", args_opened)
+        delete("steps", f"{in_paths} AND {when}", args)
+        delete("files", f"{in_paths} AND {when}", args)
+        delete("revisions", f"{in_paths} AND {when}", args)
+        if not paths:
+            delete("commits", when, args)
+        delete("blobs", "hash NOT IN (SELECT snapshot FROM documents UNION SELECT close_snapshot FROM documents "
+               "WHERE close_snapshot IS NOT NULL UNION SELECT snapshot FROM files WHERE snapshot IS NOT NULL)", [])
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("VACUUM")
+    return {table: n for table, n in counts.items() if n}

@@ -1,0 +1,350 @@
+"""Editor events -> journal events: documents, edits, steps and the completion lifecycle.
+
+The LSP layer calls a `Recorder` with plain values (paths relative to the
+workspace, LSP ranges as tuples); the recorder keeps its own copy of each open
+document, derives what the journal needs, and hands events to the `Store`,
+which writes them on its own thread. Nothing here blocks or knows about LSP.
+
+Completion lifecycle, per suggestion returned to the editor (an *offer*):
+- *shown* when it is returned;
+- *accepted* when the editor runs its accept command (with a length for a
+  partial acceptance);
+- *rejected* when the user types something it did not say (`typed-over`), or
+  nobody accepted it within `REJECT_SECONDS` (`timeout`, or `replaced` when a
+  newer suggestion was shown meanwhile), or its document closed (`closed`).
+Typing the suggestion's own next characters keeps it pending.
+
+An accepted text is followed through later edits (its region grows, shrinks
+and moves with them). `RETENTION_SECONDS` after acceptance and at the next
+save, the journal gets how much of it survives and what the region holds; if
+the user changed it, the pair (model's text, user's text) is a revision.
+
+`tick` runs the time-based rules and is called by the server about four times
+a second; `clock` is injectable for tests.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from . import steps as steps_
+from .privacy import is_secret_file
+from .store import Store
+from .text import Edit, Range, Text, rebuild
+
+log = logging.getLogger(__name__)
+
+REJECT_SECONDS = 10.0  # a suggestion not accepted this long after it was shown is rejected
+RETENTION_SECONDS = 30.0  # an accepted text is measured this long after acceptance (and at the next save)
+MAX_RECORDED_CHARS = 2_000_000  # larger documents are not recorded (until they shrink again)
+PREFIX_CHARS, SUFFIX_CHARS = 4000, 1000  # context kept with a revision pair
+OFFERS_KEPT = 256  # pending and recently resolved suggestions remembered for their accept command
+LOCATE_SLACK = 400  # how far from where it was shown an accepted text is looked for
+
+
+@dataclass
+class Doc:
+    id: int
+    uri: str
+    path: str
+    language: str
+    text: Text
+    version: int
+    recording: bool
+    steps: steps_.Steps = field(default_factory=steps_.Steps)
+
+
+@dataclass
+class Offer:
+    key: str
+    doc: Doc
+    doc_id: int  # the journal instance it was shown in
+    anchor: int  # offset where it would be inserted
+    text: str
+    shown: float
+    typed: int = 0  # characters of it typed (or inserted) since
+    newer: bool = False  # a newer suggestion was shown in its document
+    resolved: bool = False
+    accepted: bool = False
+
+
+@dataclass
+class Kept:
+    """An accepted text, followed through later edits until it has been measured twice."""
+
+    key: str
+    doc: Doc
+    doc_id: int
+    text: str
+    accepted: float
+    start: int | None  # None until the accepted text is found in the document
+    end: int | None
+    prefix: str = ""
+    suffix: str = ""
+    measured_at_deadline: bool = False
+    measured_at_save: bool = False
+    tries: int = 0
+
+
+def follow(start: int, end: int, edit: Edit) -> tuple[int, int]:
+    """The region [start, end) after `edit`: it moves with edits before it and takes in edits that touch it."""
+    if edit.end <= start and not (edit.start == edit.end == start == end):
+        return start + edit.delta, end + edit.delta
+    if edit.start >= end:
+        return start, end
+    new_start = start if edit.start >= start else edit.start
+    new_end = end + edit.delta if edit.end <= end else edit.start + len(edit.text)
+    return new_start, max(new_start, new_end)
+
+
+def survival(accepted: str, now: str) -> float:
+    """The share of `accepted` still present, in order, in `now`."""
+    if not accepted:
+        return 1.0
+    matcher = difflib.SequenceMatcher(None, accepted, now, autojunk=False)
+    return sum(block.size for block in matcher.get_matching_blocks()) / len(accepted)
+
+
+class Recorder:
+    def __init__(self, store: Store, session_id: str, *, new_id: Callable[[], int],
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.session = session_id
+        self.now = clock
+        self.new_id = new_id
+        self.docs: dict[str, Doc] = {}
+        self.offers: OrderedDict[str, Offer] = OrderedDict()
+        self.kept: list[Kept] = []
+        self.outside: dict[str, str] = {}  # path -> text written outside the editor, until the editor reloads it
+
+    # --- documents -------------------------------------------------------------------
+
+    def opened(self, uri: str, path: str, language: str, version: int, text: str) -> None:
+        if is_secret_file(path):
+            return
+        doc = Doc(self.new_id(), uri, path, language, Text(text), version, recording=False)
+        self.docs[uri] = doc
+        self._resume(doc)
+
+    def _resume(self, doc: Doc) -> None:
+        if len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
+            doc.recording = True
+            self.store.put(("open", doc.id, self.session, doc.path, doc.language, self.now(), doc.version, doc.text.text))
+
+    def _suspend(self, doc: Doc, why: str) -> None:
+        log.info("not recording %s while it %s", doc.path, why)
+        self.store.put(("close", doc.id, self.now(), None))
+        doc.recording = False
+        doc.id = self.new_id()
+        doc.steps = steps_.Steps()
+
+    def changed(self, uri: str, version: int, changes: Sequence[tuple[Range | None, str]]) -> None:
+        doc = self.docs.get(uri)
+        if doc is None:
+            return
+        now = self.now()
+        doc.version = version
+        reload = doc.path in self.outside and rebuild(doc.text.text, list(changes)) == self.outside[doc.path]
+        if reload:
+            self.outside.pop(doc.path)
+            self._finish_step(doc)
+        origin = "reload" if reload else "typing"
+        for range_, new in changes:
+            if range_ is None:
+                first, last = 0, doc.text.line_count
+            else:
+                first, last = range_[0][0], range_[1][0]
+            if not reload:
+                finished = doc.steps.edit(doc.text.text, first, last, new.count("\n") - (last - first), now)
+                if finished and doc.recording:
+                    self.store.put(("step", doc.id, now, *finished))
+            edit = doc.text.apply(range_, new)
+            if doc.recording:
+                self.store.put(("edit", doc.id, now, version, range_, new, origin))
+            if "\x00" in new and doc.recording:
+                self._suspend(doc, "holds NUL characters (binary)")
+            self._follow(doc, edit, now)
+        if doc.recording and len(doc.text) > MAX_RECORDED_CHARS:
+            self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters")
+        elif not doc.recording and len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
+            self._resume(doc)
+        if reload:
+            doc.steps = steps_.Steps()
+
+    def saved(self, uri: str) -> None:
+        doc = self.docs.get(uri)
+        if doc is None:
+            return
+        self._finish_step(doc)
+        for kept in [k for k in self.kept if k.doc is doc]:
+            self._measure(kept, "save")
+
+    def closed(self, uri: str) -> None:
+        doc = self.docs.pop(uri, None)
+        if doc is None:
+            return
+        self._finish_step(doc)
+        for offer in [o for o in self.offers.values() if o.doc is doc and not o.resolved]:
+            self._reject(offer, "closed")
+        for kept in [k for k in self.kept if k.doc is doc]:
+            self._measure(kept, "close")
+        if doc.recording:
+            self.store.put(("close", doc.id, self.now(), doc.text.text))
+
+    def cursor(self, uri: str, line: int) -> None:
+        """The cursor is on `line` (a completion was asked for there): a step elsewhere is over."""
+        doc = self.docs.get(uri)
+        step = doc.steps.pending if doc else None
+        if step is not None and not step.first - steps_.NEAR_LINES <= line <= step.last + steps_.NEAR_LINES:
+            self._finish_step(doc)
+
+    def outside_change(self, path: str, text: str | None) -> None:
+        """A file changed on disk, not through the editor; an open document showing it may reload it."""
+        self.store.put(("file", path, self.now(), text, "outside", self.session))
+        if text is not None and any(d.path == path and d.text.text != text for d in self.docs.values()):
+            self.outside[path] = text
+
+    def editor_has(self, path: str, text: str) -> bool:
+        """Whether an open document already holds `text` for `path` (the editor saved it)."""
+        return any(d.path == path and d.text.text == text for d in list(self.docs.values()))
+
+    def _finish_step(self, doc: Doc) -> None:
+        finished = doc.steps.finish(doc.text.text)
+        if finished and doc.recording:
+            self.store.put(("step", doc.id, self.now(), *finished))
+
+    # --- completions -------------------------------------------------------------------
+
+    def shown(self, uri: str, item: str, offset: int, line: int, character: int, text: str, *, model: str,
+              adapter: str | None, latency_ms: float, context_hash: str) -> None:
+        doc = self.docs.get(uri)
+        if doc is None:
+            return
+        now = self.now()
+        for offer in self.offers.values():
+            if offer.doc is doc:
+                offer.newer = True
+        key = f"{self.session}-{item}"
+        self.offers[key] = Offer(key, doc, doc.id, offset, text, now)
+        while len(self.offers) > OFFERS_KEPT:
+            _, old = self.offers.popitem(last=False)
+            if not old.resolved:
+                self._reject(old, "replaced")
+        if doc.recording:
+            self.store.put(("shown", key, self.session, doc.id, now, doc.version, line, character, offset, text,
+                            model, adapter, latency_ms, context_hash))
+
+    def accepted(self, item: str, length: int | None = None) -> bool:
+        """The editor ran the accept command of suggestion `item` (`length`: characters accepted, if partial)."""
+        offer = self.offers.get(f"{self.session}-{item}")
+        if offer is None:
+            return False
+        if offer.accepted:
+            return True  # the command ran twice
+        now = self.now()
+        partial = length is not None and 0 <= length < len(offer.text)
+        text = offer.text[:length] if partial else offer.text
+        offer.resolved = offer.accepted = True
+        self.store.put(("outcome", offer.key, offer.doc_id, now, "partially_accepted" if partial else "accepted",
+                        len(text) if partial else None, None))
+        for other in self.offers.values():
+            if other.doc is offer.doc and not other.resolved:
+                self._reject(other, "replaced")
+        kept = Kept(offer.key, offer.doc, offer.doc_id, text, now, None, None)
+        kept.start = offer.anchor
+        self._locate(kept)
+        self.kept.append(kept)
+        return True
+
+    def _reject(self, offer: Offer, reason: str) -> None:
+        offer.resolved = True
+        self.store.put(("outcome", offer.key, offer.doc_id, self.now(), "rejected", None, reason))
+
+    def _locate(self, kept: Kept) -> None:
+        """Find the accepted text near where it was shown (the editor inserts it before or after the command)."""
+        text = kept.doc.text.text
+        guess = kept.start or 0
+        if text.startswith(kept.text, guess):
+            found = guess
+        else:
+            lo = max(0, guess - LOCATE_SLACK)
+            found = text.find(kept.text, lo, guess + len(kept.text) + LOCATE_SLACK)
+        if found < 0:
+            kept.tries += 1
+            return
+        kept.start, kept.end = found, found + len(kept.text)
+        kept.prefix = text[max(0, found - PREFIX_CHARS) : found]
+        kept.suffix = text[kept.end : kept.end + SUFFIX_CHARS]
+
+    def _follow(self, doc: Doc, edit: Edit, now: float) -> None:
+        """Move pending suggestions and accepted regions of `doc` through `edit` (offsets before it)."""
+        for offer in list(self.offers.values()):
+            if offer.doc is not doc or offer.resolved:
+                continue
+            at = offer.anchor + offer.typed
+            rest = offer.text[offer.typed :]
+            if edit.start == edit.end == at and edit.text and rest.startswith(edit.text):
+                offer.typed += len(edit.text)  # typed (or inserted) what it suggested
+            elif edit.end == at and edit.start < at and edit.text.endswith(rest) and offer.typed == 0:
+                offer.anchor = edit.start + len(edit.text) - len(offer.text)  # a completion item replacing the word
+                offer.typed = len(offer.text)
+            elif edit.end <= offer.anchor and edit.start < offer.anchor:
+                offer.anchor += edit.delta  # an edit before it, elsewhere
+            elif edit.start > at + len(rest) or (not rest and edit.start >= at):
+                pass  # an edit after it (or after all of it was typed)
+            else:
+                self._reject(offer, "typed-over")
+        for kept in self.kept:
+            if kept.doc is not doc:
+                continue
+            if kept.end is None:
+                if kept.start is not None and edit.end <= kept.start:
+                    kept.start += edit.delta
+                continue
+            kept.start, kept.end = follow(kept.start, kept.end, edit)
+        for kept in self.kept:
+            if kept.doc is doc and kept.end is None and kept.tries < 8:
+                self._locate(kept)
+
+    def _measure(self, kept: Kept, trigger: str) -> None:
+        if kept.end is None:
+            if trigger != "save":
+                self.kept.remove(kept)
+            return
+        region = kept.doc.text.text[kept.start : kept.end]
+        self.store.put(("outcome", kept.key, kept.doc_id, self.now(), "retention", None, trigger,
+                        survival(kept.text, region), region))
+        if region != kept.text:
+            self.store.put(("revision", kept.key, kept.doc_id, self.now(), kept.prefix, kept.suffix, kept.text, region))
+        if trigger == "save":
+            kept.measured_at_save = True
+        else:
+            kept.measured_at_deadline = True
+        if trigger == "close" or (kept.measured_at_save and kept.measured_at_deadline):
+            self.kept.remove(kept)
+
+    # --- time -------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self.now()
+        for doc in self.docs.values():
+            finished = doc.steps.settled(doc.text.text, now)
+            if finished and doc.recording:
+                self.store.put(("step", doc.id, now, *finished))
+        for key, offer in list(self.offers.items()):
+            if not offer.resolved and now - offer.shown >= REJECT_SECONDS:
+                self._reject(offer, "replaced" if offer.newer else "timeout")
+        for kept in list(self.kept):
+            if not kept.measured_at_deadline and now - kept.accepted >= RETENTION_SECONDS:
+                self._measure(kept, f"{RETENTION_SECONDS:.0f}s")
+
+    def close(self) -> None:
+        """The session ends: finish steps, measure what was accepted, and say so."""
+        for uri in list(self.docs):
+            self.closed(uri)
+        self.store.put(("session_end", self.session, self.now()))

@@ -1,0 +1,205 @@
+"""The server's side of the journal: one `Journal` per workspace folder, fed from LSP events.
+
+`Recording` finds the workspace folder a document belongs to, turns LSP
+params into the plain values the recorder takes, runs the recorder's clock
+(`tick`) on the event loop, and shows the git-history import as `$/progress`.
+Recording starts once the settings are known (after `workspace/configuration`),
+so that with `record: false` nothing is ever written; turning the setting off
+later closes the journals, turning it on opens them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
+from . import __version__
+from .journal import Journal
+from .journal.text import Range
+
+if TYPE_CHECKING:
+    from .lsp import SelftuneServer
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 0.25
+
+
+def workspace_roots(params: types.InitializeParams) -> list[Path]:
+    """The workspace folders the client opened, most specific first."""
+    uris = [f.uri for f in params.workspace_folders or []] or ([params.root_uri] if params.root_uri else [])
+    roots = [Path(p) for p in (to_fs_path(u) for u in uris) if p]
+    if not roots and params.root_path:
+        roots = [Path(params.root_path)]
+    return sorted({r.resolve() for r in roots if r.is_dir()}, key=lambda r: len(r.parts), reverse=True)
+
+
+def lsp_range(change: types.TextDocumentContentChangeEvent) -> Range | None:
+    r = getattr(change, "range", None)
+    if r is None:
+        return None
+    return (r.start.line, r.start.character), (r.end.line, r.end.character)
+
+
+class Recording:
+    def __init__(self, server: "SelftuneServer"):
+        self.server = server
+        self.roots: list[Path] = []
+        self.journals: dict[Path, Journal] = {}
+        self._ticker: asyncio.Task | None = None
+
+    def for_uri(self, uri: str) -> tuple[Journal, str] | None:
+        """The journal of the workspace folder holding `uri`, and the path relative to it."""
+        if not self.journals:
+            return None
+        path = to_fs_path(uri)
+        if not path or not uri.startswith("file:"):
+            return None
+        for root, journal in self.journals.items():
+            rel = journal.relative(path)
+            if rel is not None:
+                return journal, rel
+        return None
+
+    # --- starting and stopping -------------------------------------------------------
+
+    def update(self) -> None:
+        """Open or close the journals to match the `record` setting."""
+        settings = self.server.settings
+        if settings.record and not self.journals:
+            self.start()
+        elif not settings.record and self.journals:
+            log.info("recording turned off")
+            self.stop()
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for root in self.roots:
+            try:
+                journal = Journal(root, version=__version__, model=self.server.settings.model,
+                                  on_problem=self._problem(loop), call_soon=loop.call_soon_threadsafe)
+            except OSError as exc:
+                self.server.say(f"selftune: cannot record in {root}: {exc}", types.MessageType.Warning)
+                continue
+            self.journals[root] = journal
+            log.info("recording in %s", journal.path)
+            journal.watch()
+            self._import_history(journal)
+        for doc in list(self.server.workspace.text_documents.values()):
+            self.opened(doc.uri, doc.language_id or "", doc.version or 0, doc.source)
+        if self.journals and self._ticker is None:
+            self._ticker = asyncio.ensure_future(self._tick())
+
+    def stop(self) -> None:
+        journals, self.journals = self.journals, {}
+        for journal in journals.values():
+            journal.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+
+    def _problem(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], None]:
+        def say(message: str) -> None:
+            loop.call_soon_threadsafe(self.server.say, message, types.MessageType.Warning)
+        return say
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            for journal in list(self.journals.values()):
+                try:
+                    journal.recorder.tick()
+                except Exception:  # a bug in one rule must not stop recording
+                    log.exception("journal tick failed")
+
+    def _import_history(self, journal: Journal) -> None:
+        window = self.server.client_capabilities.window
+        progress = HistoryProgress(self.server, asyncio.get_running_loop(),
+                                   enabled=bool(window and window.work_done_progress))
+        journal.import_history(self.server.settings.history_depth, progress.update,
+                               lambda count: progress.finish(count, journal.path))
+
+    # --- events ---------------------------------------------------------------------
+
+    def opened(self, uri: str, language: str, version: int, text: str) -> None:
+        found = self.for_uri(uri)
+        if found:
+            journal, rel = found
+            journal.recorder.opened(uri, rel, language, version, text)
+
+    def changed(self, params: types.DidChangeTextDocumentParams) -> None:
+        found = self.for_uri(params.text_document.uri)
+        if found:
+            changes = [(lsp_range(c), c.text) for c in params.content_changes]
+            found[0].recorder.changed(params.text_document.uri, params.text_document.version, changes)
+
+    def saved(self, uri: str) -> None:
+        if found := self.for_uri(uri):
+            found[0].recorder.saved(uri)
+
+    def closed(self, uri: str) -> None:
+        if found := self.for_uri(uri):
+            found[0].recorder.closed(uri)
+
+    def cursor(self, uri: str, line: int) -> None:
+        if found := self.for_uri(uri):
+            found[0].recorder.cursor(uri, line)
+
+    def shown(self, uri: str, item: str, **details) -> None:
+        if found := self.for_uri(uri):
+            found[0].recorder.shown(uri, item, **details)
+
+    def accepted(self, uri: str, item: str, length: int | None) -> bool:
+        found = self.for_uri(uri)
+        return bool(found) and found[0].recorder.accepted(item, length)
+
+
+class HistoryProgress:
+    """The git-history import as `$/progress` (called from the import thread)."""
+
+    def __init__(self, server: "SelftuneServer", loop: asyncio.AbstractEventLoop, *, enabled: bool):
+        self.server = server
+        self.loop = loop
+        self.enabled = enabled
+        self.token = f"selftune-history-{uuid.uuid4().hex[:8]}"
+        self.percent = -1
+        self.created: asyncio.Task | None = None
+
+    def update(self, done: int, total: int) -> None:
+        percent = int(100 * done / max(1, total))
+        if self.enabled and percent != self.percent:
+            self.percent = percent
+            self.loop.call_soon_threadsafe(self._show, f"{done}/{total} commits", percent)
+
+    def finish(self, count: int, where: Path) -> None:
+        self.loop.call_soon_threadsafe(self._end, count, where)
+
+    def _show(self, message: str, percent: int) -> None:
+        if self.created is None:
+            self.created = asyncio.ensure_future(self._begin(message, percent))
+        elif self.created.done() and not self.created.exception() and self.created.result():
+            self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percent))
+
+    async def _begin(self, message: str, percent: int) -> bool:
+        try:
+            await self.server.work_done_progress.create_async(self.token)
+        except Exception as exc:  # the client refused a progress token: carry on without one
+            log.info("no progress shown for the history import: %s", exc)
+            return False
+        self.server.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
+            title="selftune: importing git history", message=message, percentage=percent))
+        return True
+
+    async def _end_after_begin(self, count: int) -> None:
+        if self.created is not None and await self.created:
+            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=f"{count} commits imported"))
+
+    def _end(self, count: int, where: Path) -> None:
+        log.info("imported %d commits of git history into %s", count, where)
+        asyncio.ensure_future(self._end_after_begin(count))
