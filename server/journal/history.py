@@ -1,7 +1,7 @@
 """The repository's recent history as edit steps: how this project was written before selftune.
 
 On first use in a git repository (and on each start after, for the commits
-made since), the newest `depth` commits are read with one `git log -p -U0`
+made since), the newest `depth` commits are read, oldest first, with one `git log -p -U0`
 process through gitpython, streamed, and parsed commit by commit: per commit a
 `commit` event (message, time, author, whether it changes both code and
 tests), and per Python file a `history_step` event whose diff is the file's
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 _COMMIT = "\x1e"  # starts each commit's header line
 _FIELD = "\x1f"
 _FORMAT = f"{_COMMIT}%H{_FIELD}%at{_FIELD}%an{_FIELD}%B{_COMMIT}"
+_HUNK_RE = re.compile(r"^(@@ [^@]* @@).*$")
 _TEST_RE = re.compile(r"(^|/)(tests?|testing)/|(^|/)test_[^/]*\.py$|_test\.py$|(^|/)conftest\.py$")
 
 
@@ -84,7 +85,9 @@ def parse_log(lines: Iterator[str]) -> Iterator[Commit]:
         elif line.startswith("--- ") and not hunk:
             source = line[4:]
             path = source[2:] if source.startswith("a/") else None  # kept if the file was deleted
-        elif line.startswith("@@") or (hunk and line[:1] in ("+", "-", "\\")):
+        elif line.startswith("@@"):
+            hunk.append(_HUNK_RE.sub(r"\1", line))  # without git's function-name context
+        elif hunk and line[:1] in ("+", "-", "\\"):
             hunk.append(line)
     end_file()
     if commit is not None:
@@ -98,7 +101,8 @@ def _header(text: str) -> Commit:
 
 def log_args(depth: int, since: str | None) -> list[str]:
     revisions = [f"{since}..HEAD"] if since else ["HEAD"]
-    return ["-n", str(depth), "-p", "-U0", "--no-color", "--no-ext-diff", "--no-renames", f"--format={_FORMAT}",
+    return ["-n", str(depth), "-p", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--reverse",
+            f"--format={_FORMAT}",
             *revisions, "--", "*.py"]
 
 

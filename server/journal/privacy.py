@@ -72,6 +72,7 @@ _ASSIGNED_RE = re.compile(
     (?P<quote>["'`]?)(?P<value>[A-Za-z0-9+/=_\-.~!@#$%^&*]{12,})(?P=quote)
     """
 )
+_CODE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
 
 
@@ -98,7 +99,10 @@ def redact(text: str) -> str:
     for m in _TOKEN_RE.finditer(text):
         spans.append((m.start(), m.end()))
     for m in _ASSIGNED_RE.finditer(text):
-        if _likely_secret_value(m.group("value")):
+        value = m.group("value")
+        if not m.group("quote") and _CODE_RE.fullmatch(value) and ("." in value or "_" in value or not any(c.isdigit() for c in value)):
+            continue  # `token = tokenizer.next_token()`: code, not a literal
+        if _likely_secret_value(value):
             spans.append((m.start("value"), m.end("value")))
     if "AKIA" in text or "aws" in text.lower():
         # AWS secret access keys have no prefix: mask 40-character base64 runs near AWS context.

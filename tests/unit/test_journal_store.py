@@ -1,0 +1,95 @@
+"""The journal's schema, its writer thread, and what happens to a damaged file or a second writer."""
+
+import sqlite3
+import threading
+
+from selftune.server.journal.migrations import MIGRATIONS, migrate
+from selftune.server.journal.queries import document_text
+from selftune.server.journal.store import Store, connect
+
+EXPECTED = {
+    "sessions": ["id", "started", "ended", "pid", "version", "model"],
+    "blobs": ["hash", "size", "data"],
+    "documents": ["id", "session_id", "path", "language", "opened", "version", "snapshot", "closed", "close_snapshot"],
+    "edits": ["id", "document_id", "time", "version", "start_line", "start_char", "end_line", "end_char", "text", "origin"],
+    "files": ["id", "time", "path", "snapshot", "origin", "session_id"],
+    "commits": ["sha", "time", "author", "message", "code_and_tests"],
+    "steps": ["id", "time", "path", "origin", "document_id", "commit_sha", "diff"],
+    "completions": ["id", "session_id", "document_id", "time", "version", "line", "character", "offset", "text",
+                    "model", "adapter", "latency_ms", "context_hash"],
+    "completion_events": ["id", "completion_id", "time", "kind", "accepted_length", "reason", "survived", "region"],
+    "revisions": ["completion_id", "time", "path", "prefix", "suffix", "model_text", "user_text"],
+    "meta": ["key", "value"],
+    "_migrations": ["name", "applied"],
+}
+
+
+def test_migrations_give_the_schema_and_apply_once():
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    assert migrate(conn) == [m.__name__ for m in MIGRATIONS]
+    assert migrate(conn) == []
+    tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert tables == set(EXPECTED)
+    for table, columns in EXPECTED.items():
+        assert [row[1] for row in conn.execute(f"PRAGMA table_info({table})")] == columns, table
+
+
+def _open_event(doc=1, path="a.py", text="x = 1\n"):
+    return ("open", doc, "s1", path, "python", 1.0, 1, text)
+
+
+def test_events_are_committed_and_flush_waits_for_them(tmp_path):
+    store = Store(tmp_path / "j.sqlite3")
+    store.put(("session", "s1", 0.0, "test", "m"))
+    store.put(_open_event())
+    for i in range(200):
+        store.put(("edit", 1, 2.0 + i, 2 + i, ((1, i), (1, i)), "y", "typing"))
+    assert store.flush(5)
+    reader = connect(tmp_path / "j.sqlite3", readonly=True)
+    assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert document_text(reader, 1) == "x = 1\n" + "y" * 200
+    store.close()
+
+
+def test_a_damaged_journal_is_moved_aside_and_a_new_one_started(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    problems = []
+    store = Store(path, on_problem=problems.append)
+    store.put(("session", "s1", 0.0, "test", "m"))
+    store.put(_open_event())
+    assert store.flush(5)
+    store.close()
+    assert len(problems) == 1 and "moved" in problems[0]
+    aside = [p for p in tmp_path.iterdir() if ".corrupt-" in p.name]
+    assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
+    assert document_text(connect(path, readonly=True), 1) == "x = 1\n"
+
+
+def test_two_writers_on_one_journal_lose_nothing(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    stores = [Store(path), Store(path)]
+
+    def write(store, doc):
+        store.put(_open_event(doc, f"f{doc}.py", ""))
+        for i in range(300):
+            store.put(("edit", doc, float(i), i, ((0, i), (0, i)), "ab"[doc - 1], "typing"))
+
+    threads = [threading.Thread(target=write, args=(s, n + 1)) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        assert s.flush(10)
+        s.close()
+    conn = connect(path, readonly=True)
+    assert document_text(conn, 1) == "a" * 300 and document_text(conn, 2) == "b" * 300
+
+
+def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
+    store = Store(tmp_path / "j.sqlite3")
+    store.put(_open_event(text="bad \udc80 text\n"))
+    assert store.flush(5)
+    store.close()
+    assert document_text(connect(tmp_path / "j.sqlite3", readonly=True), 1) == "bad \ufffd text\n"
