@@ -26,6 +26,7 @@ a second; `clock` is injectable for tests.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -57,6 +58,7 @@ class Doc:
     version: int
     recording: bool
     steps: steps_.Steps = field(default_factory=steps_.Steps)
+    opened_hash: str = ""  # of the text at didOpen: the file on disk when the editor opened it
 
 
 @dataclass
@@ -89,6 +91,10 @@ class Kept:
     measured_at_deadline: bool = False
     measured_at_save: bool = False
     tries: int = 0
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def follow(start: int, end: int, edit: Edit) -> tuple[int, int]:
@@ -127,7 +133,7 @@ class Recorder:
     def opened(self, uri: str, path: str, language: str, version: int, text: str) -> None:
         if is_secret_file(path):
             return
-        doc = Doc(self.new_id(), uri, path, language, Text(text), version, recording=False)
+        doc = Doc(self.new_id(), uri, path, language, Text(text), version, recording=False, opened_hash=_digest(text))
         self.docs[uri] = doc
         self._resume(doc)
 
@@ -164,14 +170,14 @@ class Recorder:
                 if finished and doc.recording:
                     self.store.put(("step", doc.id, now, *finished))
             edit = doc.text.apply(range_, new)
-            if doc.recording:
-                self.store.put(("edit", doc.id, now, version, range_, new, origin))
-            if "\x00" in new and doc.recording:
+            if doc.recording and len(doc.text) > MAX_RECORDED_CHARS:
+                self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters")
+            elif doc.recording and "\x00" in new:
                 self._suspend(doc, "holds NUL characters (binary)")
+            elif doc.recording:
+                self.store.put(("edit", doc.id, now, version, range_, new, origin))
             self._follow(doc, edit, now)
-        if doc.recording and len(doc.text) > MAX_RECORDED_CHARS:
-            self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters")
-        elif not doc.recording and len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
+        if not doc.recording and len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
             self._resume(doc)
         if reload:
             doc.steps = steps_.Steps()
@@ -210,8 +216,10 @@ class Recorder:
             self.outside[path] = text
 
     def editor_has(self, path: str, text: str) -> bool:
-        """Whether an open document already holds `text` for `path` (the editor saved it)."""
-        return any(d.path == path and d.text.text == text for d in list(self.docs.values()))
+        """Whether an open document holds `text` for `path` now (the editor saved it) or held it when opened
+        (the file was written, or only touched, as the editor opened it)."""
+        docs = [d for d in list(self.docs.values()) if d.path == path]
+        return any(d.text.text == text for d in docs) or (bool(docs) and _digest(text) in {d.opened_hash for d in docs})
 
     def _finish_step(self, doc: Doc) -> None:
         finished = doc.steps.finish(doc.text.text)
