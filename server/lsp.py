@@ -27,12 +27,13 @@ from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, lsp_method
 from pygls.workspace import TextDocument
 
 from . import __version__
 from .completion.completer import Completer
 from .completion.engine import Outcome
+from .documents import DocumentWorkspace
 from .journal.text import utf16_column_to_index
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
@@ -67,6 +68,15 @@ class SelftuneProtocol(LanguageServerProtocol):
     def handle_message(self, message):
         if message is not _ANSWERED:
             super().handle_message(message)
+
+    @lsp_method(types.INITIALIZE)
+    def lsp_initialize(self, params: types.InitializeParams):
+        # Positions are UTF-16 throughout selftune, the encoding every client supports; pygls would
+        # otherwise take the client's first preference (Neovim offers UTF-8 first).
+        general = params.capabilities.general
+        if general is not None and general.position_encodings:
+            general.position_encodings = [types.PositionEncodingKind.Utf16]
+        return (yield from super().lsp_initialize(params))
 
 
 _ANSWERED = object()
@@ -254,6 +264,7 @@ def create_server() -> SelftuneServer:
     def initialize(ls: SelftuneServer, params: types.InitializeParams) -> None:
         if ls.log_forwarder is not None:
             ls.log_forwarder.loop = asyncio.get_running_loop()
+        ls.protocol._workspace = DocumentWorkspace.like(ls.workspace)  # no document is open yet
         ls.apply_settings(params.initialization_options)
         ls.recording.roots = workspace_roots(params)
         ls.start_model()

@@ -52,16 +52,22 @@ class Recording:
         self.server = server
         self.roots: list[Path] = []
         self.journals: dict[Path, Journal] = {}
+        self._located: dict[str, tuple[Journal, str] | None] = {}
         self._ticker: asyncio.Task | None = None
 
     def for_uri(self, uri: str) -> tuple[Journal, str] | None:
         """The journal of the workspace folder holding `uri`, and the path relative to it."""
         if not self.journals:
             return None
-        path = to_fs_path(uri)
-        if not path or not uri.startswith("file:"):
-            return None
-        for root, journal in self.journals.items():
+        if uri not in self._located:  # resolving a path costs system calls: once per document
+            if len(self._located) > 10_000:
+                self._located.clear()
+            self._located[uri] = self._locate(uri)
+        return self._located[uri]
+
+    def _locate(self, uri: str) -> tuple[Journal, str] | None:
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        for journal in self.journals.values() if path else ():
             rel = journal.relative(path)
             if rel is not None:
                 return journal, rel
@@ -79,6 +85,7 @@ class Recording:
             self.stop()
 
     def start(self) -> None:
+        self._located.clear()
         loop = asyncio.get_running_loop()
         for root in self.roots:
             try:
@@ -97,6 +104,7 @@ class Recording:
             self._ticker = asyncio.ensure_future(self._tick())
 
     def stop(self) -> None:
+        self._located.clear()
         journals, self.journals = self.journals, {}
         for journal in journals.values():
             journal.close()

@@ -109,10 +109,9 @@ def log_args(depth: int, since: str | None) -> list[str]:
 def import_history(repo, put: Callable[[tuple], None], *, depth: int, since: str | None = None,
                    progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[int, str | None]:
     """Put the newest `depth` commits (after `since`) as journal events; returns (commits, HEAD imported)."""
-    try:
-        head = repo.head.commit.hexsha
-    except ValueError:  # no commits yet
+    if not repo.head.is_valid():  # no commits yet
         return 0, None
+    head = repo.head.commit.hexsha
     if since == head or depth <= 0:
         return 0, head
     if since is not None and not repo.is_ancestor(since, head):

@@ -64,14 +64,29 @@ _PRIVATE_KEY_RE = re.compile(
     r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----(?P<body>.*?)(?:-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
-# `name = "value"`, `name: value`, `"name": "value"` where the name says secret.
+# `name = "value"`, `name: value`, `"name": "value"` where the name says secret. Matched only where
+# `str.find` saw one of the telling words (a regex scan of every position is 5x slower on diffs).
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
 _ASSIGNED_RE = re.compile(
     r"""(?ix)
-    (?P<name>[A-Za-z0-9_.\-]*(?:password|passwd|pwd|secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key|auth|credential)[A-Za-z0-9_.\-]*)
-    ["']?\s*(?:=|:|:=|=>)\s*
+    (?:pass(?:word|wd)?|pwd|secret|token|key|auth|credential)
+    [A-Za-z0-9_.\-]*["']?\s*(?:=|:|:=|=>)\s*
     (?P<quote>["'`]?)(?P<value>[A-Za-z0-9+/=_\-.~!@#$%^&*]{12,})(?P=quote)
     """
 )
+
+
+def _assignments(text: str):
+    lower = text.lower()
+    for word in _SECRET_WORDS:
+        at = lower.find(word)
+        while at >= 0:
+            m = _ASSIGNED_RE.match(text, at)
+            if m:
+                yield m
+            at = lower.find(word, at + len(word))
+
+
 _CODE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 _AWS_SECRET_RE = re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])")
 
@@ -98,7 +113,7 @@ def redact(text: str) -> str:
             spans.append((m.start("body"), m.end("body")))
     for m in _TOKEN_RE.finditer(text):
         spans.append((m.start(), m.end()))
-    for m in _ASSIGNED_RE.finditer(text):
+    for m in _assignments(text):
         value = m.group("value")
         if not m.group("quote") and _CODE_RE.fullmatch(value) and ("." in value or "_" in value or not any(c.isdigit() for c in value)):
             continue  # `token = tokenizer.next_token()`: code, not a literal
