@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-journal clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -41,8 +41,13 @@ run: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-bench: install
+bench: bench-journal
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/latency.py
+
+# REPO: a git repository whose history the journal imports (default: this one).
+REPO ?= .
+bench-journal: install
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/journal.py --repo $(REPO)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -115,7 +115,8 @@ def _journal_stats(args: argparse.Namespace) -> int:
         return 0
     pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
     reasons = ", ".join(f"{n} {r}" for r, n in sorted(s["rejected_by_reason"].items())) or "none"
-    print(f"journal: {s['journal']} ({s['bytes'] / 1e6:.2f} MB, {s['sessions']} sessions)\n"
+    print(f"journal: {s['journal']} ({s['bytes'] / 1e6:.2f} MB + {s['wal_bytes'] / 1e6:.2f} MB write-ahead log, "
+          f"{s['sessions']} sessions)\n"
           f"documents opened: {s['documents_opened']}, edits: {s['edits']}, edit steps: {s['editor_steps']}, "
           f"changes outside the editor: {s['outside_changes']}\n"
           f"git history: {s['history_commits']} commits, {s['history_steps']} file steps\n"

@@ -4,14 +4,20 @@ Copies the sample project (an `inventory` library with tests) to a temporary
 folder, starts `selftune serve`, and as an editor would: opens a file, types a
 new method into it keystroke by keystroke, and prints each suggestion that
 appears at a pause with its latency; accepts one; asks for a classic
-completion list; switches to the test file and back. Ends with a summary.
+completion list; switches to the test file and back; and shows, along the
+way, the journal filling up in the project's `.selftune/journal.sqlite3`: the
+git history imported at start, every edit, the edit steps, the suggestions
+shown, accepted and rejected, and the revision pair left by editing an
+accepted suggestion.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import statistics
+import subprocess
 import tempfile
 import time
 from importlib import resources
@@ -19,6 +25,8 @@ from pathlib import Path
 
 from lsprotocol import types
 
+from ..journal import journal_path
+from ..journal.queries import stats
 from ..settings import Settings
 from .replay import Pause, Session, type_text, useful_chars
 
@@ -40,7 +48,36 @@ def _copy_sample(into: Path) -> Path:
     project = into / "inventory-project"
     with resources.as_file(resources.files("selftune.server.demo").joinpath("sample")) as sample:
         shutil.copytree(sample, project, ignore=shutil.ignore_patterns("__pycache__"))
+    # A repository with a little history, so that the journal has something to import.
+    git = ["git", "-c", "user.name=selftune demo", "-c", "user.email=demo@selftune.invalid"]
+    try:
+        subprocess.run([*git, "init", "-q"], cwd=project, check=True, capture_output=True)
+        subprocess.run([*git, "add", "."], cwd=project, check=True, capture_output=True)
+        subprocess.run([*git, "commit", "-qm", "inventory: stock and tests"], cwd=project, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        pass  # no git: the demo goes on without history
     return project
+
+
+async def _journal(project: Path, wait: float = 0.3) -> dict | None:
+    """The journal's figures, once the writer has committed what was just sent."""
+    await asyncio.sleep(wait)
+    path = journal_path(project)
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return stats(conn, path) | {"conn": conn}
+    except sqlite3.Error:
+        return None
+
+
+def _journal_line(s: dict | None) -> str:
+    if s is None:
+        return f"{GREY}   journal: nothing yet{RESET}"
+    return (f"{GREY}   journal: {s['edits']} edits, {s['editor_steps']} edit steps, {s['completions_shown']} suggestions shown "
+            f"({s['accepted']} accepted, {s['rejected']} rejected), {s['revision_pairs']} revision pairs, "
+            f"{s['history_commits']} commits of history, {(s['bytes'] + s['wal_bytes']) / 1000:.0f} kB on disk{RESET}")
 
 
 async def _tour(settings: Settings) -> int:
@@ -88,6 +125,7 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     lat = sorted(p.seconds * 1000 for p in answered)
     print(f"\n   {len(pauses)} pauses, {len(offered)} with a suggestion; pause-to-suggestion "
           f"median {statistics.median(lat):.0f} ms, worst {lat[-1]:.0f} ms")
+    print(_journal_line(await _journal(project, wait=2.5)))  # steps settle after a 2 s pause
 
     print(f"\n{BOLD}2. Accepting a suggestion{RESET}")
     session.insert(doc, len(doc.text), "\n    def ")
@@ -100,9 +138,20 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     )
     if result and result.items:
         item = result.items[0]
+        start = len(doc.text)
         print(f"   after `    def ` the server offers: {GREEN}{item.insert_text.splitlines()[0]}{RESET}")
+        session.insert(doc, start, item.insert_text)  # the editor inserts it, then runs the item's command
         accepted = await session.execute(item.command)
         print(f"   the editor runs its command {item.command.command} → recorded: {accepted}")
+        name_end = start + max(0, item.insert_text.find("("))
+        session.insert(doc, name_end, "_audited")  # the user then renames what was accepted, and saves
+        session.client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(doc.uri)))
+        s = await _journal(project)
+        row = s and s["conn"].execute("SELECT model_text, user_text FROM revisions ORDER BY time DESC").fetchone()
+        if row:
+            print(f"   renamed to `…_audited` and saved: the journal keeps the revision pair (model → user):\n"
+                  f"     {row[0].splitlines()[0]!r}\n   → {row[1].splitlines()[0]!r}")
+        print(_journal_line(s))
     else:
         print("   (no suggestion this time)")
 
@@ -122,5 +171,16 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     back_text, back = await session.inline(doc, len(doc.text))
     print(f"   first suggestion in tests/test_stock.py: {cold * 1000:.0f} ms (new file: full prefill)")
     print(f"   back in inventory/stock.py:              {back * 1000:.0f} ms (its model state was kept)")
+
+    print(f"\n{BOLD}5. What the journal holds{RESET} ({journal_path(project).relative_to(project)})")
+    s = await _journal(project)
+    if s is not None:
+        print(_journal_line(s).replace(GREY, ""))
+        last = s["conn"].execute("SELECT path, diff FROM steps WHERE origin = 'editor' ORDER BY id DESC").fetchone()
+        if last:
+            print(f"   the latest edit step, in {last[0]} (zero-context hunks, as LintSeq trains on):")
+            for line in last[1].splitlines()[:6]:
+                print(f"     {GREY}{line}{RESET}")
+        print("   `selftune journal stats|export|forget --workspace <project>` read and prune it.")
     print(f"\n{BOLD}Done.{RESET} Point your editor at `selftune serve` (see README.md) to use it for real.")
     return 0

@@ -62,7 +62,7 @@ def _count(conn: sqlite3.Connection, sql: str, *args) -> int:
 
 
 def stats(conn: sqlite3.Connection, path: Path) -> dict:
-    size = sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+    wal = Path(f"{path}-wal")
     shown = _count(conn, "SELECT count(*) FROM completions")
     final = dict(conn.execute(
         "SELECT kind, count(*) FROM (SELECT completion_id, kind, max(id) FROM completion_events "
@@ -77,7 +77,8 @@ def stats(conn: sqlite3.Connection, path: Path) -> dict:
     times = conn.execute("SELECT min(started), max(coalesce(ended, started)) FROM sessions").fetchone()
     return {
         "journal": str(path),
-        "bytes": size,
+        "bytes": path.stat().st_size,
+        "wal_bytes": wal.stat().st_size if wal.exists() else 0,  # the write-ahead log, folded in at checkpoints
         "sessions": _count(conn, "SELECT count(*) FROM sessions"),
         "first_session": times[0],
         "last_session": times[1],

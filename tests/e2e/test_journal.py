@@ -14,6 +14,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
+from selftune.server.demo.replay import Doc
 from selftune.server.journal.queries import document_text
 
 from .conftest import Editor, config, start
@@ -108,7 +109,8 @@ async def test_accept_edit_and_save_record_retention_and_a_revision_pair(client:
     ed.doc.version += 1
     client.text_document_did_change(types.DidChangeTextDocumentParams(
         types.VersionedTextDocumentIdentifier(ed.doc.version, ed.uri),
-        [types.TextDocumentContentChangePartial(range=types.Range(ed.doc.position(start), Editor_position(old, first_line_end)),
+        [types.TextDocumentContentChangePartial(range=types.Range(Doc(ed.uri, old).position(start),
+                                                                  Doc(ed.uri, old).position(first_line_end)),
                                                 text=user_line)]))
     client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(ed.uri)))
 
@@ -129,11 +131,6 @@ async def test_accept_edit_and_save_record_retention_and_a_revision_pair(client:
     doc_id = (await rows(client.root, "SELECT id FROM documents WHERE path = 'shop/cart.py' ORDER BY opened DESC", until=bool))[0][0]
     await rows(client.root, "SELECT count(*) FROM edits WHERE document_id = ?", doc_id, until=lambda r: r[0][0] >= 3)
     assert document_text(journal(client.root), doc_id) == ed.text
-
-
-def Editor_position(text: str, offset: int) -> types.Position:
-    line = text.count("\n", 0, offset)
-    return types.Position(line, offset - (text.rfind("\n", 0, offset) + 1))
 
 
 async def test_typing_over_a_suggestion_rejects_it(client: LanguageClient):
