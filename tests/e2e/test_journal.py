@@ -202,3 +202,19 @@ async def test_journal_stats_and_export_from_the_command_line(client: LanguageCl
     assert {"edit_sequence", "revision", "completion"} <= {r["type"] for r in records}
     accepted = [r for r in records if r["type"] == "completion" and r["outcome"] == "accepted"]
     assert accepted and accepted[0]["retention"][0]["trigger"] == "save"
+
+
+async def test_journal_forget_from_the_command_line_scrubs_the_file(client: LanguageClient):
+    import sys
+
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        types.TextDocumentIdentifier((client.root / "shop" / "tax.py").as_uri())))
+    await asyncio.sleep(0.3)
+    out = subprocess.run([sys.executable, "-m", "selftune.server", "journal", "forget", "shop/tax.py", "--workspace",
+                          str(client.root)], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("deleted: ") and "steps" in out and "edits" in out
+    conn = journal(client.root)
+    assert conn.execute("SELECT count(*) FROM documents WHERE path = 'shop/tax.py'").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM steps WHERE path = 'shop/tax.py'").fetchone()[0] == 0
+    raw = b"".join(p.read_bytes() for p in (client.root / ".selftune").glob("journal.sqlite3*"))
+    assert b"RATE = 0.2" not in raw
