@@ -267,6 +267,8 @@ class Recorder:
         kept.start = offer.anchor
         self._locate(kept)
         self.kept.append(kept)
+        if len(self.kept) > OFFERS_KEPT:  # measured at 30 s but its file never saved: stop following the oldest
+            self.kept.pop(0)
         return True
 
     def _reject(self, offer: Offer, reason: str) -> None:
