@@ -32,6 +32,20 @@ class Document(TextDocument):
         self._text.apply(None, change.text)
         self._source = self._text.text
 
+    @property
+    def line_count(self) -> int:
+        """Lines as pygls's `lines` counts them: a final newline does not start another."""
+        text = self._text.text
+        return self._text.line_count - (text.endswith("\n") or not text)
+
+    def line_text(self, line: int) -> str:
+        """Line `line` without its line break."""
+        return self._text.text[self._text.offset((line, 0)) : self._text.offset((line, 1 << 31))]
+
+    def offset_of(self, position: types.Position) -> int:
+        """The offset of an LSP (UTF-16) position; past a line's end means its end."""
+        return self._text.offset((position.line, position.character))
+
 
 class DocumentWorkspace(Workspace):
     """pygls's workspace, holding `Document`s."""

@@ -28,12 +28,11 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
-from pygls.workspace import TextDocument
 
 from . import __version__
 from .completion.completer import Completer
 from .completion.engine import Outcome
-from .documents import DocumentWorkspace
+from .documents import Document, DocumentWorkspace
 from .journal.text import utf16_column_to_index
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
@@ -159,28 +158,24 @@ class SelftuneServer(LanguageServer):
 
     # --- documents --------------------------------------------------------------
 
-    def locate(self, uri: str, position: types.Position) -> tuple[TextDocument, int, types.Position]:
+    def locate(self, uri: str, position: types.Position) -> tuple[Document, int, types.Position]:
         """The open document, the offset of `position` in it and the position clamped to its line,
-        or a clear InvalidParams error."""
+        or a clear InvalidParams error. Costs one line's length, not the document's."""
         doc = self.workspace.text_documents.get(unquote(uri))
         if doc is None:
             raise JsonRpcInvalidParams(f"document {uri} is not open: send textDocument/didOpen first")
         if position.line < 0 or position.character < 0:
             raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is negative")
-        lines = doc.lines
-        if position.line > len(lines) or (position.line == len(lines) and position.character > 0):
+        lines = doc.line_count
+        if position.line > lines or (position.line == lines and position.character > 0):
             raise JsonRpcInvalidParams(
-                f"position {position.line}:{position.character} is outside {uri}, which has {len(lines)} lines"
+                f"position {position.line}:{position.character} is outside {uri}, which has {lines} lines"
             )
-        if not lines:
-            return doc, 0, types.Position(0, 0)
-        # LSP: a character past the end of the line means the end of the line. (pygls
-        # clamps one short on a last line without a newline, so clamp here.)
-        line = lines[position.line].rstrip("\r\n") if position.line < len(lines) else ""
-        units = len(line.encode("utf-16-le")) // 2
+        # LSP: a character past the end of the line means the end of the line.
+        units = len(doc.line_text(position.line).encode("utf-16-le")) // 2 if position.line < lines else 0
         if position.character > units:
             position = types.Position(position.line, units)
-        return doc, doc.offset_at_position(position), position
+        return doc, doc.offset_of(position), position
 
     def documentation(self, code: str) -> types.MarkupContent | str:
         """`code` as Markdown where the client renders it, else as a plain string."""
@@ -190,7 +185,7 @@ class SelftuneServer(LanguageServer):
             return types.MarkupContent(types.MarkupKind.Markdown, f"```\n{code}\n```")
         return code
 
-    def completable(self, doc: TextDocument) -> bool:
+    def completable(self, doc: Document) -> bool:
         if "\x00" in doc.source:
             self.say(f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
                      types.MessageType.Warning, once=True)
