@@ -177,8 +177,8 @@ class Recorder:
             elif doc.recording:
                 self.store.put(("edit", doc.id, now, version, range_, new, origin))
             self._follow(doc, edit, now)
-        if not doc.recording and len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
-            self._resume(doc)
+        if not doc.recording:
+            self._resume(doc)  # it checks the size and NUL rules itself
         if reload:
             doc.steps = steps_.Steps()
 
@@ -263,8 +263,7 @@ class Recorder:
         for other in self.offers.values():
             if other.doc is offer.doc and not other.resolved:
                 self._reject(other, "replaced")
-        kept = Kept(offer.key, offer.doc, offer.doc_id, text, now, None, None)
-        kept.start = offer.anchor
+        kept = Kept(offer.key, offer.doc, offer.doc_id, text, now, start=offer.anchor, end=None)
         self._locate(kept)
         self.kept.append(kept)
         if len(self.kept) > OFFERS_KEPT:  # measured at 30 s but its file never saved: stop following the oldest

@@ -76,6 +76,11 @@ def clean(text: str) -> str:
         return "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
 
 
+def scrub(text: str) -> str:
+    """What of `text` may reach the disk: storable as UTF-8, likely secrets masked."""
+    return redact(clean(text))
+
+
 def _is_damage(exc: sqlite3.Error) -> bool:
     """A database error that moving the file aside would cure (not a lock, not a full disk)."""
     if isinstance(exc, sqlite3.OperationalError):
@@ -227,14 +232,14 @@ class Store:
             log.info("not recording %s (ignored by git, or a file that holds secrets)", path)
             return
         self._documents[doc] = path
-        snapshot = self._blob(conn, redact(clean(text)))
+        snapshot = self._blob(conn, scrub(text))
         conn.execute("INSERT OR REPLACE INTO documents (id, session_id, path, language, opened, version, snapshot) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)", (doc, session_id, path, language, opened, version, snapshot))
 
     def _w_close(self, conn, doc: int, closed: float, text: str | None) -> None:
         if self._documents.pop(doc, None) is None:
             return
-        snapshot = self._blob(conn, redact(clean(text))) if text is not None else None
+        snapshot = self._blob(conn, scrub(text)) if text is not None else None
         conn.execute("UPDATE documents SET closed = ?, close_snapshot = ? WHERE id = ?", (closed, snapshot, doc))
 
     def _w_edit(self, conn, doc: int, at: float, version: int, range_, text: str, origin: str) -> None:
@@ -242,7 +247,7 @@ class Store:
             return
         (sl, sc), (el, ec) = range_ if range_ is not None else ((None, None), (None, None))
         conn.execute("INSERT INTO edits (document_id, time, version, start_line, start_char, end_line, end_char, text, origin) "
-                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (doc, at, version, sl, sc, el, ec, redact(clean(text)), origin))
+                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", (doc, at, version, sl, sc, el, ec, scrub(text), origin))
 
     def _w_step(self, conn, doc: int, at: float, before: str, after: str) -> None:
         path = self._documents.get(doc)
@@ -251,7 +256,7 @@ class Store:
         diff = hunks(before, after)
         if diff:
             conn.execute("INSERT INTO steps (time, path, origin, document_id, diff) VALUES (?, ?, 'editor', ?, ?)",
-                         (at, path, doc, redact(clean(diff))))
+                         (at, path, doc, scrub(diff)))
 
     def _w_shown(self, conn, completion: str, session_id: str, doc: int, at: float, version: int, line: int,
                  character: int, offset: int, text: str, model: str, adapter: str | None, latency_ms: float,
@@ -260,7 +265,7 @@ class Store:
             return
         conn.execute("INSERT OR IGNORE INTO completions (id, session_id, document_id, time, version, line, character, offset, "
                      "text, model, adapter, latency_ms, context_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     (completion, session_id, doc, at, version, line, character, offset, redact(clean(text)), model,
+                     (completion, session_id, doc, at, version, line, character, offset, scrub(text), model,
                       adapter, latency_ms, context_hash))
 
     def _w_outcome(self, conn, completion: str, doc: int, at: float, kind: str, accepted_length: int | None,
@@ -269,7 +274,7 @@ class Store:
             return
         conn.execute("INSERT INTO completion_events (completion_id, time, kind, accepted_length, reason, survived, region) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (completion, at, kind, accepted_length, reason, survived, redact(clean(region)) if region is not None else None))
+                     (completion, at, kind, accepted_length, reason, survived, scrub(region) if region is not None else None))
 
     def _w_revision(self, conn, completion: str, doc: int, at: float, prefix: str, suffix: str, model_text: str, user_text: str) -> None:
         path = self._documents.get(doc)
@@ -277,13 +282,13 @@ class Store:
             return
         conn.execute("INSERT OR REPLACE INTO revisions (completion_id, time, path, prefix, suffix, model_text, user_text) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (completion, at, path, redact(clean(prefix)), redact(clean(suffix)), redact(clean(model_text)),
-                      redact(clean(user_text))))
+                     (completion, at, path, scrub(prefix), scrub(suffix), scrub(model_text),
+                      scrub(user_text)))
 
     def _w_file(self, conn, path: str, at: float, text: str | None, origin: str, session_id: str) -> None:
         if not self._allows(path):
             return
-        snapshot = self._blob(conn, redact(clean(text))) if text is not None else None
+        snapshot = self._blob(conn, scrub(text)) if text is not None else None
         last = conn.execute("SELECT snapshot FROM files WHERE path = ? ORDER BY id DESC LIMIT 1", (path,)).fetchone()
         if last is not None and last[0] == snapshot:
             return  # already recorded (by another server on this workspace, say)
@@ -292,13 +297,13 @@ class Store:
 
     def _w_commit(self, conn, sha: str, at: float, author: str, message: str, code_and_tests: bool) -> None:
         conn.execute("INSERT OR IGNORE INTO commits (sha, time, author, message, code_and_tests) VALUES (?, ?, ?, ?, ?)",
-                     (sha, at, author, redact(clean(message)), int(code_and_tests)))
+                     (sha, at, author, scrub(message), int(code_and_tests)))
 
     def _w_history_step(self, conn, sha: str, path: str, at: float, diff: str) -> None:
         if self.rules is not None and not self.rules.allows(self.rules.root / path, ask_git=False):
             return  # committed files are not ignored; asking git for each would be slow
         conn.execute("INSERT OR IGNORE INTO steps (time, path, origin, commit_sha, diff) VALUES (?, ?, 'history', ?, ?)",
-                     (at, path, sha, redact(clean(diff))))
+                     (at, path, sha, scrub(diff)))
 
     def _w_meta(self, conn, key: str, value: str) -> None:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
