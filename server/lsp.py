@@ -30,6 +30,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
+from .checking import Checking
 from .completion.completer import Completer
 from .completion.engine import Outcome
 from .documents import Document, DocumentWorkspace
@@ -104,6 +105,7 @@ class SelftuneServer(LanguageServer):
         self.completer: Completer | None = None
         self.shown: OrderedDict[str, Shown] = OrderedDict()
         self.recording = Recording(self)
+        self.checking = Checking(self)
         self.settled = False  # settings from workspace/configuration have arrived (or will not)
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
@@ -118,6 +120,7 @@ class SelftuneServer(LanguageServer):
         self.settings = settings
         if self.settled:
             self.recording.update()
+            self.checking.update()
         if self.completer is None:
             return
         try:
@@ -280,6 +283,7 @@ def create_server() -> SelftuneServer:
         # Only now is it known whether to record: with `record: false` nothing may be written.
         ls.settled = True
         ls.recording.update()
+        ls.checking.update()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
@@ -308,6 +312,7 @@ def create_server() -> SelftuneServer:
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     def did_save(ls: SelftuneServer, params: types.DidSaveTextDocumentParams) -> None:
         ls.recording.saved(params.text_document.uri)
+        ls.checking.saved(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SelftuneServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -390,12 +395,14 @@ def create_server() -> SelftuneServer:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SelftuneServer, params: None) -> None:
+        ls.checking.stop()
         ls.recording.stop()
         if ls.completer is not None:
             ls.completer.close()
 
     @server.feature(types.EXIT)
     def exit_(ls: SelftuneServer, params: None) -> None:
+        ls.checking.stop()
         ls.recording.stop()  # an exit without shutdown still commits what was recorded
 
     return server

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -22,6 +21,7 @@ from pygls.uris import to_fs_path
 from . import __version__
 from .journal import Journal
 from .journal.text import Range
+from .progress import Progress
 
 if TYPE_CHECKING:
     from .lsp import SelftuneServer
@@ -127,9 +127,7 @@ class Recording:
                     log.exception("journal tick failed")
 
     def _import_history(self, journal: Journal) -> None:
-        window = self.server.client_capabilities.window
-        progress = HistoryProgress(self.server, asyncio.get_running_loop(),
-                                   enabled=bool(window and window.work_done_progress))
+        progress = HistoryProgress(self.server, asyncio.get_running_loop())
         journal.import_history(self.server.settings.history_depth, progress.update,
                                lambda count: progress.finish(count, journal.path))
 
@@ -171,43 +169,22 @@ class Recording:
 class HistoryProgress:
     """The git-history import as `$/progress` (called from the import thread)."""
 
-    def __init__(self, server: "SelftuneServer", loop: asyncio.AbstractEventLoop, *, enabled: bool):
+    def __init__(self, server: "SelftuneServer", loop: asyncio.AbstractEventLoop):
         self.server = server
         self.loop = loop
-        self.enabled = enabled
-        self.token = f"selftune-history-{uuid.uuid4().hex[:8]}"
+        self.progress: Progress | None = None
         self.percent = -1
-        self.created: asyncio.Task | None = None
 
     def update(self, done: int, total: int) -> None:
         percent = int(100 * done / max(1, total))
-        if self.enabled and percent != self.percent:
-            self.percent = percent
-            self.loop.call_soon_threadsafe(self._show, f"{done}/{total} commits", percent)
+        if percent == self.percent:
+            return
+        self.percent = percent
+        if self.progress is None:
+            self.progress = Progress(self.server, self.loop, "selftune: importing git history", kind="history")
+        self.progress.report(f"{done}/{total} commits", percent)
 
     def finish(self, count: int, where: Path) -> None:
-        self.loop.call_soon_threadsafe(self._end, count, where)
-
-    def _show(self, message: str, percent: int) -> None:
-        if self.created is None:
-            self.created = asyncio.ensure_future(self._begin(message, percent))
-        elif self.created.done() and not self.created.exception() and self.created.result():
-            self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percent))
-
-    async def _begin(self, message: str, percent: int) -> bool:
-        try:
-            await self.server.work_done_progress.create_async(self.token)
-        except Exception as exc:  # the client refused a progress token: carry on without one
-            log.info("no progress shown for the history import: %s", exc)
-            return False
-        self.server.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
-            title="selftune: importing git history", message=message, percentage=percent))
-        return True
-
-    async def _end_after_begin(self, count: int) -> None:
-        if self.created is not None and await self.created:
-            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=f"{count} commits imported"))
-
-    def _end(self, count: int, where: Path) -> None:
         log.info("imported %d commits of git history into %s", count, where)
-        asyncio.ensure_future(self._end_after_begin(count))
+        if self.progress is not None:
+            self.progress.end(f"{count} commits imported")

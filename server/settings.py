@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
-def _meta(doc: str, *, lo: float | None = None, hi: float | None = None) -> dict:
-    return {"doc": doc, "lo": lo, "hi": hi}
+def _meta(doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> dict:
+    return {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,10 @@ class Settings:
     cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))
     record: bool = field(default=True, metadata=_meta("record edits, completion outcomes and outside changes in the workspace's .selftune/journal.sqlite3"))
     history_depth: int = field(default=200, metadata=_meta("newest git commits imported into the journal on first use (and new ones on each start); 0 imports none", lo=0, hi=100000))
+    test_feedback: bool = field(default=False, metadata=_meta("run the project's tests on save and show failures as diagnostics (runs the project's code: off until you turn it on; `.selftune/config.toml` can turn it on for one workspace)"))
+    test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests; empty: the workspace's .venv/bin/python if there is one, else the server's"))
+    test_timeout: int = field(default=60, metadata=_meta("seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600))
+    test_scope: str = field(default="related", metadata=_meta("which tests run on save: the saved file's related tests, those then the rest, or the whole suite", choices=("related", "related-then-all", "all")))
 
     def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:
         return any(getattr(self, n) != getattr(other, n) for n in names)
@@ -80,6 +84,9 @@ def _check(f: dataclasses.Field, value: Any) -> tuple[Any, str | None]:
         return float(value), None
     if not isinstance(value, str):
         return f.default, "is not a string"
+    choices = f.metadata["choices"]
+    if choices and value not in choices:
+        return f.default, f"is not one of {', '.join(choices)}"
     return value, None
 
 

@@ -91,13 +91,18 @@ class Doc:
 
 def insert(client: LanguageClient, doc: Doc, offset: int, text: str) -> None:
     """Type `text` at `offset`: update `doc` and send the incremental didChange an editor sends."""
-    pos = doc.position(offset)
-    doc.text = doc.text[:offset] + text + doc.text[offset:]
+    replace(client, doc, offset, offset, text)
+
+
+def replace(client: LanguageClient, doc: Doc, start: int, end: int, text: str) -> None:
+    """Replace `doc.text[start:end]` with `text`, as one incremental didChange."""
+    first, last = doc.position(start), doc.position(end)
+    doc.text = doc.text[:start] + text + doc.text[end:]
     doc.version += 1
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
             types.VersionedTextDocumentIdentifier(doc.version, doc.uri),
-            [types.TextDocumentContentChangePartial(range=types.Range(pos, pos), text=text)],
+            [types.TextDocumentContentChangePartial(range=types.Range(first, last), text=text)],
         )
     )
 

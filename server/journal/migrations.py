@@ -139,7 +139,70 @@ def m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial]
+def m002_test_runs(conn: sqlite3.Connection) -> None:
+    _run(conn,
+        """
+        CREATE TABLE test_runs (            -- one pytest run (or two phases: related tests, then the rest) after a save
+            id INTEGER PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,                     -- NULL: still running, or the server died
+            trigger TEXT NOT NULL,          -- the saved paths, comma-separated
+            scope TEXT NOT NULL,            -- related | related-then-all | all
+            interpreter TEXT,
+            head TEXT,                      -- git HEAD the run's state is based on (NULL: no git)
+            status TEXT,                    -- finished | timeout | crashed | cancelled | no-pytest | no-interpreter
+            exit_code INTEGER,              -- pytest's exit status (or the process's return code)
+            passed INTEGER,
+            failed INTEGER,
+            errors INTEGER
+        );
+        CREATE TABLE run_files (            -- the run's state: HEAD plus these files as they were (dirty files)
+            run_id INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            snapshot TEXT REFERENCES blobs(hash),  -- NULL: deleted
+            PRIMARY KEY (run_id, path)
+        );
+        CREATE TABLE test_results (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL,
+            nodeid TEXT NOT NULL,
+            outcome TEXT NOT NULL,          -- passed | failed | error | skipped | xfailed | xpassed | timeout | crashed
+            duration REAL,
+            message TEXT,
+            path TEXT,                      -- deepest traceback frame in the workspace
+            line INTEGER,
+            test_path TEXT,                 -- the test's own failing line (or its definition)
+            test_line INTEGER
+        );
+        CREATE INDEX test_results_run ON test_results(run_id);
+        CREATE INDEX test_results_nodeid ON test_results(nodeid, run_id);
+        CREATE TABLE test_fixes (           -- a function that changed while a failing test came to pass (SEED)
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            failing_run INTEGER NOT NULL,
+            passing_run INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            function TEXT NOT NULL,         -- qualified name: Class.method
+            context TEXT NOT NULL,          -- code before the function (passing version), up to 4000 characters
+            failing TEXT NOT NULL,
+            error TEXT NOT NULL,            -- the failing tests' messages
+            passing TEXT NOT NULL,
+            tests TEXT NOT NULL             -- the tests that came to pass, comma-separated
+        );
+        CREATE VIEW preference_pairs AS     -- the same fixes as CodeLutra's (prompt, chosen, rejected)
+            SELECT id, time, path, function, context AS prompt, passing AS chosen, failing AS rejected, error
+            FROM test_fixes;
+        CREATE TABLE run_completions (      -- accepted completions edited before this (passing) run
+            run_id INTEGER NOT NULL,
+            completion_id TEXT NOT NULL,
+            PRIMARY KEY (run_id, completion_id)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_test_runs]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

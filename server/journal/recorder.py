@@ -127,6 +127,7 @@ class Recorder:
         self.offers: OrderedDict[str, Offer] = OrderedDict()
         self.kept: list[Kept] = []
         self.outside: dict[str, str] = {}  # path -> text written outside the editor, until the editor reloads it
+        self.revised: dict[str, str] = {}  # accepted then edited, not yet linked to a passing test run: key -> path
 
     # --- documents -------------------------------------------------------------------
 
@@ -330,12 +331,20 @@ class Recorder:
                         survival(kept.text, region), region))
         if region != kept.text:
             self.store.put(("revision", kept.key, kept.doc_id, self.now(), kept.prefix, kept.suffix, kept.text, region))
+            self.revised[kept.key] = kept.doc.path
+            while len(self.revised) > OFFERS_KEPT:
+                del self.revised[next(iter(self.revised))]
         if trigger == "save":
             kept.measured_at_save = True
         else:
             kept.measured_at_deadline = True
         if trigger == "close" or (kept.measured_at_save and kept.measured_at_deadline):
             self.kept.remove(kept)
+
+    def forget_revised(self, keys) -> None:
+        """These accepted-then-edited completions are now linked to a passing test run."""
+        for key in keys:
+            self.revised.pop(key, None)
 
     # --- time -------------------------------------------------------------------------
 

@@ -307,3 +307,38 @@ class Store:
 
     def _w_meta(self, conn, key: str, value: str) -> None:
         conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def _w_test_run(self, conn, run_id: int, session_id: str, started: float, trigger: str, scope: str,
+                    interpreter: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO test_runs (id, session_id, started, trigger, scope, interpreter) "
+                     "VALUES (?, ?, ?, ?, ?, ?)", (run_id, session_id, started, trigger, scope, interpreter))
+
+    def _w_run_file(self, conn, run_id: int, path: str, text: str | None) -> None:
+        if not self._allows(path):
+            return
+        snapshot = self._blob(conn, scrub(text)) if text is not None else None
+        conn.execute("INSERT OR REPLACE INTO run_files (run_id, path, snapshot) VALUES (?, ?, ?)", (run_id, path, snapshot))
+
+    def _w_test_result(self, conn, run_id: int, nodeid: str, outcome: str, duration: float | None, message: str | None,
+                       path: str | None, line: int | None, test_path: str | None, test_line: int | None) -> None:
+        conn.execute("INSERT INTO test_results (run_id, nodeid, outcome, duration, message, path, line, test_path, "
+                     "test_line) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (run_id, nodeid, outcome, duration, scrub(message) if message else message, path, line,
+                      test_path, test_line))
+
+    def _w_test_run_end(self, conn, run_id: int, ended: float, status: str, exit_code: int | None, passed: int,
+                        failed: int, errors: int, head: str | None) -> None:
+        conn.execute("UPDATE test_runs SET ended = ?, status = ?, exit_code = ?, passed = ?, failed = ?, errors = ?, "
+                     "head = ? WHERE id = ?", (ended, status, exit_code, passed, failed, errors, head, run_id))
+
+    def _w_test_fix(self, conn, at: float, failing_run: int, passing_run: int, path: str, function: str, context: str,
+                    failing: str, error: str, passing: str, tests: str) -> None:
+        if not self._allows(path):
+            return
+        conn.execute("INSERT INTO test_fixes (time, failing_run, passing_run, path, function, context, failing, error, "
+                     "passing, tests) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (at, failing_run, passing_run, path, function, scrub(context), scrub(failing), scrub(error),
+                      scrub(passing), tests))
+
+    def _w_run_completion(self, conn, run_id: int, completion: str) -> None:
+        conn.execute("INSERT OR IGNORE INTO run_completions (run_id, completion_id) VALUES (?, ?)", (run_id, completion))

@@ -11,7 +11,7 @@ from lsprotocol import types
 import pytest_lsp
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from selftune.server.demo.replay import Doc, insert
+from selftune.server.demo.replay import Doc, insert, replace
 
 SERVER = [sys.executable, "-m", "selftune.server", "serve"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": "INFO"}
@@ -61,6 +61,7 @@ class Editor:
         path.write_text(text)
         self.client, self.doc = client, Doc(path.as_uri(), text)
         self.uri = self.doc.uri
+        self.path = path
         client.text_document_did_open(
             types.DidOpenTextDocumentParams(types.TextDocumentItem(self.uri, language_id, 1, text))
         )
@@ -74,6 +75,16 @@ class Editor:
 
     def type(self, text: str, offset: int | None = None) -> None:
         insert(self.client, self.doc, len(self.text) if offset is None else offset, text)
+
+    def replace(self, old: str, new: str) -> None:
+        """Replace the first `old` in the document with `new`."""
+        at = self.text.index(old)
+        replace(self.client, self.doc, at, at + len(old), new)
+
+    def save(self) -> None:
+        """Write the document to its file and send didSave, as an editor does."""
+        Path(self.path).write_text(self.text)
+        self.client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(self.uri)))
 
     def params(self, position: types.Position | None = None) -> types.InlineCompletionParams:
         return types.InlineCompletionParams(

@@ -21,6 +21,14 @@ EXPECTED = {
     "revisions": ["completion_id", "time", "path", "prefix", "suffix", "model_text", "user_text"],
     "meta": ["key", "value"],
     "_migrations": ["name", "applied"],
+    "test_runs": ["id", "session_id", "started", "ended", "trigger", "scope", "interpreter", "head", "status",
+                  "exit_code", "passed", "failed", "errors"],
+    "run_files": ["run_id", "path", "snapshot"],
+    "test_results": ["id", "run_id", "nodeid", "outcome", "duration", "message", "path", "line", "test_path",
+                     "test_line"],
+    "test_fixes": ["id", "time", "failing_run", "passing_run", "path", "function", "context", "failing", "error",
+                   "passing", "tests"],
+    "run_completions": ["run_id", "completion_id"],
 }
 
 
@@ -32,6 +40,8 @@ def test_migrations_give_the_schema_and_apply_once():
     assert tables == set(EXPECTED)
     for table, columns in EXPECTED.items():
         assert [row[1] for row in conn.execute(f"PRAGMA table_info({table})")] == columns, table
+    assert [row[1] for row in conn.execute("PRAGMA table_info(preference_pairs)")] == [
+        "id", "time", "path", "function", "prompt", "chosen", "rejected", "error"]
 
 
 def _open_event(doc=1, path="a.py", text="x = 1\n"):

@@ -1,0 +1,142 @@
+"""The server's side of test feedback: saves in, diagnostics and `$/progress` out.
+
+`Checking` keeps one `feedback.TestFeedback` per workspace folder that has
+test feedback enabled (the ``testFeedback`` setting, or ``[tests]`` in the
+folder's `.selftune/config.toml`, read again at every save). It turns the
+feedback's problems into `textDocument/publishDiagnostics` with source
+``selftune-tests``: the range is the line's text (from the open document, else
+the file on disk), and each problem points at its pair (the test's line, the
+source line) as related information.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+from pygls.uris import from_fs_path, to_fs_path
+
+from .feedback import TestFeedback
+from .feedback import config as test_config
+from .feedback.diagnostics import SOURCE, Problem
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from .lsp import SelftuneServer
+
+log = logging.getLogger(__name__)
+
+
+def line_range(text: str | None, line: int) -> types.Range:
+    """The 1-based `line` of `text` without its indentation, in UTF-16 columns (the whole line if unknown)."""
+    row = max(0, line - 1)
+    lines = text.splitlines() if text is not None else []
+    if row >= len(lines):
+        return types.Range(types.Position(row, 0), types.Position(row + 1, 0))
+    content = lines[row]
+    indent = len(content) - len(content.lstrip())
+    units = lambda s: len(s.encode("utf-16-le")) // 2  # noqa: E731
+    end = units(content.rstrip())
+    return types.Range(types.Position(row, units(content[:indent])), types.Position(row, max(end, units(content[:indent]))))
+
+
+class Checking:
+    def __init__(self, server: "SelftuneServer"):
+        self.server = server
+        self.feedback: dict[Path, TestFeedback] = {}
+        self.published: dict[Path, set[str]] = {}  # paths that have diagnostics now, per folder
+
+    def root_of(self, uri: str) -> tuple[Path, str] | None:
+        path = to_fs_path(uri) if uri.startswith("file:") else None
+        if not path:
+            return None
+        resolved = Path(path).resolve()
+        for root in self.server.recording.roots:  # most specific first
+            if resolved.is_relative_to(root):
+                return root, resolved.relative_to(root).as_posix()
+        return None
+
+    def config(self, root: Path) -> test_config.TestConfig:
+        s = self.server.settings
+        config, problems = test_config.load(root, enabled=s.test_feedback, interpreter=s.test_interpreter,
+                                            timeout=float(s.test_timeout), scope=s.test_scope)
+        for problem in problems:
+            self.server.say(f"selftune: {problem}", types.MessageType.Warning, once=True)
+        return config
+
+    def for_root(self, root: Path) -> TestFeedback:
+        if root not in self.feedback:
+            self.feedback[root] = TestFeedback(
+                root,
+                publish=lambda paths, root=root: self.publish(root, paths),
+                progress=lambda title, message: Progress(self.server, asyncio.get_running_loop(), title, message,
+                                                         kind="tests"),
+                say=lambda message: self.server.say(message, types.MessageType.Warning, once=True),
+                journal=lambda root=root: self.server.recording.journals.get(root),
+            )
+            self.feedback[root].warm()
+        return self.feedback[root]
+
+    def update(self) -> None:
+        """Settings changed: start reading imports where tests are now on."""
+        for root in self.server.recording.roots:
+            if self.config(root).enabled:
+                self.for_root(root)
+
+    def saved(self, uri: str) -> None:
+        found = self.root_of(uri)
+        if found is None:
+            return
+        root, rel = found
+        config = self.config(root)
+        if not config.enabled:
+            return
+        self.for_root(root).saved(rel, config)
+
+    def publish(self, root: Path, paths: set[str]) -> None:
+        feedback = self.feedback[root]
+        by_path = feedback.failures.by_path()
+        shown = self.published.setdefault(root, set())
+        for rel in sorted(paths):
+            problems = by_path.get(rel, [])
+            uri = from_fs_path(str(root / rel))
+            self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
+                uri=uri, diagnostics=[self.diagnostic(root, p) for p in problems]))
+            if problems:
+                shown.add(rel)
+            else:
+                shown.discard(rel)
+
+    def _text(self, root: Path, rel: str) -> str | None:
+        doc = self.server.workspace.text_documents.get(from_fs_path(str(root / rel)))
+        if doc is not None:
+            return doc.source
+        try:
+            return (root / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def diagnostic(self, root: Path, problem: Problem) -> types.Diagnostic:
+        related = [
+            types.DiagnosticRelatedInformation(
+                location=types.Location(uri=from_fs_path(str(root / path)),
+                                        range=line_range(self._text(root, path), line)),
+                message=what,
+            )
+            for path, line, what in problem.related
+        ]
+        return types.Diagnostic(
+            range=line_range(self._text(root, problem.path), problem.line),
+            message=problem.message,
+            severity=types.DiagnosticSeverity.Error,
+            source=SOURCE,
+            code=problem.code,
+            related_information=related or None,
+        )
+
+    def stop(self) -> None:
+        for feedback in self.feedback.values():
+            feedback.stop()

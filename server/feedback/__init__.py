@@ -1,0 +1,291 @@
+"""Test feedback for one workspace folder: tests on save, failures as problems, fixes as training data.
+
+`TestFeedback.saved` is called for each saved file. After a short pause (a
+"save all" is one run) it plans the run: the saved files' related tests
+(related.py), then, if the scope says so, the rest of the suite; or the whole
+suite at once. Each phase is one pytest subprocess (runner.py). A newer save
+cancels the run in progress, and its files are tested again with the new ones.
+
+While the run goes, each result updates `failures` (diagnostics.py) and the
+changed files are published at once, so the first failure shows as soon as
+pytest reports it. When the journal is on, the run is recorded with the
+workspace state it ran on (state.py) and every result; a test that failed
+before and passes now turns the functions that changed into revision examples
+and preference pairs (pairs.py); completions that were accepted and then
+edited are linked to the first run that passes after them.
+
+Nothing here knows about LSP: the server passes in how to publish, show
+progress, say things, and find the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from .config import TestConfig
+from .diagnostics import Failures, Problem, ending_problems, result_problems
+from .pairs import fixes
+from .related import ImportGraph
+from .runner import RunEnd, run_pytest
+from .state import State, capture
+
+if TYPE_CHECKING:
+    from ..journal import Journal
+
+log = logging.getLogger(__name__)
+
+SAVE_PAUSE = 0.02  # seconds: saves arriving together ("save all") make one run
+OUTPUT_LINES = 15  # of pytest's output quoted in a message when a run goes wrong
+
+
+class Progress(Protocol):
+    def report(self, message: str, percent: int | None = None) -> None: ...
+    def end(self, message: str) -> None: ...
+
+
+@dataclass
+class Failing:
+    run_id: int
+    state: State | None
+    message: str
+
+
+@dataclass
+class Phase:
+    name: str  # related | rest | all
+    files: list[str]  # test files, most related first; empty: pytest's own choice (the whole suite)
+
+
+class TestFeedback:
+    def __init__(self, root: Path, *, publish: Callable[[set[str]], None],
+                 progress: Callable[[str, str], Progress], say: Callable[[str], None],
+                 journal: Callable[[], "Journal | None"]):
+        self.root = root
+        self.publish = publish
+        self.progress = progress
+        self.say = say
+        self.journal = journal
+        self.graph = ImportGraph(root)
+        self.failures = Failures()
+        self.failing: dict[str, Failing] = {}  # test id -> its latest failing run
+        self.pending: list[str] = []  # saved files whose tests have not run to the end yet
+        self.config: TestConfig | None = None
+        self.task: asyncio.Task | None = None
+        self.runs = 0  # finished runs, for tests and the benchmark
+        self.last: dict | None = None  # summary of the last finished run
+
+    # --- on the event loop ------------------------------------------------------------
+
+    def warm(self) -> None:
+        """Read the workspace's imports now, so that the first save does not wait for it."""
+        asyncio.get_running_loop().run_in_executor(None, self.graph.refresh)
+
+    def saved(self, rel: str, config: TestConfig) -> None:
+        if rel not in self.pending:
+            self.pending.append(rel)
+        self.config = config
+        previous = self.task
+        if previous is not None and not previous.done():
+            previous.cancel()
+        self.task = asyncio.ensure_future(self._after(previous))
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _after(self, previous: asyncio.Task | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await previous
+        await asyncio.sleep(SAVE_PAUSE)
+        paths = list(self.pending)
+        try:
+            await self._run(paths, self.config)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not stop the server or later runs
+            log.exception("test run failed")
+            self.say(f"selftune: the test run failed: {exc}")
+        self.pending = [p for p in self.pending if p not in paths]
+
+    def plan(self, paths: list[str], scope: str) -> list[Phase]:
+        if scope == "all":
+            return [Phase("all", [])]
+        related: list[str] = []
+        for path in paths:
+            related += [t for t in self.graph.related_tests(path) if t not in related]
+        phases = [Phase("related", related)] if related else []
+        if scope == "related-then-all":
+            rest = [t for t in self.graph.all_tests() if t not in related]
+            if rest:
+                phases.append(Phase("rest", rest))
+        return phases
+
+    async def _run(self, paths: list[str], config: TestConfig) -> None:
+        loop = asyncio.get_running_loop()
+        phases = await loop.run_in_executor(None, self.plan, paths, config.scope)
+        if not phases:
+            log.info("no tests related to %s", ", ".join(paths))
+            return
+        journal = self.journal()
+        run_id = secrets.randbits(62)
+        started = time.time()
+        state_task = (loop.run_in_executor(None, capture, self.root, journal.rules.allows)
+                      if journal is not None else None)
+        revised = dict(journal.recorder.revised) if journal is not None else {}
+        head = None
+        if journal is not None:
+            journal.store.put(("test_run", run_id, journal.session, started, ",".join(paths), config.scope,
+                               config.interpreter))
+        files = sum(len(p.files) for p in phases)
+        progress = self.progress("selftune: running tests",
+                                 f"{files} test files for {', '.join(paths)}" if files else "the whole suite")
+        results: dict[str, dict] = {}
+        counts = {"passed": 0, "failed": 0, "errors": 0}
+        status, exit_code = "finished", None
+        try:
+            for phase in phases:
+                end = await self._phase(phase, config, run_id, journal, results, counts, progress)
+                if end.status != "finished":
+                    status, exit_code = end.status, end.exit_code
+                    if end.status in ("no-pytest", "no-interpreter"):
+                        break
+                elif exit_code is None or end.exit_code not in (0, 5):
+                    exit_code = end.exit_code
+        except asyncio.CancelledError:
+            progress.end("cancelled by a newer save")
+            if journal is not None:
+                journal.store.put(("test_run_end", run_id, time.time(), "cancelled", None, counts["passed"],
+                                   counts["failed"], counts["errors"], None))
+            if state_task is not None:
+                state_task.cancel()
+            raise
+        state = await state_task if state_task is not None else None
+        summary = (f"{counts['failed']} failed, {counts['errors']} errors, {counts['passed']} passed"
+                   f" in {time.time() - started:.1f} s")
+        progress.end(summary if status == "finished" else f"{status}: {summary}")
+        if journal is not None and state is not None:
+            head = state.head
+            for path, text in state.files.items():
+                journal.store.put(("run_file", run_id, path, text))
+            journal.store.put(("test_run_end", run_id, time.time(), status, exit_code, counts["passed"],
+                               counts["failed"], counts["errors"], head))
+            await self._learn(journal, run_id, state, results)
+            if status == "finished" and not counts["failed"] and not counts["errors"] and revised:
+                for key in revised:
+                    journal.store.put(("run_completion", run_id, key))
+                journal.recorder.forget_revised(revised)
+        self.runs += 1
+        self.last = {"run_id": run_id, "status": status, "exit_code": exit_code, **counts, "paths": paths,
+                     "phases": [(p.name, len(p.files)) for p in phases]}
+        log.info("tests for %s: %s", ", ".join(paths), summary)
+
+    async def _phase(self, phase: Phase, config: TestConfig, run_id: int, journal: "Journal | None",
+                     results: dict[str, dict], counts: dict[str, int], progress: Progress) -> RunEnd:
+        reported: set[str] = set()
+        modules: set[str] = set()
+        locations: dict[str, tuple[str, int]] = {}
+        total = {"tests": 0, "done": 0}
+
+        def on_event(item: dict) -> None:
+            kind = item.get("event")
+            if kind == "collected":
+                total["tests"] = int(item.get("count") or 0)
+            elif kind == "module" and isinstance(item.get("path"), str):
+                modules.add(item["path"])
+                self._update(str(item.get("nodeid") or item["path"]), [])  # it collects again
+            elif kind == "start" and isinstance(item.get("location"), list):
+                path, line = item["location"]
+                locations[str(item.get("nodeid"))] = (path, line)
+            elif kind == "result":
+                nodeid = str(item.get("nodeid") or "")
+                reported.add(nodeid)
+                results[nodeid] = item
+                outcome = item.get("outcome")
+                key = "passed" if outcome in ("passed", "skipped", "xfailed", "xpassed") else (
+                    "errors" if outcome == "error" else "failed")
+                counts[key] += 1
+                total["done"] += 1
+                self._update(nodeid, result_problems(item))
+                if journal is not None:
+                    frame, test_frame = item.get("frame") or (None, None), item.get("test_frame") or (None, None)
+                    journal.store.put(("test_result", run_id, nodeid, outcome, item.get("duration"),
+                                       item.get("message"), *frame, *test_frame))
+                if total["tests"]:
+                    progress.report(f"{total['done']}/{total['tests']} {phase.name} tests, {counts['failed']} failed",
+                                    min(100, 100 * total["done"] // total["tests"]))
+
+        end = await run_pytest(config.interpreter, self.root, phase.files, timeout=config.timeout, on_event=on_event)
+        if end.status == "finished":
+            self.publish(self.failures.forget_missing(modules, reported))
+            if end.exit_code in (3, 4):  # pytest's internal error / usage error
+                self.say(f"selftune: pytest could not run the tests (exit status {end.exit_code}):\n"
+                         + _last_lines(end.output))
+        elif end.status in ("timeout", "crashed"):
+            problems = ending_problems(end, locations.get(end.running or ""), config.timeout, config.interpreter)
+            if end.running:
+                item = {"nodeid": end.running, "outcome": end.status, "message": problems[-1].message if problems else ""}
+                results[end.running] = item
+                counts["errors"] += 1
+                self._update(end.running, problems)
+                if journal is not None:
+                    journal.store.put(("test_result", run_id, end.running, end.status, None, item["message"],
+                                       None, None, *(locations.get(end.running) or (None, None))))
+            else:
+                self.say(f"selftune: the test run {'timed out' if end.status == 'timeout' else 'crashed'} "
+                         f"before any test started ({_ending(end, config)}):\n{_last_lines(end.output)}")
+        elif end.status == "no-pytest":
+            self.say(f"selftune: no tests run: pytest is not installed for {config.interpreter}. "
+                     f"Install it there ({config.interpreter} -m pip install pytest) or set "
+                     f"selftune.testInterpreter (or tests.interpreter in .selftune/config.toml).")
+        elif end.status == "no-interpreter":
+            self.say(f"selftune: no tests run: the test interpreter cannot be started ({end.output}). "
+                     f"Set selftune.testInterpreter (or tests.interpreter in .selftune/config.toml).")
+        return end
+
+    def _update(self, nodeid: str, problems: list[Problem]) -> None:
+        changed = self.failures.set(nodeid, problems)
+        if changed:
+            self.publish(changed)
+
+    async def _learn(self, journal: "Journal", run_id: int, state: State, results: dict[str, dict]) -> None:
+        """Fail -> pass: revision examples and preference pairs; remember what fails now."""
+        fixed: dict[int, list[str]] = {}
+        for nodeid, item in results.items():
+            outcome = item.get("outcome")
+            if outcome == "passed" and nodeid in self.failing:
+                fixed.setdefault(self.failing[nodeid].run_id, []).append(nodeid)
+            elif outcome in ("failed", "error", "timeout", "crashed"):
+                self.failing[nodeid] = Failing(run_id, state, str(item.get("message") or outcome))
+        loop = asyncio.get_running_loop()
+        for failing_run, nodeids in fixed.items():
+            before = self.failing[nodeids[0]].state
+            error = "\n".join(f"{n}: {self.failing[n].message}" for n in nodeids[:3])
+            for nodeid in nodeids:
+                del self.failing[nodeid]
+            if before is None:
+                continue
+            found = await loop.run_in_executor(None, fixes, before, state, error)
+            for fix in found:
+                journal.store.put(("test_fix", time.time(), failing_run, run_id, fix.path, fix.function, fix.context,
+                                   fix.failing, fix.error, fix.passing, ",".join(nodeids)))
+            if found:
+                log.info("%d revision examples from %s passing again", len(found), ", ".join(nodeids))
+
+
+def _last_lines(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[-OUTPUT_LINES:])
+
+
+def _ending(end: RunEnd, config: TestConfig) -> str:
+    if end.status == "timeout":
+        return f"killed after {config.timeout:g} s"
+    return f"killed by {end.signal_name}" if end.signal_name else f"exit status {end.exit_code}"

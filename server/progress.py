@@ -1,0 +1,87 @@
+"""Long work shown in the editor as `$/progress` (work done progress).
+
+`Progress` asks the client for a token (`window/workDoneProgress/create`)
+without waiting for the answer: reports made before the token exists are
+folded into the `begin`, and an `end` waits for it. Its methods are safe to
+call from any thread. A client that does not support work done progress, or
+refuses the token, simply sees nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+if TYPE_CHECKING:
+    from pygls.lsp.server import LanguageServer
+
+log = logging.getLogger(__name__)
+
+
+def supported(server: "LanguageServer") -> bool:
+    window = server.client_capabilities.window
+    return bool(window and window.work_done_progress)
+
+
+class Progress:
+    def __init__(self, server: "LanguageServer", loop: asyncio.AbstractEventLoop, title: str, message: str = "",
+                 *, kind: str = "work"):
+        self.server = server
+        self.loop = loop
+        self.title = title
+        self.enabled = supported(server)
+        self.token = f"selftune-{kind}-{uuid.uuid4().hex[:8]}"
+        self.last: tuple[str, int | None] = (message, None)
+        self.created: asyncio.Future | None = None
+        self.ended = False
+        if self.enabled:
+            self._call(self._create)
+
+    def _call(self, fn, *args) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            fn(*args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _create(self) -> None:
+        self.created = asyncio.ensure_future(self._begin())
+
+    async def _begin(self) -> bool:
+        try:
+            await self.server.work_done_progress.create_async(self.token)
+        except Exception as exc:  # the client refused a progress token: carry on without one
+            log.info("no progress shown for %s: %s", self.title, exc)
+            return False
+        message, percent = self.last
+        self.server.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
+            title=self.title, message=message or None, percentage=percent, cancellable=False))
+        return True
+
+    def report(self, message: str, percent: int | None = None) -> None:
+        if self.enabled and not self.ended and (message, percent) != self.last:
+            self.last = (message, percent)
+            self._call(self._report, message, percent)
+
+    def _report(self, message: str, percent: int | None) -> None:
+        created = self.created
+        if created is not None and created.done() and not created.cancelled() and not created.exception() \
+                and created.result() and not self.ended:
+            self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message,
+                                                                                          percentage=percent))
+
+    def end(self, message: str) -> None:
+        if self.enabled and not self.ended:
+            self.ended = True
+            self._call(lambda: asyncio.ensure_future(self._end(message)))
+
+    async def _end(self, message: str) -> None:
+        if self.created is not None and await self.created:
+            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))

@@ -1,0 +1,144 @@
+"""Test feedback through LSP: save a broken function, see the failure, fix it, find the pair in the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from .conftest import Editor, config, start
+
+STATS = '''"""Small statistics."""
+
+
+def mean(xs):
+    total = sum(xs)
+    return total / len(xs)
+
+
+def spread(xs):
+    return max(xs) - min(xs)
+'''
+
+TESTS = '''from stats.core import mean, spread
+
+
+def test_mean():
+    assert mean([1, 2, 3]) == 2
+
+
+def test_spread():
+    assert spread([1, 5, 3]) == 4
+'''
+
+OTHER_TESTS = '''def test_unrelated():
+    assert True
+'''
+
+
+def git(root: Path, *args: str) -> None:
+    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("stats")
+    (root / "stats").mkdir()
+    (root / "stats" / "__init__.py").write_text("")
+    (root / "stats" / "core.py").write_text(STATS)
+    (root / "tests").mkdir()
+    (root / "tests" / "test_core.py").write_text(TESTS)
+    (root / "tests" / "test_other.py").write_text(OTHER_TESTS)
+    (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "stats")
+    return root
+
+
+@pytest_lsp.fixture(config=config(), scope="module")
+async def client(lsp_client: LanguageClient, project: Path):
+    lsp_client.root = project
+    await start(lsp_client, project, {"testFeedback": True, "historyDepth": 0})
+    yield
+    await lsp_client.shutdown_session()
+
+
+def ours(client: LanguageClient, path: Path) -> list[types.Diagnostic]:
+    return [d for d in client.diagnostics.get(path.as_uri(), []) if d.source == "selftune-tests"]
+
+
+async def until(predicate, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def journal(root: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{root / '.selftune' / 'journal.sqlite3'}?mode=ro", uri=True)
+
+
+async def test_a_broken_function_is_shown_fixed_and_learned_from(client: LanguageClient, project: Path):
+    source, test_file = project / "stats" / "core.py", project / "tests" / "test_core.py"
+    editor = Editor(client, source, STATS)
+    editor.replace("return total / len(xs)", "return totl / len(xs)")
+    editor.save()
+
+    at_source = await until(lambda: ours(client, source), what="a diagnostic in stats/core.py")
+    assert len(at_source) == 1
+    assert at_source[0].range.start.line == STATS.splitlines().index("    return total / len(xs)")
+    assert at_source[0].range.start.character == 4
+    assert "NameError" in at_source[0].message and "totl" in at_source[0].message
+    assert at_source[0].code == "failed"
+    at_test = await until(lambda: ours(client, test_file), what="a diagnostic at the test")
+    assert [d.range.start.line for d in at_test] == [TESTS.splitlines().index("    assert mean([1, 2, 3]) == 2")]
+    assert "tests/test_core.py::test_mean failed" in at_test[0].message
+    assert at_test[0].related_information[0].location.uri == source.as_uri()
+    # test_spread passes, test_other is not related to stats/core.py and did not run
+    await until(lambda: any(r for r in client.progress_reports.values()
+                            if r and isinstance(r[-1], types.WorkDoneProgressEnd) and "1 failed" in (r[-1].message or "")),
+                what="the run's progress to end")
+
+    editor.replace("return totl / len(xs)", "return total / len(xs)")
+    editor.save()
+    await until(lambda: not ours(client, source) and not ours(client, test_file) and
+                source.as_uri() in client.diagnostics, what="the diagnostics to clear")
+
+    def fix():
+        with journal(project) as conn:
+            return conn.execute("SELECT path, function, context, failing, error, passing, tests FROM test_fixes").fetchall()
+
+    rows = await until(fix, what="a fix in the journal")
+    assert len(rows) == 1
+    path, function, context, failing, error, passing, tests = rows[0]
+    assert (path, function, tests) == ("stats/core.py", "mean", "tests/test_core.py::test_mean")
+    assert failing == "def mean(xs):\n    total = sum(xs)\n    return totl / len(xs)\n"
+    assert passing == "def mean(xs):\n    total = sum(xs)\n    return total / len(xs)\n"
+    assert context == '"""Small statistics."""\n\n\n'
+    assert "NameError" in error
+    with journal(project) as conn:
+        assert conn.execute("SELECT prompt, chosen, rejected FROM preference_pairs").fetchall() == [(context, passing, failing)]
+        runs = conn.execute("SELECT status, failed, passed, head, trigger, scope FROM test_runs ORDER BY started").fetchall()
+        assert [r[:3] for r in runs] == [("finished", 1, 1), ("finished", 0, 2)]
+        assert all(r[3] and r[4] == "stats/core.py" and r[5] == "related" for r in runs)
+        # each run's state: HEAD plus the dirty files as they were; the fixed file equals HEAD again
+        states = conn.execute("SELECT r.failed, f.path, b.data FROM test_runs r LEFT JOIN run_files f ON r.id = f.run_id "
+                              "LEFT JOIN blobs b ON b.hash = f.snapshot ORDER BY r.started").fetchall()
+        assert [(failed, path, data and zlib.decompress(data).decode()) for failed, path, data in states] == [
+            (1, "stats/core.py", STATS.replace("return total", "return totl")), (0, None, None)]
+        results = conn.execute("SELECT nodeid, outcome, path, line, test_path, test_line FROM test_results "
+                               "WHERE outcome = 'failed'").fetchall()
+        assert results == [("tests/test_core.py::test_mean", "failed", "stats/core.py", 6, "tests/test_core.py", 5)]
