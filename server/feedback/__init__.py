@@ -113,6 +113,10 @@ class TestFeedback:
         except Exception as exc:  # a bug here must not stop the server or later runs
             log.exception("test run failed")
             self.say(f"selftune: the test run failed: {exc}")
+        self._tested(paths)
+
+    def _tested(self, paths: list[str]) -> None:
+        """The related tests of `paths` have run: a cancelled run after this point need not repeat them."""
         self.pending = [p for p in self.pending if p not in paths]
 
     def plan(self, paths: list[str], scope: str) -> list[Phase]:
@@ -133,6 +137,7 @@ class TestFeedback:
         phases = await loop.run_in_executor(None, self.plan, paths, config.scope)
         if not phases:
             log.info("no tests related to %s", ", ".join(paths))
+            self._tested(paths)
             return
         journal = self.journal()
         run_id = secrets.randbits(62)
@@ -153,6 +158,7 @@ class TestFeedback:
         try:
             for phase in phases:
                 end = await self._phase(phase, config, run_id, journal, results, counts, progress)
+                self._tested(paths)
                 if end.status != "finished":
                     status, exit_code = end.status, end.exit_code
                     if end.status in ("no-pytest", "no-interpreter"):

@@ -87,6 +87,14 @@ async def until(predicate, timeout: float = 60.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def runs_ended(client: LanguageClient) -> None:
+    """Wait until every test run the client was shown has ended."""
+    def ended():
+        return all(r and isinstance(r[-1], types.WorkDoneProgressEnd)
+                   for token, r in client.progress_reports.items() if str(token).startswith("selftune-tests"))
+    await until(ended, what="the test runs to end")
+
+
 def journal(root: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{root / '.selftune' / 'journal.sqlite3'}?mode=ro", uri=True)
 
@@ -142,3 +150,48 @@ async def test_a_broken_function_is_shown_fixed_and_learned_from(client: Languag
         results = conn.execute("SELECT nodeid, outcome, path, line, test_path, test_line FROM test_results "
                                "WHERE outcome = 'failed'").fetchall()
         assert results == [("tests/test_core.py::test_mean", "failed", "stats/core.py", 6, "tests/test_core.py", 5)]
+
+
+async def test_an_accepted_then_edited_completion_is_linked_to_the_passing_run(client: LanguageClient, project: Path):
+    (project / "tests" / "test_extra.py").write_text(
+        "from stats.extra import double\n\n\ndef test_double():\n    assert double(2) == 4\n")
+    editor = Editor(client, project / "stats" / "extra.py", "def double(x):\n    return ")
+    result = await client.text_document_inline_completion_async(editor.params())
+    (item,) = result.items
+    start = len(editor.text)
+    editor.type(item.insert_text)
+    assert await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(item.command.command, item.command.arguments)) is True
+    from selftune.server.demo.replay import replace as replace_range
+    replace_range(client, editor.doc, start, len(editor.text), "2 * x  # doubled\n")
+    editor.save()
+
+    def linked():
+        with journal(project) as conn:
+            return conn.execute("SELECT c.id, r.status, r.failed, r.trigger FROM run_completions l "
+                                "JOIN completions c ON c.id = l.completion_id JOIN test_runs r ON r.id = l.run_id").fetchall()
+
+    rows = await until(linked, what="the completion linked to a run")
+    (cid, status, failed, trigger), = rows
+    assert cid.endswith(item.command.arguments[0]) and (status, failed, trigger) == ("finished", 0, "stats/extra.py")
+    await runs_ended(client)
+
+
+async def test_related_then_all_runs_the_rest_after(client: LanguageClient, project: Path):
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"selftune": {"testFeedback": True, "testScope": "related-then-all"}}))
+    editor = Editor(client, project / "stats" / "core.py", STATS)
+    editor.save()
+
+    def last_run():
+        with journal(project) as conn:
+            run = conn.execute("SELECT id, scope, status FROM test_runs ORDER BY started DESC LIMIT 1").fetchone()
+            if run is None or run[1] != "related-then-all" or run[2] is None:
+                return None
+            return [n for (n,) in conn.execute("SELECT nodeid FROM test_results WHERE run_id = ? ORDER BY id", (run[0],))]
+
+    nodeids = await until(last_run, what="a related-then-all run")
+    # the related tests first, the unrelated one after them
+    assert nodeids[:2] == ["tests/test_core.py::test_mean", "tests/test_core.py::test_spread"]
+    assert "tests/test_other.py::test_unrelated" in nodeids[2:]
+    await runs_ended(client)
