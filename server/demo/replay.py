@@ -112,6 +112,9 @@ class Session:
     client: LanguageClient
     root: Path
     messages: list[str] = field(default_factory=list)  # window/showMessage texts
+    diagnostics: dict[str, list[types.Diagnostic]] = field(default_factory=dict)  # uri -> the latest published
+    published: list[tuple[float, str, list[types.Diagnostic]]] = field(default_factory=list)  # (perf_counter, uri, ...)
+    progress: list[tuple[float, str, object]] = field(default_factory=list)  # (perf_counter, token, $/progress value)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -127,6 +130,19 @@ class Session:
         @client.feature(types.WINDOW_LOG_MESSAGE)
         def log_message(params: types.LogMessageParams) -> None:
             pass
+
+        @client.feature(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        def publish_diagnostics(params: types.PublishDiagnosticsParams) -> None:
+            session.diagnostics[params.uri] = list(params.diagnostics)
+            session.published.append((time.perf_counter(), params.uri, list(params.diagnostics)))
+
+        @client.feature(types.WINDOW_WORK_DONE_PROGRESS_CREATE)
+        def create_progress(params: types.WorkDoneProgressCreateParams) -> None:
+            return None
+
+        @client.feature(types.PROGRESS)
+        def progress(params: types.ProgressParams) -> None:
+            session.progress.append((time.perf_counter(), str(params.token), params.value))
 
         cmd = command or [sys.executable, "-m", "selftune.server", "serve"]
         await client.start_io(*cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -156,6 +172,13 @@ class Session:
 
     def insert(self, doc: Doc, offset: int, text: str) -> None:
         insert(self.client, doc, offset, text)
+
+    def save(self, path: Path, doc: Doc) -> float:
+        """Write `doc` to `path` and send didSave, as an editor does; returns when (perf_counter)."""
+        path.write_text(doc.text)
+        at = time.perf_counter()
+        self.client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(doc.uri)))
+        return at
 
     def request_inline(self, doc: Doc, offset: int) -> tuple[str, asyncio.Future]:
         msg_id = str(uuid.uuid4())

@@ -11,10 +11,13 @@ privacy rules refuse, binary files and files over 1 MB are left out.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from .related import SKIP_DIRS
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,22 @@ class State:
         return self._at_head[path]
 
 
+def _python_files(root: Path, rel: str) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root / rel):
+        if "pyvenv.cfg" in filenames or len(found) > MAX_FILES:
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS]
+        found += [Path(os.path.normpath(os.path.join(dirpath, f))).relative_to(root).as_posix() for f in filenames if f.endswith(".py")]
+    return found
+
+
 def capture(root: Path, allows: Callable[[Path], bool] = lambda p: True) -> State:
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD")
-    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames", ".")
+    status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=normal", "--no-renames", ".")
     if status is None:  # not a git repository: every Python file is "dirty"
-        paths = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.py")
-                       if not any(part.startswith(".") or part in ("site-packages", "node_modules")
-                                  for part in p.relative_to(root).parts))
+        paths = sorted(_python_files(root, "."))
         state = State(root, None)
     else:
         prefix = _git(root, "rev-parse", "--show-prefix") or b""
@@ -76,7 +88,11 @@ def capture(root: Path, allows: Callable[[Path], bool] = lambda p: True) -> Stat
         for entry in status.decode("utf-8", "replace").split("\0"):
             if len(entry) > 3:
                 rel = entry[3:]
-                paths.append(rel[len(prefix_text):] if prefix_text and rel.startswith(prefix_text) else rel)
+                rel = rel[len(prefix_text):] if prefix_text and rel.startswith(prefix_text) else rel
+                if rel.endswith("/"):  # an untracked folder: its Python files, unless it is an environment
+                    paths += _python_files(root, rel.rstrip("/"))
+                else:
+                    paths.append(rel)
         state = State(root, head.decode().strip() if head else None)
     if len(paths) > MAX_FILES:
         log.info("%d dirty files; the test run's state keeps the first %d", len(paths), MAX_FILES)

@@ -99,3 +99,17 @@ def test_a_workspace_without_git_is_captured_whole(tmp_path):
     state = capture(tmp_path)
     assert state.head is None and state.files == {"a.py": "x = 1\n"}
     assert State(tmp_path, None).text("a.py") is None
+
+
+def test_untracked_folders_give_their_python_files_but_environments_nothing(tmp_path):
+    git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git(tmp_path, "add", ".")
+    git(tmp_path, "commit", "-qm", "a")
+    (tmp_path / "newpkg" / "sub").mkdir(parents=True)
+    (tmp_path / "newpkg" / "sub" / "mod.py").write_text("y = 2\n")
+    (tmp_path / "newpkg" / "data.bin").write_bytes(b"\x00\x01")
+    (tmp_path / "venv2" / "lib").mkdir(parents=True)
+    (tmp_path / "venv2" / "pyvenv.cfg").write_text("home = /usr\n")
+    (tmp_path / "venv2" / "lib" / "site.py").write_text("z = 3\n")
+    assert capture(tmp_path).files == {"newpkg/sub/mod.py": "y = 2\n"}
