@@ -91,6 +91,8 @@ class Checking:
         if found is None:
             return
         root, rel = found
+        if rel.split("/", 1)[0] in (".selftune", ".git"):
+            return  # selftune's own files and git's are not the project's code
         config = self.config(root)
         if not config.enabled:
             return

@@ -8,7 +8,9 @@ completion list; switches to the test file and back; and shows, along the
 way, the journal filling up in the project's `.selftune/journal.sqlite3`: the
 git history imported at start, every edit, the edit steps, the suggestions
 shown, accepted and rejected, and the revision pair left by editing an
-accepted suggestion.
+accepted suggestion. Then it turns test feedback on, breaks a function and
+saves: the failing test appears as diagnostics; fixing it clears them, and the
+journal holds the fix as a revision example and a preference pair.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lsprotocol import types
 from ..journal import journal_path
 from ..journal.queries import stats
 from ..settings import Settings
-from .replay import Pause, Session, type_text, useful_chars
+from .replay import Doc, Pause, Session, replace, type_text, useful_chars
 
 NEW_METHOD = '''
     def restock(self, sku: str, count: int) -> None:
@@ -172,7 +174,9 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     print(f"   first suggestion in tests/test_stock.py: {cold * 1000:.0f} ms (new file: full prefill)")
     print(f"   back in inventory/stock.py:              {back * 1000:.0f} ms (its model state was kept)")
 
-    print(f"\n{BOLD}5. What the journal holds{RESET} ({journal_path(project).relative_to(project)})")
+    await _tests_on_save(session, project, doc)
+
+    print(f"\n{BOLD}6. What the journal holds{RESET} ({journal_path(project).relative_to(project)})")
     s = await _journal(project)
     if s is not None:
         print(_journal_line(s).replace(GREY, ""))
@@ -184,3 +188,67 @@ async def _walk(session: Session, project: Path, started: float) -> int:
         print("   `selftune journal stats|export|forget --workspace <project>` read and prune it.")
     print(f"\n{BOLD}Done.{RESET} Point your editor at `selftune serve` (see README.md) to use it for real.")
     return 0
+
+
+async def _until(predicate, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    return None
+
+
+async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
+    print(f"\n{BOLD}5. Tests on save{RESET} (off by default: they run the project's code; "
+          f"the demo turns on the testFeedback setting)")
+    stock = project / "inventory" / "stock.py"
+    good = (project / "inventory" / "stock.py").read_text() + NEW_METHOD
+    replace(session.client, doc, 0, len(doc.text), good)  # back to a file that parses, with the method from part 1
+    session.save(stock, doc)
+    session.client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"testFeedback": True}}))
+    right, wrong = "return self.counts.get(sku, 0)", "return self.counts[sku]"
+    at = doc.text.index(right)
+    replace(session.client, doc, at, at + len(right), wrong)
+    print(f"   in Stock.count, `{right}` becomes `{wrong}`, and the file is saved")
+    saved = session.save(stock, doc)
+
+    def ours() -> dict[str, list[types.Diagnostic]]:
+        return {uri: [d for d in ds if d.source == "selftune-tests"] for uri, ds in session.diagnostics.items()
+                if any(d.source == "selftune-tests" for d in ds)}
+
+    shown = await _until(ours)
+    if not shown:
+        print("   no diagnostics arrived" + (": " + session.messages[-1] if session.messages else ""))
+        return
+    print(f"   {time.perf_counter() - saved:.1f} s later the editor shows (source selftune-tests):")
+    for uri, diagnostics in sorted(shown.items()):
+        rel = Path(uri.removeprefix("file://")).relative_to(project)
+        for d in diagnostics:
+            print(f"     {rel}:{d.range.start.line + 1}  {d.message.splitlines()[0]}")
+    at = doc.text.index(wrong)
+    replace(session.client, doc, at, at + len(wrong), right)
+    fixed = session.save(stock, doc)
+    if await _until(lambda: not ours()):
+        print(f"   fixed and saved: the diagnostics are cleared {time.perf_counter() - fixed:.1f} s later")
+    s = await _journal(project, wait=0.5)
+    row = None
+    for _ in range(40):
+        row = s and s["conn"].execute("SELECT function, failing, passing, error, tests FROM test_fixes "
+                                      "ORDER BY time DESC").fetchone()
+        if row:
+            break
+        s = await _journal(project, wait=0.25)
+    if not row:
+        print("   (no fix recorded)")
+        return
+    function, failing, passing, error, tests = row
+    print(f"   the journal turns {tests} failing, then passing, into a revision example (SEED) for {function}:")
+    print(f"     error:   {error.splitlines()[0]}")
+    for old, new in zip(failing.splitlines(), passing.splitlines()):
+        if old != new:
+            print(f"     failing: {old.strip()}\n     passing: {GREEN}{new.strip()}{RESET}")
+    print(f"   and a preference pair (CodeLutra): prompt = the code before {function}, "
+          f"chosen = the passing version, rejected = the failing one")

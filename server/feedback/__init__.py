@@ -59,7 +59,7 @@ class Failing:
 
 @dataclass
 class Phase:
-    name: str  # related | rest | all
+    name: str  # nearest | related | rest | all
     files: list[str]  # test files, most related first; empty: pytest's own choice (the whole suite)
 
 
@@ -122,10 +122,15 @@ class TestFeedback:
     def plan(self, paths: list[str], scope: str) -> list[Phase]:
         if scope == "all":
             return [Phase("all", [])]
-        related: list[str] = []
+        nearest: list[str] = []
+        others: list[str] = []
         for path in paths:
-            related += [t for t in self.graph.related_tests(path) if t not in related]
-        phases = [Phase("related", related)] if related else []
+            near, far = self.graph.nearest_and_others(path)
+            nearest += [t for t in near if t not in nearest]
+            others += [t for t in far if t not in others]
+        others = [t for t in others if t not in nearest]
+        related = nearest + others
+        phases = [Phase(name, files) for name, files in (("nearest", nearest), ("related", others)) if files]
         if scope == "related-then-all":
             rest = [t for t in self.graph.all_tests() if t not in related]
             if rest:
@@ -158,7 +163,8 @@ class TestFeedback:
         try:
             for phase in phases:
                 end = await self._phase(phase, config, run_id, journal, results, counts, progress)
-                self._tested(paths)
+                if phase.name != "nearest" or all(p.name in ("nearest", "rest") for p in phases):
+                    self._tested(paths)  # their related tests have all run
                 if end.status != "finished":
                     status, exit_code = end.status, end.exit_code
                     if end.status in ("no-pytest", "no-interpreter"):

@@ -127,6 +127,18 @@ class ImportGraph:
 
     def related_tests(self, saved: str) -> list[str]:
         """Test files related to `saved` (relative POSIX path), most related first."""
+        return [test for test, _ in self.ranked(saved)]
+
+    def nearest_and_others(self, saved: str) -> tuple[list[str], list[str]]:
+        """The related tests split in two: the saved file itself, its own test file and the tests that import
+        it directly (else the three most related), and the others. Each part is one pytest run: collecting
+        only the nearest files gets their results to the editor before a large suite is even collected."""
+        ranked = self.ranked(saved)
+        nearest = [test for test, near in ranked if near] or [test for test, _ in ranked[:3]]
+        return nearest, [test for test, _ in ranked if test not in nearest]
+
+    def ranked(self, saved: str) -> list[tuple[str, bool]]:
+        """(test file, whether it is nearest) for the tests related to `saved`, most related first."""
         self.refresh()
         by_name: dict[str, set[str]] = defaultdict(set)
         for rel in self.files:
@@ -163,8 +175,9 @@ class ImportGraph:
             return (test != saved, not (reached and PurePosixPath(test).name in own), not reached,
                     distance.get(test, 0), -len(defines & parsed.names), test)
 
-        related = [t for t in tests if t == saved or t in distance or PurePosixPath(t).name in own]
-        return sorted(related, key=rank)
+        related = sorted((t for t in tests if t == saved or t in distance or PurePosixPath(t).name in own), key=rank)
+        return [(t, t == saved or distance.get(t, 1 << 30) <= 1 or (t in distance and PurePosixPath(t).name in own))
+                for t in related]
 
     def all_tests(self) -> list[str]:
         self.refresh()

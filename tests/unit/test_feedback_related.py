@@ -49,6 +49,15 @@ def test_related_tests_order(tmp_path):
     # Cart first; then three away
     assert graph.related_tests("src/shop/cart.py") == [
         "tests/test_cart.py", "tests/test_api.py", "tests/test_misc.py", "tests/test_price.py", "tests/test_report.py"]
+    # the first run collects only the nearest: its own test file and direct importers
+    assert graph.nearest_and_others("src/shop/cart.py") == (
+        ["tests/test_cart.py"], ["tests/test_api.py", "tests/test_misc.py", "tests/test_price.py", "tests/test_report.py"])
+    assert graph.nearest_and_others("src/report.py") == (["tests/test_report.py"], [])
+    # every test imports the package itself (`from shop.cart import` runs shop/__init__.py)
+    assert graph.nearest_and_others("src/shop/__init__.py") == (
+        ["tests/test_api.py", "tests/test_cart.py", "tests/test_misc.py", "tests/test_price.py"], ["tests/test_report.py"])
+    # no test imports it directly (a conftest does): the three most related
+    assert graph.nearest_and_others("src/helpers.py") == (["other/test_fixture_user.py"], [])
     # a conftest's import reaches every test below it
     assert graph.related_tests("src/helpers.py") == ["other/test_fixture_user.py"]
     # a saved test file is its own first related test
