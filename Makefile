@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test bench bench-journal clean
+.PHONY: install run test bench bench-journal bench-feedback clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -41,13 +41,19 @@ run: install
 test: install
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
-bench: bench-journal
+bench: bench-journal bench-feedback
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/latency.py
 
 # REPO: a git repository whose history the journal imports (default: this one).
 REPO ?= .
 bench-journal: install
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/journal.py --repo $(REPO)
+
+# PROJECT: a git repository with a pytest suite (e.g. a clone of pallets/click), cloned and installed with
+# its test dependency pytest (from PyPI) into a temporary .venv; without it only the overhead is measured.
+PROJECT ?=
+bench-feedback: install
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/feedback.py $(if $(PROJECT),--repo $(PROJECT),)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

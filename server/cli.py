@@ -123,7 +123,9 @@ def _journal_stats(args: argparse.Namespace) -> int:
           f"completions shown: {s['completions_shown']}, accepted: {s['accepted']}, partially: {s['partially_accepted']}, "
           f"rejected: {s['rejected']} ({reasons})\n"
           f"acceptance rate: {pct(s['acceptance_rate'])}, retention: {pct(s['retention_rate'])} of accepted text "
-          f"survives ({s['retention_measured']} measured), revision pairs: {s['revision_pairs']}")
+          f"survives ({s['retention_measured']} measured), revision pairs: {s['revision_pairs']}\n"
+          f"test runs: {s['test_runs']}, failing results: {s['test_failures']}, "
+          f"fixes (revision examples and preference pairs): {s['test_fixes']}")
     return 0
 
 

@@ -79,6 +79,7 @@ def _journal_line(s: dict | None) -> str:
         return f"{GREY}   journal: nothing yet{RESET}"
     return (f"{GREY}   journal: {s['edits']} edits, {s['editor_steps']} edit steps, {s['completions_shown']} suggestions shown "
             f"({s['accepted']} accepted, {s['rejected']} rejected), {s['revision_pairs']} revision pairs, "
+            f"{s['test_runs']} test runs ({s['test_fixes']} fixes), "
             f"{s['history_commits']} commits of history, {(s['bytes'] + s['wal_bytes']) / 1000:.0f} kB on disk{RESET}")
 
 
@@ -219,11 +220,19 @@ async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
         return {uri: [d for d in ds if d.source == "selftune-tests"] for uri, ds in session.diagnostics.items()
                 if any(d.source == "selftune-tests" for d in ds)}
 
-    shown = await _until(ours)
-    if not shown:
+    def ended() -> bool:
+        return any(at >= saved and token.startswith("selftune-tests") and
+                   (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) == "end"
+                   for at, token, value in session.progress)
+
+    first = await _until(ours)
+    first_at = time.perf_counter()
+    await _until(ended)
+    shown = ours()
+    if not first or not shown:
         print("   no diagnostics arrived" + (": " + session.messages[-1] if session.messages else ""))
         return
-    print(f"   {time.perf_counter() - saved:.1f} s later the editor shows (source selftune-tests):")
+    print(f"   {first_at - saved:.1f} s later the editor shows (source selftune-tests):")
     for uri, diagnostics in sorted(shown.items()):
         rel = Path(uri.removeprefix("file://")).relative_to(project)
         for d in diagnostics:

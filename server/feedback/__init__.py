@@ -53,7 +53,7 @@ class Progress(Protocol):
 @dataclass
 class Failing:
     run_id: int
-    state: State | None
+    state: asyncio.Future  # of the State the test failed on
     message: str
 
 
@@ -80,6 +80,8 @@ class TestFeedback:
         self.task: asyncio.Task | None = None
         self.runs = 0  # finished runs, for tests and the benchmark
         self.last: dict | None = None  # summary of the last finished run
+        self.saved_at = 0.0
+        self.phase_marks: list[tuple[str, float]] = []
 
     # --- on the event loop ------------------------------------------------------------
 
@@ -90,6 +92,7 @@ class TestFeedback:
     def saved(self, rel: str, config: TestConfig) -> None:
         if rel not in self.pending:
             self.pending.append(rel)
+        self.saved_at = time.perf_counter()
         self.config = config
         previous = self.task
         if previous is not None and not previous.done():
@@ -140,6 +143,8 @@ class TestFeedback:
     async def _run(self, paths: list[str], config: TestConfig) -> None:
         loop = asyncio.get_running_loop()
         phases = await loop.run_in_executor(None, self.plan, paths, config.scope)
+        marks = [("planned", time.perf_counter())]
+        self.phase_marks: list[tuple[str, float]] = []
         if not phases:
             log.info("no tests related to %s", ", ".join(paths))
             self._tested(paths)
@@ -147,13 +152,14 @@ class TestFeedback:
         journal = self.journal()
         run_id = secrets.randbits(62)
         started = time.time()
-        state_task = (loop.run_in_executor(None, capture, self.root, journal.rules.allows)
-                      if journal is not None else None)
+        state: asyncio.Future | None = None
         revised = dict(journal.recorder.revised) if journal is not None else {}
-        head = None
         if journal is not None:
             journal.store.put(("test_run", run_id, journal.session, started, ",".join(paths), config.scope,
                                config.interpreter))
+            # Read while pytest starts; it is what pytest runs on (a newer save would cancel this run).
+            state = asyncio.ensure_future(loop.run_in_executor(None, capture, self.root, journal.rules.allows))
+            state.add_done_callback(lambda done: self._record_state(journal, run_id, done))
         files = sum(len(p.files) for p in phases)
         progress = self.progress("selftune: running tests",
                                  f"{files} test files for {', '.join(paths)}" if files else "the whole suite")
@@ -162,7 +168,7 @@ class TestFeedback:
         status, exit_code = "finished", None
         try:
             for phase in phases:
-                end = await self._phase(phase, config, run_id, journal, results, counts, progress)
+                end = await self._phase(phase, config, run_id, journal, state, results, counts, progress)
                 if phase.name != "nearest" or all(p.name in ("nearest", "rest") for p in phases):
                     self._tested(paths)  # their related tests have all run
                 if end.status != "finished":
@@ -175,20 +181,18 @@ class TestFeedback:
             progress.end("cancelled by a newer save")
             if journal is not None:
                 journal.store.put(("test_run_end", run_id, time.time(), "cancelled", None, counts["passed"],
-                                   counts["failed"], counts["errors"], None))
-            if state_task is not None:
-                state_task.cancel()
+                                   counts["failed"], counts["errors"]))
+                # What passed before the cancel passed on this state: learn from it without holding up the new run.
+                asyncio.ensure_future(self._learn(journal, run_id, state, results))
             raise
-        state = await state_task if state_task is not None else None
         summary = (f"{counts['failed']} failed, {counts['errors']} errors, {counts['passed']} passed"
                    f" in {time.time() - started:.1f} s")
         progress.end(summary if status == "finished" else f"{status}: {summary}")
-        if journal is not None and state is not None:
-            head = state.head
-            for path, text in state.files.items():
-                journal.store.put(("run_file", run_id, path, text))
+        log.debug("test run timing after the save: %s", ", ".join(
+            f"{name} +{1000 * (at - self.saved_at):.0f} ms" for name, at in marks + self.phase_marks))
+        if journal is not None:
             journal.store.put(("test_run_end", run_id, time.time(), status, exit_code, counts["passed"],
-                               counts["failed"], counts["errors"], head))
+                               counts["failed"], counts["errors"]))
             await self._learn(journal, run_id, state, results)
             if status == "finished" and not counts["failed"] and not counts["errors"] and revised:
                 for key in revised:
@@ -199,8 +203,20 @@ class TestFeedback:
                      "phases": [(p.name, len(p.files)) for p in phases]}
         log.info("tests for %s: %s", ", ".join(paths), summary)
 
+    @staticmethod
+    def _record_state(journal: "Journal", run_id: int, done: asyncio.Future) -> None:
+        if done.cancelled() or done.exception() is not None:
+            log.warning("the workspace state of a test run could not be read: %s",
+                        "cancelled" if done.cancelled() else done.exception())
+            return
+        state: State = done.result()
+        for path, text in state.files.items():
+            journal.store.put(("run_file", run_id, path, text))
+        journal.store.put(("test_run_head", run_id, state.head))
+
     async def _phase(self, phase: Phase, config: TestConfig, run_id: int, journal: "Journal | None",
-                     results: dict[str, dict], counts: dict[str, int], progress: Progress) -> RunEnd:
+                     state: asyncio.Future | None, results: dict[str, dict], counts: dict[str, int],
+                     progress: Progress) -> RunEnd:
         reported: set[str] = set()
         modules: set[str] = set()
         locations: dict[str, tuple[str, int]] = {}
@@ -226,6 +242,8 @@ class TestFeedback:
                 counts[key] += 1
                 total["done"] += 1
                 self._update(nodeid, result_problems(item))
+                if state is not None and outcome in ("failed", "error"):
+                    self.failing[nodeid] = Failing(run_id, state, str(item.get("message") or outcome))
                 if journal is not None:
                     frame, test_frame = item.get("frame") or (None, None), item.get("test_frame") or (None, None)
                     journal.store.put(("test_result", run_id, nodeid, outcome, item.get("duration"),
@@ -234,7 +252,9 @@ class TestFeedback:
                     progress.report(f"{total['done']}/{total['tests']} {phase.name} tests, {counts['failed']} failed",
                                     min(100, 100 * total["done"] // total["tests"]))
 
+        self.phase_marks.append((f"{phase.name} started", time.perf_counter()))
         end = await run_pytest(config.interpreter, self.root, phase.files, timeout=config.timeout, on_event=on_event)
+        self.phase_marks.append((f"{phase.name} ended (pytest {1000 * end.seconds:.0f} ms)", time.perf_counter()))
         if end.status == "finished":
             self.publish(self.failures.forget_missing(modules, reported))
             if end.exit_code in (3, 4):  # pytest's internal error / usage error
@@ -247,6 +267,8 @@ class TestFeedback:
                 results[end.running] = item
                 counts["errors"] += 1
                 self._update(end.running, problems)
+                if state is not None:
+                    self.failing[end.running] = Failing(run_id, state, item["message"])
                 if journal is not None:
                     journal.store.put(("test_result", run_id, end.running, end.status, None, item["message"],
                                        None, None, *(locations.get(end.running) or (None, None))))
@@ -267,24 +289,28 @@ class TestFeedback:
         if changed:
             self.publish(changed)
 
-    async def _learn(self, journal: "Journal", run_id: int, state: State, results: dict[str, dict]) -> None:
-        """Fail -> pass: revision examples and preference pairs; remember what fails now."""
+    async def _learn(self, journal: "Journal", run_id: int, state: asyncio.Future | None,
+                     results: dict[str, dict]) -> None:
+        """Tests that failed in an earlier run and pass in this one: revision examples and preference pairs."""
         fixed: dict[int, list[str]] = {}
         for nodeid, item in results.items():
-            outcome = item.get("outcome")
-            if outcome == "passed" and nodeid in self.failing:
-                fixed.setdefault(self.failing[nodeid].run_id, []).append(nodeid)
-            elif outcome in ("failed", "error", "timeout", "crashed"):
-                self.failing[nodeid] = Failing(run_id, state, str(item.get("message") or outcome))
+            failing = self.failing.get(nodeid)
+            if item.get("outcome") == "passed" and failing is not None and failing.run_id != run_id:
+                fixed.setdefault(failing.run_id, []).append(nodeid)
+        if not fixed or state is None:
+            return
         loop = asyncio.get_running_loop()
         for failing_run, nodeids in fixed.items():
             before = self.failing[nodeids[0]].state
             error = "\n".join(f"{n}: {self.failing[n].message}" for n in nodeids[:3])
             for nodeid in nodeids:
                 del self.failing[nodeid]
-            if before is None:
+            try:
+                old, new = await before, await state
+            except Exception as exc:  # a state that could not be read: no pairs from it
+                log.info("no fixes from %s: %s", ", ".join(nodeids), exc)
                 continue
-            found = await loop.run_in_executor(None, fixes, before, state, error)
+            found = await loop.run_in_executor(None, fixes, old, new, error)
             for fix in found:
                 journal.store.put(("test_fix", time.time(), failing_run, run_id, fix.path, fix.function, fix.context,
                                    fix.failing, fix.error, fix.passing, ",".join(nodeids)))

@@ -13,6 +13,11 @@ Export schema: one JSON object per line, its kind in `type`:
 - `revision`: an accepted completion that the user changed: `completion`, `path`,
   `time`, `prefix` (up to 4000 characters before it), `suffix` (up to 1000 after),
   `model` (the text accepted), `user` (what the region held at the last check).
+- `test_fix`: a function that changed while failing tests came to pass:
+  `path`, `time`, `function` (qualified name), `context` (≤ 4000 characters of
+  code before it), `failing`, `error` (the tests' messages), `passing`,
+  `tests` (node ids). As a preference pair: prompt = `context`, chosen =
+  `passing`, rejected = `failing`.
 - `completion`: a suggestion shown: `id`, `path`, `time`, `line`, `character`
   (UTF-16), `text`, `model`, `adapter`, `latency_ms`, `context_hash`, `outcome`
   (`accepted`, `partially_accepted`, `rejected` or null while pending), `reason`,
@@ -27,6 +32,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
+from .migrations import migrate
 from .store import connect, decompress
 from .text import rebuild
 
@@ -57,6 +63,11 @@ def document_text(conn: sqlite3.Connection, document_id: int) -> str:
     return rebuild(blob(conn, row[0]), changes)
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the journal has `name` (one written by an older selftune may not, until a server opens it)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 def _count(conn: sqlite3.Connection, sql: str, *args) -> int:
     return conn.execute(sql, args).fetchone()[0] or 0
 
@@ -75,6 +86,7 @@ def stats(conn: sqlite3.Connection, path: Path) -> dict:
         "WHERE kind = 'retention' GROUP BY completion_id)").fetchone()
     accepted = final.get("accepted", 0) + final.get("partially_accepted", 0)
     times = conn.execute("SELECT min(started), max(coalesce(ended, started)) FROM sessions").fetchone()
+    tests = _has_table(conn, "test_runs")
     return {
         "journal": str(path),
         "bytes": path.stat().st_size,
@@ -97,6 +109,10 @@ def stats(conn: sqlite3.Connection, path: Path) -> dict:
         "retention_rate": retained[0],
         "retention_measured": retained[1],
         "revision_pairs": _count(conn, "SELECT count(*) FROM revisions"),
+        "test_runs": _count(conn, "SELECT count(*) FROM test_runs") if tests else 0,
+        "test_failures": _count(conn, "SELECT count(*) FROM test_results WHERE outcome NOT IN "
+                                      "('passed', 'skipped', 'xfailed', 'xpassed')") if tests else 0,
+        "test_fixes": _count(conn, "SELECT count(*) FROM test_fixes") if tests else 0,
     }
 
 
@@ -134,6 +150,14 @@ def export(conn: sqlite3.Connection, since: float | None = None, until: float | 
         yield {"type": "revision", "completion": completion, "path": path, "time": at, "prefix": prefix,
                "suffix": suffix, "model": model_text, "user": user_text}
 
+    if _has_table(conn, "test_fixes"):
+        for path, at, function, context, failing, error, passing, tests in conn.execute(
+            f"SELECT path, time, function, context, failing, error, passing, tests FROM test_fixes WHERE {where} "
+            "ORDER BY time", args
+        ):
+            yield {"type": "test_fix", "path": path, "time": at, "function": function, "context": context,
+                   "failing": failing, "error": error, "passing": passing, "tests": tests.split(",")}
+
     where, args = _between("c.time", since, until)
     rows = conn.execute(
         "SELECT c.id, d.path, c.time, c.line, c.character, c.text, c.model, c.adapter, c.latency_ms, c.context_hash "
@@ -161,9 +185,12 @@ def forget(conn: sqlite3.Connection, paths: list[str] | None = None, since: floa
     and/or in the time range; returns rows deleted per table."""
     if not paths and since is None and until is None:
         raise ValueError("say what to forget: one or more paths, a time range, or both")
+    migrate(conn)  # a journal written by an older selftune lacks the newer tables
     conn.execute("PRAGMA secure_delete = ON")
     known = {p for (p,) in conn.execute(
-        "SELECT path FROM documents UNION SELECT path FROM steps UNION SELECT path FROM files UNION SELECT path FROM revisions")}
+        "SELECT path FROM documents UNION SELECT path FROM steps UNION SELECT path FROM files UNION SELECT path FROM revisions "
+        "UNION SELECT path FROM run_files UNION SELECT path FROM test_fixes UNION SELECT path FROM test_results "
+        "WHERE path IS NOT NULL UNION SELECT test_path FROM test_results WHERE test_path IS NOT NULL")}
     matched = sorted(p for p in known if not paths or any(fnmatch.fnmatchcase(p, g) or p == g.rstrip("/") or
                                                           p.startswith(g.rstrip("/") + "/") for g in paths))
     counts: dict[str, int] = {}
@@ -191,10 +218,20 @@ def forget(conn: sqlite3.Connection, paths: list[str] | None = None, since: floa
         delete("steps", f"{in_paths} AND {when}", args)
         delete("files", f"{in_paths} AND {when}", args)
         delete("revisions", f"{in_paths} AND {when}", args)
+        delete("test_fixes", f"{in_paths} AND {when}", args)
+        started, args_started = _between("started", since, until)
+        runs = f"SELECT id FROM test_runs WHERE {started}"
+        delete("run_files", f"{in_paths} AND run_id IN ({runs})", args_started)
+        delete("test_results", f"({in_paths} OR test_path IN (SELECT path FROM forget_paths)) AND run_id IN ({runs})",
+               args_started)
         if not paths:
             delete("commits", when, args)
+            for table in ("run_files", "test_results", "run_completions"):
+                delete(table, f"run_id IN ({runs})", args_started)
+            delete("test_runs", started, args_started)
         delete("blobs", "hash NOT IN (SELECT snapshot FROM documents UNION SELECT close_snapshot FROM documents "
-               "WHERE close_snapshot IS NOT NULL UNION SELECT snapshot FROM files WHERE snapshot IS NOT NULL)", [])
+               "WHERE close_snapshot IS NOT NULL UNION SELECT snapshot FROM files WHERE snapshot IS NOT NULL "
+               "UNION SELECT snapshot FROM run_files WHERE snapshot IS NOT NULL)", [])
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -327,9 +327,12 @@ class Store:
                       test_path, test_line))
 
     def _w_test_run_end(self, conn, run_id: int, ended: float, status: str, exit_code: int | None, passed: int,
-                        failed: int, errors: int, head: str | None) -> None:
-        conn.execute("UPDATE test_runs SET ended = ?, status = ?, exit_code = ?, passed = ?, failed = ?, errors = ?, "
-                     "head = ? WHERE id = ?", (ended, status, exit_code, passed, failed, errors, head, run_id))
+                        failed: int, errors: int) -> None:
+        conn.execute("UPDATE test_runs SET ended = ?, status = ?, exit_code = ?, passed = ?, failed = ?, errors = ? "
+                     "WHERE id = ?", (ended, status, exit_code, passed, failed, errors, run_id))
+
+    def _w_test_run_head(self, conn, run_id: int, head: str | None) -> None:
+        conn.execute("UPDATE test_runs SET head = ? WHERE id = ?", (head, run_id))
 
     def _w_test_fix(self, conn, at: float, failing_run: int, passing_run: int, path: str, function: str, context: str,
                     failing: str, error: str, passing: str, tests: str) -> None:

@@ -95,3 +95,15 @@ async def test_serve_over_tcp(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_the_demo_runs_the_whole_tour():
+    done = run("demo", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    for part in ("1. Typing", "2. Accepting", "3. A classic", "4. Switching", "5. Tests on save", "6. What the journal"):
+        assert part in out
+    # the broken count() shows up at its line and in the test, is cleared by the fix, and becomes a fix in the journal
+    assert "inventory/stock.py:" in out and "KeyError" in out and "tests/test_stock.py:" in out
+    assert "the diagnostics are cleared" in out
+    assert "revision example (SEED) for Stock.count" in out and "passing: return self.counts.get(sku, 0)" in out

@@ -195,3 +195,22 @@ async def test_related_then_all_runs_the_rest_after(client: LanguageClient, proj
     assert nodeids[:2] == ["tests/test_core.py::test_mean", "tests/test_core.py::test_spread"]
     assert "tests/test_other.py::test_unrelated" in nodeids[2:]
     await runs_ended(client)
+
+
+async def test_a_fix_saved_before_the_failing_run_ends_still_gives_the_pair(client: LanguageClient, project: Path):
+    source = project / "stats" / "core.py"
+    editor = Editor(client, source, source.read_text())
+    editor.replace("return max(xs) - min(xs)", "return max(xs) - max(xs)")
+    editor.save()
+    await until(lambda: any("test_spread" in d.message for d in ours(client, project / "tests" / "test_core.py")),
+                what="test_spread's failure")
+    editor.replace("return max(xs) - max(xs)", "return max(xs) - min(xs)")
+    editor.save()  # at once: the failing run is most likely still going, and is cancelled
+
+    def fix():
+        with journal(project) as conn:
+            return conn.execute("SELECT failing, passing FROM test_fixes WHERE function = 'spread'").fetchall()
+
+    (failing, passing), = await until(fix, what="the spread fix in the journal")
+    assert "max(xs) - max(xs)" in failing and "max(xs) - min(xs)" in passing
+    await runs_ended(client)

@@ -103,3 +103,43 @@ def test_lone_surrogates_are_stored_as_replacement_characters(tmp_path):
     assert store.flush(5)
     store.close()
     assert document_text(connect(tmp_path / "j.sqlite3", readonly=True), 1) == "bad \ufffd text\n"
+
+
+def test_test_runs_fixes_export_and_forget(tmp_path):
+    from selftune.server.journal.queries import export, forget, stats
+
+    path = tmp_path / "journal.sqlite3"
+    store = Store(path)
+    store.put(("session", "s1", 0.0, "test", "m"))
+    store.put(("test_run", 7, "s1", 1.0, "geo.py", "related", "/usr/bin/python3"))
+    store.put(("run_file", 7, "geo.py", "def area(r):\n    return r + r  # FAILING_MARK\n"))
+    store.put(("test_result", 7, "test_geo.py::test_area", "failed", 0.01, "assert 4 == 6", "geo.py", 2,
+               "test_geo.py", 5))
+    store.put(("test_run_end", 7, 2.0, "finished", 1, 0, 1, 0))
+    store.put(("test_run_head", 7, "abc123"))
+    store.put(("test_run", 8, "s1", 3.0, "geo.py", "related", "/usr/bin/python3"))
+    store.put(("test_result", 8, "test_geo.py::test_area", "passed", 0.01, "", None, None, None, None))
+    store.put(("test_run_head", 8, "abc123"))
+    store.put(("test_run_end", 8, 4.0, "finished", 0, 1, 0, 0))
+    store.put(("test_fix", 4.0, 7, 8, "geo.py", "area", "import math\n", "def area(r):\n    return r + r  # FAILING_MARK\n",
+               "test_geo.py::test_area: assert 4 == 6", "def area(r):\n    return r * r\n", "test_geo.py::test_area"))
+    store.put(("run_completion", 8, "s1-c1"))
+    assert store.flush(5)
+    store.close()
+
+    conn = connect(path)
+    assert conn.execute("SELECT status, failed, passed, head FROM test_runs ORDER BY id").fetchall() == [
+        ("finished", 1, 0, "abc123"), ("finished", 0, 1, "abc123")]
+    s = stats(conn, path)
+    assert (s["test_runs"], s["test_failures"], s["test_fixes"]) == (2, 1, 1)
+    (fix,) = [r for r in export(conn) if r["type"] == "test_fix"]
+    assert fix["function"] == "area" and fix["tests"] == ["test_geo.py::test_area"] and "r * r" in fix["passing"]
+    assert conn.execute("SELECT prompt, chosen, rejected FROM preference_pairs").fetchone() == (
+        fix["context"], fix["passing"], fix["failing"])
+
+    deleted = forget(conn, ["geo.py"])
+    assert deleted["test_fixes"] == 1 and deleted["run_files"] == 1 and deleted["test_results"] == 1
+    assert conn.execute("SELECT count(*) FROM blobs").fetchone() == (0,)  # the run's snapshot of geo.py is gone
+    conn.close()
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("journal.sqlite3*"))
+    assert b"FAILING_MARK" not in raw and b"r * r" not in raw
