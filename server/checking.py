@@ -22,6 +22,7 @@ from pygls.uris import from_fs_path, to_fs_path
 from .feedback import TestFeedback
 from .feedback import config as test_config
 from .feedback.diagnostics import SOURCE, Problem
+from .journal.text import utf16_len
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -37,17 +38,14 @@ def line_range(text: str | None, line: int) -> types.Range:
     if row >= len(lines):
         return types.Range(types.Position(row, 0), types.Position(row + 1, 0))
     content = lines[row]
-    indent = len(content) - len(content.lstrip())
-    units = lambda s: len(s.encode("utf-16-le")) // 2  # noqa: E731
-    end = units(content.rstrip())
-    return types.Range(types.Position(row, units(content[:indent])), types.Position(row, max(end, units(content[:indent]))))
+    start = utf16_len(content[: len(content) - len(content.lstrip())])
+    return types.Range(types.Position(row, start), types.Position(row, max(start, utf16_len(content.rstrip()))))
 
 
 class Checking:
     def __init__(self, server: "SelftuneServer"):
         self.server = server
         self.feedback: dict[Path, TestFeedback] = {}
-        self.published: dict[Path, set[str]] = {}  # paths that have diagnostics now, per folder
 
     def root_of(self, uri: str) -> tuple[Path, str] | None:
         path = to_fs_path(uri) if uri.startswith("file:") else None
@@ -81,10 +79,15 @@ class Checking:
         return self.feedback[root]
 
     def update(self) -> None:
-        """Settings changed: start reading imports where tests are now on."""
+        """Settings changed: start reading imports where tests are now on; where they are now off, stop the
+        run in progress and clear the diagnostics."""
         for root in self.server.recording.roots:
             if self.config(root).enabled:
                 self.for_root(root)
+            elif root in self.feedback:
+                feedback = self.feedback.pop(root)
+                feedback.stop()
+                self._clear(root, set(feedback.failures.by_path()))
 
     def saved(self, uri: str) -> None:
         found = self.root_of(uri)
@@ -99,18 +102,21 @@ class Checking:
         self.for_root(root).saved(rel, config)
 
     def publish(self, root: Path, paths: set[str]) -> None:
-        feedback = self.feedback[root]
+        feedback = self.feedback.get(root)
+        if feedback is None:
+            return  # test feedback was turned off while a run was ending
         by_path = feedback.failures.by_path()
-        shown = self.published.setdefault(root, set())
+        texts: dict[str, str | None] = {}  # each file read once per publish, however many problems it has
         for rel in sorted(paths):
             problems = by_path.get(rel, [])
             uri = from_fs_path(str(root / rel))
             self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=uri, diagnostics=[self.diagnostic(root, p) for p in problems]))
-            if problems:
-                shown.add(rel)
-            else:
-                shown.discard(rel)
+                uri=uri, diagnostics=[self.diagnostic(root, p, texts) for p in problems]))
+
+    def _clear(self, root: Path, paths: set[str]) -> None:
+        for rel in sorted(paths):
+            self.server.text_document_publish_diagnostics(
+                types.PublishDiagnosticsParams(uri=from_fs_path(str(root / rel)), diagnostics=[]))
 
     def _text(self, root: Path, rel: str) -> str | None:
         doc = self.server.workspace.text_documents.get(from_fs_path(str(root / rel)))
@@ -121,17 +127,21 @@ class Checking:
         except OSError:
             return None
 
-    def diagnostic(self, root: Path, problem: Problem) -> types.Diagnostic:
+    def diagnostic(self, root: Path, problem: Problem, texts: dict[str, str | None]) -> types.Diagnostic:
+        def text(rel: str) -> str | None:
+            if rel not in texts:
+                texts[rel] = self._text(root, rel)
+            return texts[rel]
+
         related = [
             types.DiagnosticRelatedInformation(
-                location=types.Location(uri=from_fs_path(str(root / path)),
-                                        range=line_range(self._text(root, path), line)),
+                location=types.Location(uri=from_fs_path(str(root / path)), range=line_range(text(path), line)),
                 message=what,
             )
             for path, line, what in problem.related
         ]
         return types.Diagnostic(
-            range=line_range(self._text(root, problem.path), problem.line),
+            range=line_range(text(problem.path), problem.line),
             message=problem.message,
             severity=types.DiagnosticSeverity.Error,
             source=SOURCE,

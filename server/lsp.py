@@ -34,7 +34,7 @@ from .checking import Checking
 from .completion.completer import Completer
 from .completion.engine import Outcome
 from .documents import Document, DocumentWorkspace
-from .journal.text import utf16_column_to_index
+from .journal.text import utf16_column_to_index, utf16_len
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
 from .settings import Settings, parse
@@ -175,7 +175,7 @@ class SelftuneServer(LanguageServer):
                 f"position {position.line}:{position.character} is outside {uri}, which has {lines} lines"
             )
         # LSP: a character past the end of the line means the end of the line.
-        units = len(doc.line_text(position.line).encode("utf-16-le")) // 2 if position.line < lines else 0
+        units = utf16_len(doc.line_text(position.line)) if position.line < lines else 0
         if position.character > units:
             position = types.Position(position.line, units)
         return doc, doc.offset_of(position), position
@@ -352,7 +352,7 @@ def create_server() -> SelftuneServer:
         while start > 0 and (source[start - 1].isalnum() or source[start - 1] == "_"):
             start -= 1
         word = source[start : shown.offset]
-        word_start = types.Position(shown.position.line, shown.position.character - len(word.encode("utf-16-le")) // 2)
+        word_start = types.Position(shown.position.line, shown.position.character - utf16_len(word))
         first = shown.text.split("\n", 1)[0] if shown.text.strip("\n") else shown.text.strip()
         label = (word + first).strip() or shown.text.strip().split("\n", 1)[0]
         return types.CompletionList(

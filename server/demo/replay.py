@@ -23,6 +23,8 @@ from typing import Awaitable, Callable
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
 
+from ..journal.text import utf16_len
+
 CHAR_GAP = 0.050  # seconds between keystrokes
 WORD_PAUSE = 0.250  # after the last character of a word
 LINE_PAUSE = 0.600  # after the last character of a line
@@ -71,10 +73,6 @@ def useful_chars(suggestion: str, expected: str) -> int:
             break
         n += 1
     return n
-
-
-def utf16_len(s: str) -> int:
-    return len(s.encode("utf-16-le")) // 2
 
 
 @dataclass

@@ -78,8 +78,6 @@ class TestFeedback:
         self.pending: list[str] = []  # saved files whose tests have not run to the end yet
         self.config: TestConfig | None = None
         self.task: asyncio.Task | None = None
-        self.runs = 0  # finished runs, for tests and the benchmark
-        self.last: dict | None = None  # summary of the last finished run
         self.saved_at = 0.0
         self.phase_marks: list[tuple[str, float]] = []
 
@@ -198,9 +196,6 @@ class TestFeedback:
                 for key in revised:
                     journal.store.put(("run_completion", run_id, key))
                 journal.recorder.forget_revised(revised)
-        self.runs += 1
-        self.last = {"run_id": run_id, "status": status, "exit_code": exit_code, **counts, "paths": paths,
-                     "phases": [(p.name, len(p.files)) for p in phases]}
         log.info("tests for %s: %s", ", ".join(paths), summary)
 
     @staticmethod

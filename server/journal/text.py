@@ -28,6 +28,11 @@ def _line_starts(text: str) -> np.ndarray:
     return np.concatenate(([0], np.flatnonzero(codes == 10) + 1)).astype(np.int64)
 
 
+def utf16_len(text: str) -> int:
+    """The length of `text` in UTF-16 code units (LSP's columns)."""
+    return len(text) if text.isascii() else len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
 def utf16_column_to_index(line: str, column: int) -> int:
     """The index in `line` of UTF-16 column `column`, clamped to the line (as LSP specifies)."""
     if line.isascii():

@@ -214,3 +214,17 @@ async def test_a_fix_saved_before_the_failing_run_ends_still_gives_the_pair(clie
     (failing, passing), = await until(fix, what="the spread fix in the journal")
     assert "max(xs) - max(xs)" in failing and "max(xs) - min(xs)" in passing
     await runs_ended(client)
+
+
+async def test_turning_feedback_off_clears_its_diagnostics(client: LanguageClient, project: Path):
+    source = project / "stats" / "core.py"
+    editor = Editor(client, source, source.read_text())
+    editor.replace("return max(xs) - min(xs)", "return max(xs) + min(xs)")
+    editor.save()
+    await until(lambda: ours(client, project / "tests" / "test_core.py"), what="a failure")
+    await runs_ended(client)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"selftune": {"testFeedback": False}}))
+    await until(lambda: not ours(client, project / "tests" / "test_core.py"), what="the diagnostics to clear")
+    editor.replace("return max(xs) + min(xs)", "return max(xs) - min(xs)")
+    editor.save()
