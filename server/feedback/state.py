@@ -5,7 +5,8 @@ untracked but not ignored, and reads them; a workspace that is not a git
 repository is captured as the text of all its Python files. `State.text`
 gives a file's text in that state (the snapshot, else the file at HEAD), and
 `changed_paths` the files whose text differs between two states. Files the
-privacy rules refuse, binary files and files over 1 MB are left out.
+privacy rules refuse, binary or non-UTF-8 files and files over 1 MB are left out
+(the journal's own rule for a file's text, `watcher.read_text`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..journal.watcher import read_text
 from .related import SKIP_DIRS
 
 log = logging.getLogger(__name__)
 
-MAX_FILE_BYTES = 1_000_000
 MAX_FILES = 500  # snapshots per state; more dirty files than this are left out (and logged)
 GIT_TIMEOUT = 10.0
 
@@ -32,18 +33,6 @@ def _git(root: Path, *args: str) -> bytes | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
-
-
-def _read(path: Path) -> str | None:
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if b"\x00" in data:
-        return None
-    return data.decode("utf-8", "replace")
 
 
 @dataclass
@@ -101,7 +90,7 @@ def capture(root: Path, allows: Callable[[Path], bool] = lambda p: True) -> Stat
         path = root / rel
         if not allows(path):
             continue
-        state.files[rel] = _read(path) if path.exists() else None
+        state.files[rel] = read_text(path) if path.exists() else None
     return state
 
 

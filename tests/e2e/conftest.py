@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,12 @@ from selftune.server.demo.replay import Doc, insert, replace
 
 SERVER = [sys.executable, "-m", "selftune.server", "serve"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": "INFO"}
+
+
+def git(root: Path, *args: str) -> None:
+    """Run git in `root` with a committer identity (CI machines have none)."""
+    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
+                   capture_output=True)
 
 
 def config() -> ClientServerConfig:

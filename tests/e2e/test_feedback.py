@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 import time
 import zlib
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, config, start
+from .conftest import Editor, config, git, start
 
 STATS = '''"""Small statistics."""
 
@@ -42,11 +41,6 @@ def test_spread():
 OTHER_TESTS = '''def test_unrelated():
     assert True
 '''
-
-
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture(scope="module")

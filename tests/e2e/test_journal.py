@@ -17,7 +17,7 @@ from pytest_lsp import LanguageClient
 from selftune.server.demo.replay import Doc
 from selftune.server.journal.queries import document_text
 
-from .conftest import Editor, config, start
+from .conftest import Editor, config, git, start
 
 AWS_KEY = "AKIAQWERTYUIOPASDF12"
 PRIVATE_BODY = "MIIEpAIBAAKCAQEAzQ9vXbn3Lq0hR7sT2uV8wX4yZ1aB6cD5eF9gH0iJ3kL2mN7o"
@@ -31,11 +31,6 @@ CART = '''class Cart:
     def add(self, sku, count=1):
         self.items[sku] = self.items.get(sku, 0) + count
 '''
-
-
-def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
-                   capture_output=True)
 
 
 @pytest.fixture(scope="module")
