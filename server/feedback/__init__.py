@@ -142,7 +142,7 @@ class TestFeedback:
         loop = asyncio.get_running_loop()
         phases = await loop.run_in_executor(None, self.plan, paths, config.scope)
         marks = [("planned", time.perf_counter())]
-        self.phase_marks: list[tuple[str, float]] = []
+        self.phase_marks = []
         if not phases:
             log.info("no tests related to %s", ", ".join(paths))
             self._tested(paths)

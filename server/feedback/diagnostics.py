@@ -105,15 +105,9 @@ class Failures:
             changed |= self.set(nodeid, [])
         return changed
 
-    def failing(self) -> set[str]:
-        return set(self.by_test)
-
     def by_path(self) -> dict[str, list[Problem]]:
         paths: dict[str, list[Problem]] = defaultdict(list)
         for problems in self.by_test.values():
             for problem in problems:
                 paths[problem.path].append(problem)
         return paths
-
-    def for_path(self, path: str) -> list[Problem]:
-        return self.by_path().get(path, [])

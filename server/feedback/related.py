@@ -7,7 +7,8 @@ own test file by name (``test_<name>.py``, ``<name>_test.py``), then test
 files ordered by how few import steps separate them from the saved module
 (a test that imports it directly before one that imports a module that
 imports it), ties broken by how many names the test uses from the module.
-A ``conftest.py`` counts as imported by every test file below it.
+A ``conftest.py`` counts as imported by every test file below it. Who imports
+whom is worked out again only after a file changed, not at every save.
 
 Module names are matched by their dotted suffix (``src/pkg/mod.py`` is
 ``pkg.mod`` and ``mod``), so src layouts and flat layouts both work without
@@ -89,6 +90,7 @@ class ImportGraph:
     def __init__(self, root: Path):
         self.root = root
         self.files: dict[str, Parsed] = {}
+        self._index: tuple[dict[str, set[str]], list[str]] | None = None  # (importers, tests), until a file changes
 
     def python_files(self) -> list[str]:
         found = []
@@ -122,8 +124,32 @@ class ImportGraph:
                 except OSError:
                     continue
                 self.files[rel] = parse_file(rel, text, stamp)
+                self._index = None
         for rel in set(self.files) - seen:
             del self.files[rel]
+            self._index = None
+
+    def index(self) -> tuple[dict[str, set[str]], list[str]]:
+        """Which files import each file (a conftest.py: every test below it), and the test files."""
+        if self._index is not None:
+            return self._index
+        by_name: dict[str, set[str]] = defaultdict(set)
+        for rel in self.files:
+            for name in module_names(rel):
+                by_name[name].add(rel)
+        importers: dict[str, set[str]] = defaultdict(set)  # file -> files that import it
+        for rel, parsed in self.files.items():
+            for name in parsed.imports:
+                for target in by_name.get(name, ()):
+                    if target != rel:
+                        importers[target].add(rel)
+        tests = [rel for rel in self.files if is_test_file(rel)]
+        conftests = [rel for rel in self.files if PurePosixPath(rel).name == "conftest.py"]
+        for conftest in conftests:
+            folder = str(PurePosixPath(conftest).parent)
+            importers[conftest].update(t for t in tests if folder == "." or t.startswith(folder + "/"))
+        self._index = (importers, tests)
+        return self._index
 
     def related_tests(self, saved: str) -> list[str]:
         """Test files related to `saved` (relative POSIX path), most related first."""
@@ -140,22 +166,7 @@ class ImportGraph:
     def ranked(self, saved: str) -> list[tuple[str, bool]]:
         """(test file, whether it is nearest) for the tests related to `saved`, most related first."""
         self.refresh()
-        by_name: dict[str, set[str]] = defaultdict(set)
-        for rel in self.files:
-            for name in module_names(rel):
-                by_name[name].add(rel)
-        importers: dict[str, set[str]] = defaultdict(set)  # file -> files that import it
-        for rel, parsed in self.files.items():
-            for name in parsed.imports:
-                for target in by_name.get(name, ()):
-                    if target != rel:
-                        importers[target].add(rel)
-        tests = [rel for rel in self.files if is_test_file(rel)]
-        conftests = [rel for rel in self.files if PurePosixPath(rel).name == "conftest.py"]
-        for conftest in conftests:
-            folder = str(PurePosixPath(conftest).parent)
-            importers[conftest].update(t for t in tests if folder == "." or t.startswith(folder + "/"))
-
+        importers, tests = self.index()
         distance = {saved: 0}
         queue = deque([saved])
         while queue:
@@ -181,4 +192,4 @@ class ImportGraph:
 
     def all_tests(self) -> list[str]:
         self.refresh()
-        return sorted(rel for rel in self.files if is_test_file(rel))
+        return sorted(self.index()[1])

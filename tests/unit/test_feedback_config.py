@@ -58,6 +58,6 @@ def test_a_failure_at_two_places_and_its_clearing():
     failures.set("tests/test_b.py::test_y", other)
     # test_a.py ran completely and test_x was not in it any more
     assert failures.forget_missing({"tests/test_a.py"}, set()) == {"a.py", "tests/test_a.py"}
-    assert failures.failing() == {"tests/test_b.py::test_y"}
+    assert set(failures.by_test) == {"tests/test_b.py::test_y"}
     assert failures.set("tests/test_b.py::test_y", []) == {"tests/test_b.py"}
     assert failures.by_path() == {}
