@@ -2,7 +2,9 @@
 
 `Checking` keeps one `feedback.TestFeedback` per workspace folder that has
 test feedback enabled (the ``testFeedback`` setting, or ``[tests]`` in the
-folder's `.selftune/config.toml`, read again at every save). It turns the
+folder's `.selftune/config.toml`, read again at every save), except where the
+editor says it does not trust the workspace (``workspaceTrusted: false``):
+there the project's code never runs. It turns the
 feedback's problems into `textDocument/publishDiagnostics` with source
 ``selftune-tests``: the range is the line's text (from the open document, else
 the file on disk), and each problem points at its pair (the test's line, the
@@ -12,6 +14,7 @@ source line) as related information.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,7 +66,14 @@ class Checking:
                                             timeout=float(s.test_timeout), scope=s.test_scope)
         for problem in problems:
             self.server.say(f"selftune: {problem}", types.MessageType.Warning, once=True)
+        if not s.workspace_trusted and config.enabled:
+            log.info("tests stay off in %s: the editor does not trust this workspace", root)
+            config = dataclasses.replace(config, enabled=False)
         return config
+
+    def enabled_roots(self) -> list[str]:
+        """The workspace folders where tests run on save."""
+        return [str(root) for root in self.feedback]
 
     def for_root(self, root: Path) -> TestFeedback:
         if root not in self.feedback:

@@ -5,6 +5,7 @@
     selftune models [--fetch]          list model manifests and whether their weights are here
     selftune demo                      drive the real server over LSP on a sample project
     selftune journal stats|export|forget   what the workspace's journal holds; export it; delete parts of it
+    selftune report [--workspace DIR]  write .selftune/reports/report.html (journal, completions, tests, adapters)
 
 Nothing but the protocol goes to stdout in `serve`: logs go to stderr (and to
 the editor's log once a client is connected).
@@ -63,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     for j in jsub.choices.values():
         j.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
 
+    p = sub.add_parser("report", help="write the workspace's report page (.selftune/reports/report.html)")
+    p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
+    p.set_defaults(run=_report)
+
     args = parser.parse_args(argv)
     level = args.log_level.upper()
     logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -106,26 +111,14 @@ def _journal(args: argparse.Namespace):
 def _journal_stats(args: argparse.Namespace) -> int:
     import json
 
-    from .journal.queries import stats
+    from .journal.queries import describe_stats, stats
 
     path, conn = _journal(args)
     s = stats(conn, path)
     if args.json:
         print(json.dumps(s, indent=2))
         return 0
-    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
-    reasons = ", ".join(f"{n} {r}" for r, n in sorted(s["rejected_by_reason"].items())) or "none"
-    print(f"journal: {s['journal']} ({s['bytes'] / 1e6:.2f} MB + {s['wal_bytes'] / 1e6:.2f} MB write-ahead log, "
-          f"{s['sessions']} sessions)\n"
-          f"documents opened: {s['documents_opened']}, edits: {s['edits']}, edit steps: {s['editor_steps']}, "
-          f"changes outside the editor: {s['outside_changes']}\n"
-          f"git history: {s['history_commits']} commits, {s['history_steps']} file steps\n"
-          f"completions shown: {s['completions_shown']}, accepted: {s['accepted']}, partially: {s['partially_accepted']}, "
-          f"rejected: {s['rejected']} ({reasons})\n"
-          f"acceptance rate: {pct(s['acceptance_rate'])}, retention: {pct(s['retention_rate'])} of accepted text "
-          f"survives ({s['retention_measured']} measured), revision pairs: {s['revision_pairs']}\n"
-          f"test runs: {s['test_runs']}, failing results: {s['test_failures']}, "
-          f"fixes (revision examples and preference pairs): {s['test_fixes']}")
+    print(describe_stats(s))
     return 0
 
 
@@ -161,6 +154,17 @@ def _journal_forget(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"selftune journal forget: {exc}")
     print("deleted: " + (", ".join(f"{n} {table}" for table, n in sorted(deleted.items())) or "nothing matched"))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    try:
+        path = write_report(Path(args.workspace).resolve())
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        raise SystemExit(f"selftune report: {exc}")
+    print(path)
     return 0
 
 

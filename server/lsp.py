@@ -33,11 +33,14 @@ from . import __version__
 from .checking import Checking
 from .completion.completer import Completer
 from .completion.engine import Outcome
+from .commands import register as register_commands
+from .errors import RequestFailed
 from .documents import Document, DocumentWorkspace
 from .journal.text import utf16_column_to_index, utf16_len
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
 from .settings import Settings, parse
+from .status import Status
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +85,6 @@ class SelftuneProtocol(LanguageServerProtocol):
 _ANSWERED = object()
 
 
-class RequestFailed(JsonRpcException):
-    CODE = -32803  # LSP RequestFailed: the request was valid but could not be served
-    MESSAGE = "Request failed"
-
-
 @dataclass
 class Shown:
     uri: str
@@ -106,6 +104,7 @@ class SelftuneServer(LanguageServer):
         self.shown: OrderedDict[str, Shown] = OrderedDict()
         self.recording = Recording(self)
         self.checking = Checking(self)
+        self.status = Status(self)
         self.settled = False  # settings from workspace/configuration have arrived (or will not)
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
@@ -121,6 +120,7 @@ class SelftuneServer(LanguageServer):
         if self.settled:
             self.recording.update()
             self.checking.update()
+            self.status.changed()
         if self.completer is None:
             return
         try:
@@ -147,6 +147,7 @@ class SelftuneServer(LanguageServer):
             self.say(f"selftune: no completions: {engine.load_error}", types.MessageType.Error)
         else:
             log.info("model %s loaded", self.completer.manifest.name)
+        self.status.changed()
 
     def say(self, message: str, kind: types.MessageType = types.MessageType.Info, *, once: bool = False) -> None:
         if once:
@@ -213,7 +214,7 @@ class SelftuneServer(LanguageServer):
         item_id = f"c{next(self._ids)}"
         self.shown[item_id] = shown
         self.recording.shown(shown.uri, item_id, offset=offset, line=position.line, character=position.character,
-                             text=outcome.text, model=self.completer.manifest.name, adapter=None,
+                             text=outcome.text, model=self.completer.manifest.name, adapter=self.status.adapter,
                              latency_ms=round(outcome.seconds * 1000, 1), context_hash=outcome.context_hash)
         while len(self.shown) > SHOWN_KEPT:
             self.shown.popitem(last=False)
@@ -284,6 +285,7 @@ def create_server() -> SelftuneServer:
         ls.settled = True
         ls.recording.update()
         ls.checking.update()
+        ls.status.changed()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
@@ -392,6 +394,8 @@ def create_server() -> SelftuneServer:
             length = utf16_column_to_index(shown.text, length)
         ls.recording.accepted(shown.uri, item_id, length)
         return True
+
+    register_commands(server)
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SelftuneServer, params: None) -> None:

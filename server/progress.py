@@ -4,7 +4,8 @@
 without waiting for the answer: reports made before the token exists are
 folded into the `begin`, and an `end` waits for it. Its methods are safe to
 call from any thread. A client that does not support work done progress, or
-refuses the token, simply sees nothing.
+refuses the token, simply sees nothing in its progress UI; every activity is
+mirrored into the server's `Status` (`selftune/status`) either way.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ class Progress:
         self.loop = loop
         self.title = title
         self.enabled = supported(server)
+        self.status = getattr(server, "status", None)
         self.token = f"selftune-{kind}-{uuid.uuid4().hex[:8]}"
         self.last: tuple[str, int | None] = (message, None)
         self.created: asyncio.Future | None = None
         self.ended = False
+        if self.status is not None:
+            self._call(self.status.begin, self.token, kind, title, message)
         if self.enabled:
             self._call(self._create)
 
@@ -66,9 +70,12 @@ class Progress:
         return True
 
     def report(self, message: str, percent: int | None = None) -> None:
-        if self.enabled and not self.ended and (message, percent) != self.last:
+        if not self.ended and (message, percent) != self.last:
             self.last = (message, percent)
-            self._call(self._report, message, percent)
+            if self.status is not None:
+                self._call(self.status.report, self.token, message, percent)
+            if self.enabled:
+                self._call(self._report, message, percent)
 
     def _report(self, message: str, percent: int | None) -> None:
         created = self.created
@@ -78,9 +85,12 @@ class Progress:
                                                                                           percentage=percent))
 
     def end(self, message: str) -> None:
-        if self.enabled and not self.ended:
+        if not self.ended:
             self.ended = True
-            self._call(lambda: asyncio.ensure_future(self._end(message)))
+            if self.status is not None:
+                self._call(self.status.end, self.token)
+            if self.enabled:
+                self._call(lambda: asyncio.ensure_future(self._end(message)))
 
     async def _end(self, message: str) -> None:
         if self.created is not None and await self.created:

@@ -37,6 +37,7 @@ class Settings:
     test_feedback: bool = field(default=False, metadata=_meta("run the project's tests on save and show failures as diagnostics (runs the project's code: off until you turn it on; `.selftune/config.toml` can turn it on for one workspace)"))
     test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests; empty: the workspace's .venv/bin/python if there is one, else the server's"))
     test_timeout: int = field(default=60, metadata=_meta("seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600))
+    workspace_trusted: bool = field(default=True, metadata=_meta("false: the editor does not trust this workspace, so its code never runs (no tests on save, whatever testFeedback or .selftune/config.toml say); the VS Code extension sets it from workspace trust"))
     test_scope: str = field(default="related", metadata=_meta("which tests run on save: the saved file's related tests, those then the rest, or the whole suite", choices=("related", "related-then-all", "all")))
 
     def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:

@@ -116,6 +116,23 @@ def stats(conn: sqlite3.Connection, path: Path) -> dict:
     }
 
 
+def describe_stats(s: dict) -> str:
+    """`stats` as the lines `selftune journal stats` prints (and editors show)."""
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"
+    reasons = ", ".join(f"{n} {r}" for r, n in sorted(s["rejected_by_reason"].items())) or "none"
+    return (f"journal: {s['journal']} ({s['bytes'] / 1e6:.2f} MB + {s['wal_bytes'] / 1e6:.2f} MB write-ahead log, "
+            f"{s['sessions']} sessions)\n"
+            f"documents opened: {s['documents_opened']}, edits: {s['edits']}, edit steps: {s['editor_steps']}, "
+            f"changes outside the editor: {s['outside_changes']}\n"
+            f"git history: {s['history_commits']} commits, {s['history_steps']} file steps\n"
+            f"completions shown: {s['completions_shown']}, accepted: {s['accepted']}, "
+            f"partially: {s['partially_accepted']}, rejected: {s['rejected']} ({reasons})\n"
+            f"acceptance rate: {pct(s['acceptance_rate'])}, retention: {pct(s['retention_rate'])} of accepted text "
+            f"survives ({s['retention_measured']} measured), revision pairs: {s['revision_pairs']}\n"
+            f"test runs: {s['test_runs']}, failing results: {s['test_failures']}, "
+            f"fixes (revision examples and preference pairs): {s['test_fixes']}")
+
+
 def _between(column: str, since: float | None, until: float | None) -> tuple[str, list]:
     clauses, args = [], []
     if since is not None:

@@ -1,0 +1,169 @@
+"""`selftune report`: one self-contained HTML page about a workspace.
+
+It shows what the journal holds (the same figures as `selftune journal stats`),
+completions shown and accepted per day with the acceptance rate, test runs per
+day, and every adapter under `.selftune/adapters/` with the held-out metrics in
+its `meta.json`. The page is written to `.selftune/reports/report.html`; the
+charts are inline SVG, so it opens from disk with nothing else.
+
+The charts are drawn here (a few dozen lines of SVG) rather than with a
+plotting library: that would add tens of megabytes to an install whose server
+otherwise needs none of it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from .journal import journal_path
+from .journal.queries import OUTCOMES, _has_table, describe_stats, open_readonly, stats
+
+
+def report_path(root: Path) -> Path:
+    return root / ".selftune" / "reports" / "report.html"
+
+
+def per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """(day, completions shown, completions accepted fully or in part), oldest first, local time."""
+    return conn.execute(
+        "SELECT date(c.time, 'unixepoch', 'localtime') AS day, count(*), "
+        "       coalesce(sum(f.kind IN ('accepted', 'partially_accepted')), 0) "
+        "FROM completions c LEFT JOIN ("
+        "  SELECT completion_id, kind, max(id) FROM completion_events "
+        f"  WHERE kind IN {OUTCOMES} GROUP BY completion_id) f ON f.completion_id = c.id "
+        "GROUP BY day ORDER BY day").fetchall()
+
+
+def test_runs_per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
+    """(day, runs that ended with every test passing, runs with failures or that did not finish)."""
+    if not _has_table(conn, "test_runs"):
+        return []
+    return conn.execute(
+        "SELECT date(started, 'unixepoch', 'localtime') AS day, "
+        "       sum(status = 'finished' AND coalesce(failed, 0) + coalesce(errors, 0) = 0), "
+        "       sum(NOT (status = 'finished' AND coalesce(failed, 0) + coalesce(errors, 0) = 0)) "
+        "FROM test_runs WHERE status IS NOT 'cancelled' GROUP BY day ORDER BY day").fetchall()
+
+
+def adapters(root: Path) -> list[dict]:
+    """Each adapter's meta.json (with its id and whether it is the current one), oldest first."""
+    folder = root / ".selftune" / "adapters"
+    current_file = folder / "current"
+    current = current_file.read_text().strip() if current_file.is_file() else None
+    found = []
+    for meta in sorted(folder.glob("*/meta.json")):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError) as exc:
+            data = {"error": f"unreadable meta.json: {exc}"}
+        if not isinstance(data, dict):
+            data = {"error": "meta.json is not an object"}
+        data.update(id=meta.parent.name, current=meta.parent.name == current)
+        found.append(data)
+    return sorted(found, key=lambda d: (str(d.get("created", "")), d["id"]))
+
+
+def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *, line: list[float | None] | None = None,
+              width: int = 720, height: int = 220) -> str:
+    """Stacked bars per row (`series`: column index, colour, name), optionally a 0..1 line on a right-hand axis."""
+    if not rows:
+        return "<p class=empty>nothing recorded yet</p>"
+    left, right, top, bottom = 40, 40, 10, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    top_value = max(1, max(sum(int(r[i] or 0) for i, _, _ in series) for r in rows))
+    step = plot_w / len(rows)
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{top_value}</text>',
+             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+    for k, row in enumerate(rows):
+        x, base = left + k * step + step * 0.15, top + plot_h
+        for index, colour, name in series:
+            value = int(row[index] or 0)
+            h = plot_h * value / top_value
+            base -= h
+            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" fill="{colour}">'
+                         f'<title>{html.escape(str(row[0]))}: {value} {name}</title></rect>')
+        if len(rows) <= 14 or k % max(1, len(rows) // 10) == 0:
+            parts.append(f'<text x="{x + step * 0.35:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                         f'{html.escape(str(row[0])[5:])}</text>')
+    if line:
+        points = [(left + (k + 0.5) * step, top + plot_h * (1 - v)) for k, v in enumerate(line) if v is not None]
+        parts.append(f'<polyline fill="none" stroke="#c33" stroke-width="2" points="'
+                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#c33"/>' for x, y in points]
+        parts.append(f'<text x="{left + plot_w + 4}" y="{top + 10}">100%</text>'
+                     f'<text x="{left + plot_w + 4}" y="{top + plot_h}">0%</text>')
+    legend = [(colour, name) for _, colour, name in series] + ([("#c33", "acceptance rate")] if line else [])
+    for k, (colour, name) in enumerate(legend):
+        x = left + k * 170
+        parts.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
+                     f'<text x="{x + 14}" y="{height - 5}">{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def adapter_table(found: list[dict]) -> str:
+    if not found:
+        return ("<p class=empty>No adapter has been trained in this workspace yet: completions come from the "
+                "base model.</p>")
+    metric_names = sorted({k for d in found for k, v in (d.get("metrics") or {}).items()
+                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metric_names)
+    rows = []
+    for d in found:
+        metrics = d.get("metrics") or {}
+        cells = "".join(f"<td>{metrics[m]:.4g}</td>" if isinstance(metrics.get(m), (int, float)) else "<td></td>"
+                        for m in metric_names)
+        note = html.escape(str(d.get("error") or d.get("decision") or ""))
+        rows.append(f"<tr><td>{html.escape(d['id'])}{' (current)' if d['current'] else ''}</td>"
+                    f"<td>{html.escape(str(d.get('created', '')))}</td>{cells}<td>{note}</td></tr>")
+    return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"
+
+
+def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
+    summary = stats(conn, path)
+    days = per_day(conn)
+    rates = [accepted / shown if shown else None for _, shown, accepted in days]
+    runs = test_runs_per_day(conn)
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>selftune report: {html.escape(root.name)}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 760px; color: #222; }}
+svg text {{ font-size: 11px; fill: #444; }} pre {{ background: #f5f5f5; padding: 1em; white-space: pre-wrap; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding: 2px 8px; text-align: right; }}
+.empty {{ color: #888; }}
+</style></head><body>
+<h1>selftune: {html.escape(str(root))}</h1>
+<p>Written {time.strftime("%Y-%m-%d %H:%M")} from <code>{html.escape(str(path))}</code>.</p>
+<h2>Adapters and their held-out metrics</h2>
+{adapter_table(adapters(root))}
+<h2>Completions per day</h2>
+{bar_chart([(day, accepted, shown - accepted) for day, shown, accepted in days],
+           [(1, "#4a8", "accepted"), (2, "#ccc", "not accepted")], line=rates)}
+<h2>Test runs per day</h2>
+{bar_chart(runs, [(1, "#4a8", "all passed"), (2, "#d66", "failures or no result")])}
+<h2>The journal</h2>
+<pre>{html.escape(describe_stats(summary))}</pre>
+</body></html>
+"""
+
+
+def write_report(root: Path) -> Path:
+    """Write the workspace's report and return its path; FileNotFoundError when nothing was recorded."""
+    path = journal_path(root)
+    conn = open_readonly(path)
+    try:
+        page = render(root, conn, path)
+    finally:
+        conn.close()
+    out = report_path(root)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
