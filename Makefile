@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test bench bench-journal bench-feedback clean
+.PHONY: install run test test-vscode vscode bench bench-journal bench-feedback clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -38,8 +38,20 @@ $(VENV)/.installed: pyproject.toml Makefile
 run: install
 	$(VENV)/bin/selftune demo
 
-test: install
+test: install test-vscode
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# The VS Code extension (editor-clients/vscode): dependencies from the npm registry as package-lock.json pins
+# them, then compile, lint, its unit tests (node's test runner) and the .vsix package.
+VSCODE := editor-clients/vscode
+NPM := npm --prefix $(VSCODE) --no-audit --no-fund --loglevel=error
+test-vscode vscode:
+	@command -v npm >/dev/null || { echo "npm is needed for the VS Code extension (Node.js 20+)"; exit 1; }
+	$(NPM) ci
+	$(NPM) run compile
+	$(NPM) run lint
+	$(NPM) test
+	$(NPM) run package
 
 bench: bench-journal bench-feedback
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/latency.py

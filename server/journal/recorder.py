@@ -73,6 +73,7 @@ class Offer:
     newer: bool = False  # a newer suggestion was shown in its document
     resolved: bool = False
     accepted: bool = False
+    accepted_length: int | None = None  # characters accepted so far when only part of it was
 
 
 @dataclass
@@ -249,16 +250,22 @@ class Recorder:
                             model, adapter, latency_ms, context_hash))
 
     def accepted(self, item: str, length: int | None = None) -> bool:
-        """The editor ran the accept command of suggestion `item` (`length`: characters accepted, if partial)."""
+        """The editor ran the accept command of suggestion `item` (`length`: characters accepted, if partial).
+
+        An editor that accepts a suggestion word by word reports each step with the length accepted so far:
+        a longer length (or the whole) after a partial acceptance is recorded as a newer outcome."""
         offer = self.offers.get(f"{self.session}-{item}")
         if offer is None:
             return False
-        if offer.accepted:
-            return True  # the command ran twice
-        now = self.now()
         partial = length is not None and 0 <= length < len(offer.text)
+        if offer.accepted:
+            if offer.accepted_length is None or (partial and length <= offer.accepted_length):
+                return True  # the command ran twice, or nothing more was accepted
+            self.kept = [k for k in self.kept if k.key != offer.key]  # follow the longer text from now on
+        now = self.now()
         text = offer.text[:length] if partial else offer.text
         offer.resolved = offer.accepted = True
+        offer.accepted_length = len(text) if partial else None
         self.store.put(("outcome", offer.key, offer.doc_id, now, "partially_accepted" if partial else "accepted",
                         len(text) if partial else None, None))
         for other in self.offers.values():

@@ -156,3 +156,22 @@ def test_follow_moves_grows_and_takes_in_edits():
     assert follow(10, 20, Edit(5, 15, "Z")) == (5, 11)
     assert follow(10, 20, Edit(5, 30, "new")) == (5, 8)
     assert survival("abcdef", "abXdef") == pytest.approx(5 / 6)
+
+
+def test_word_by_word_acceptance_records_each_longer_length_then_the_whole(rec):
+    rec.opened(URI, "a.py", "python", 1, "x = ")
+    rec.shown(URI, "c1", 4, 0, 4, "compute(a, b)", model="m", adapter=None, latency_ms=5, context_hash="h")
+    insert(rec, 0, 4, "compute")
+    assert rec.accepted("c1", 7)
+    insert(rec, 0, 11, "(a, ")
+    assert rec.accepted("c1", 11)
+    assert rec.accepted("c1", 9)  # a shorter (stale) report changes nothing
+    assert rec.accepted("c1", 11)
+    insert(rec, 0, 15, "b)")
+    assert rec.accepted("c1")
+    assert rec.accepted("c1")  # the command ran twice
+    rec.saved(URI)
+    assert events(rec.db(), "s-c1") == [("partially_accepted", None, 7, None, None),
+                                        ("partially_accepted", None, 11, None, None),
+                                        ("accepted", None, None, None, None),
+                                        ("retention", "save", None, 1.0, "compute(a, b)")]

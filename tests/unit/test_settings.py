@@ -52,3 +52,28 @@ def test_integral_float_is_accepted_for_int():
 def test_key_names_round_trip():
     for key, _, doc in describe():
         assert camel(snake(key)) == key and doc
+
+
+def test_the_vscode_extension_mirrors_the_server_schema():
+    """Every server setting is a VS Code setting with the same type, default, bounds and choices
+    (`workspaceTrusted` is the exception: the extension sets it from workspace trust)."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    from selftune.server.settings import Settings, camel
+
+    package = json.loads((Path(__file__).parents[2] / "editor-clients" / "vscode" / "package.json").read_text())
+    properties = package["contributes"]["configuration"]["properties"]
+    client_only = {"selftune.serverPath", "selftune.languages", "selftune.trace.server"}
+    expected = {}
+    for f in dataclasses.fields(Settings):
+        if f.name == "workspace_trusted":
+            continue
+        kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[type(f.default)]
+        expected[f"selftune.{camel(f.name)}"] = (kind, f.default, f.metadata["lo"], f.metadata["hi"],
+                                                  list(f.metadata["choices"]) or None)
+    mirrored = {key: (p["type"], p["default"], p.get("minimum"), p.get("maximum"), p.get("enum"))
+                for key, p in properties.items() if key not in client_only}
+    assert mirrored == expected
+    assert all(properties[key].get("markdownDescription") for key in properties)
