@@ -310,6 +310,9 @@ class Recorder:
             elif edit.end == at and edit.start < at and edit.text.endswith(rest) and offer.typed == 0:
                 offer.anchor = edit.start + len(edit.text) - len(offer.text)  # a completion item replacing the word
                 offer.typed = len(offer.text)
+            elif not edit.text and offer.anchor <= edit.start < edit.end == at:
+                offer.typed -= edit.end - edit.start  # what was typed of it deleted again (backspace, or an
+                # editor that removes the inserted label before it applies the item's text edit)
             elif edit.end <= offer.anchor and edit.start < offer.anchor:
                 offer.anchor += edit.delta  # an edit before it, elsewhere
             elif edit.start > at + len(rest) or (not rest and edit.start >= at):

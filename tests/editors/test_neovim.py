@@ -134,8 +134,9 @@ def test_type_trigger_accept_save(nvim, project: Path):
                                                "ON e.completion_id = c.id WHERE e.kind = 'accepted'"),
                  "the accepted event in the journal", timeout=10)
     assert (suggestion, "accepted") in rows
-    saved = journal_rows(project, "SELECT count(*) FROM steps WHERE origin = 'editor' AND path = 'shapes.py'")
-    assert saved[0][0] >= 1
+    # The save settles the typing into an edit step.
+    until(lambda: journal_rows(project, "SELECT 1 FROM steps WHERE origin = 'editor' AND path = 'shapes.py'"),
+          "the saved edit step in the journal", timeout=10)
 
 
 def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):

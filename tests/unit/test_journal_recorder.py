@@ -175,3 +175,22 @@ def test_word_by_word_acceptance_records_each_longer_length_then_the_whole(rec):
                                         ("partially_accepted", None, 11, None, None),
                                         ("accepted", None, None, None, None),
                                         ("retention", "save", None, 1.0, "compute(a, b)")]
+
+
+def test_deleting_what_was_typed_of_a_suggestion_does_not_reject_it(rec):
+    """Backspace over typed-through text, or an editor (eglot) that removes the inserted label and then
+    applies the item's text edit: the suggestion is still pending, and its acceptance is measured whole."""
+    rec.opened(URI, "a.py", "python", 1, "x = ")
+    rec.shown(URI, "c1", 4, 0, 4, "total(a)", model="m", adapter=None, latency_ms=5, context_hash="h")
+    insert(rec, 0, 4, "total(a)")  # the label, inserted by the completion UI
+    rec.changed(URI, 9, [(((0, 4), (0, 12)), "")])  # removed again
+    insert(rec, 0, 4, "total(a)")  # the item's text edit
+    assert rec.accepted("c1")
+    rec.saved(URI)
+    assert events(rec.db(), "s-c1") == [("accepted", None, None, None, None),
+                                        ("retention", "save", None, 1.0, "total(a)")]
+    rec.shown(URI, "c2", 12, 0, 12, " + 1", model="m", adapter=None, latency_ms=5, context_hash="h")
+    insert(rec, 0, 12, " +")
+    rec.changed(URI, 20, [(((0, 13), (0, 14)), "")])  # backspace over "+"
+    rec.changed(URI, 21, [(((0, 13), (0, 13)), "-")])  # then not what it said
+    assert events(rec.db(), "s-c2") == [("rejected", "typed-over", None, None, None)]
