@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .journal import journal_path
-from .journal.queries import OUTCOMES, _has_table, describe_stats, open_readonly, stats
+from .journal.queries import OUTCOMES, has_table, describe_stats, open_readonly, stats
 
 
 def report_path(root: Path) -> Path:
@@ -40,7 +40,7 @@ def per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
 
 def test_runs_per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
     """(day, runs that ended with every test passing, runs with failures or that did not finish)."""
-    if not _has_table(conn, "test_runs"):
+    if not has_table(conn, "test_runs"):
         return []
     return conn.execute(
         "SELECT date(started, 'unixepoch', 'localtime') AS day, "

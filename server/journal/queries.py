@@ -63,7 +63,7 @@ def document_text(conn: sqlite3.Connection, document_id: int) -> str:
     return rebuild(blob(conn, row[0]), changes)
 
 
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
     """Whether the journal has `name` (one written by an older selftune may not, until a server opens it)."""
     return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
 
@@ -86,7 +86,7 @@ def stats(conn: sqlite3.Connection, path: Path) -> dict:
         "WHERE kind = 'retention' GROUP BY completion_id)").fetchone()
     accepted = final.get("accepted", 0) + final.get("partially_accepted", 0)
     times = conn.execute("SELECT min(started), max(coalesce(ended, started)) FROM sessions").fetchone()
-    tests = _has_table(conn, "test_runs")
+    tests = has_table(conn, "test_runs")
     return {
         "journal": str(path),
         "bytes": path.stat().st_size,
@@ -167,7 +167,7 @@ def export(conn: sqlite3.Connection, since: float | None = None, until: float | 
         yield {"type": "revision", "completion": completion, "path": path, "time": at, "prefix": prefix,
                "suffix": suffix, "model": model_text, "user": user_text}
 
-    if _has_table(conn, "test_fixes"):
+    if has_table(conn, "test_fixes"):
         for path, at, function, context, failing, error, passing, tests in conn.execute(
             f"SELECT path, time, function, context, failing, error, passing, tests FROM test_fixes WHERE {where} "
             "ORDER BY time", args

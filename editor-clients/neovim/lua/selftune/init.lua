@@ -24,7 +24,7 @@ M.defaults = {
   -- Insert-mode keys; false turns one off.
   keys = {
     accept = "<Tab>",         -- accept the suggestion (falls back to the key's own meaning when there is none)
-    trigger = "<C-Space>",    -- ask for a suggestion now
+    trigger = "<C-Space>",    -- ask for a suggestion now (in the completion menu)
   },
   -- 0.11: the completion menu's options for buffers selftune is attached to (the first item selected,
   -- nothing inserted until you accept). nil leaves 'completeopt' alone.
@@ -230,18 +230,8 @@ function M.accept()
   return true
 end
 
---- Ask for a suggestion now.
+--- Ask for a suggestion now, in the completion menu.
 function M.trigger()
-  local bufnr = vim.api.nvim_get_current_buf()
-  if has_inline() then
-    local client = M.client(bufnr)
-    if client then
-      client:request("textDocument/inlineCompletion", vim.tbl_extend("force",
-        vim.lsp.util.make_position_params(0, client.offset_encoding), { context = { triggerKind = 1 } }),
-        function() end, bufnr)
-    end
-    return
-  end
   vim.lsp.completion.get()
 end
 
@@ -268,13 +258,15 @@ local function convert(item)
 end
 
 local function on_attach(client, bufnr)
-  if has_inline() then
+  -- The menu is there on every version (0.12: on request only, next to the ghost text).
+  local inline = has_inline()
+  if inline then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr, client_id = client.id })
-  else
-    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.config.autotrigger, convert = convert })
-    if M.config.completeopt then
-      vim.bo[bufnr].completeopt = M.config.completeopt
-    end
+  end
+  vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = M.config.autotrigger and not inline,
+                                                      convert = convert })
+  if M.config.completeopt then
+    vim.bo[bufnr].completeopt = M.config.completeopt
   end
   map_keys(bufnr)
 end
