@@ -31,6 +31,7 @@ class ScriptedBackend:
         self.decoded = 0  # tokens evaluated, over all calls
         self.fail_next = False
         self.batches: list[int] = []
+        self.cut_to: list[int] = []  # KV lengths kept by truncate/clear, in order
 
     def tokenize(self, text, *, special=False, bos=True):
         return [BOS] * bos + [ord(c) + 2 for c in text]
@@ -51,9 +52,11 @@ class ScriptedBackend:
         self.decoded += len(tokens)
 
     def truncate(self, n):
+        self.cut_to.append(n)
         del self.kv[n:]
 
     def clear(self):
+        self.cut_to.append(0)
         self.kv = []
 
     def logits(self, i=-1):
@@ -136,13 +139,16 @@ def test_typing_what_the_model_predicted_reuses_the_generation(engine, backend):
     prompt = "def total(xs):\n    s = 0\n    for"
     _, done, box = submit(engine, prompt)
     assert wait(done, box).text == " x in xs:"
-    decoded = backend.decoded
+    cuts = len(backend.cut_to)
     # The user types the first characters of the suggestion.
     _, done, box = submit(engine, prompt + " x i")
     out = wait(done, box)
     assert out.reused and out.prefill_tokens == 0
     assert out.text == "n xs:"
-    assert backend.decoded - decoded <= 20  # no new prefill: at most the generation running on
+    # No new prefill: the KV cache never lost the prompt and what was typed (rejected draft tokens of the
+    # generation running on may be cut; how far it ran depends on the machine's load, not on the engine).
+    kept = len(backend.tokenize(prompt + " x i"))
+    assert all(n >= kept for n in backend.cut_to[cuts:]), backend.cut_to[cuts:]
 
 
 def test_a_new_prompt_evaluates_only_what_is_not_cached(engine):
