@@ -14,17 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import SOURCE
+
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = '''class Rectangle:
-    def __init__(self, width, height):
-        self.width = width
-        self.height = height
-
-    def area(self):
-        return self.width * self.height
-
-    def perimeter(self):
-'''
 DRIVE = '''
 (add-to-list 'load-path {plugin})
 (require 'selftune)

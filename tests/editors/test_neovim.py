@@ -18,21 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import SOURCE
+
 pynvim = pytest.importorskip("pynvim", reason="pynvim is a dev dependency: pip install -e '.[dev]'")
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGIN = ROOT / "editor-clients" / "neovim"
 BIN = Path(sys.executable).parent
-SOURCE = '''class Rectangle:
-    def __init__(self, width, height):
-        self.width = width
-        self.height = height
-
-    def area(self):
-        return self.width * self.height
-
-    def perimeter(self):
-'''
 
 
 def find_nvim() -> str:
