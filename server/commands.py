@@ -11,7 +11,6 @@ Journal reads and the report run on a worker thread; the event loop keeps servin
 from __future__ import annotations
 
 import asyncio
-import logging
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,8 +22,6 @@ from .report import write_report
 
 if TYPE_CHECKING:
     from .lsp import SelftuneServer
-
-log = logging.getLogger(__name__)
 
 STATUS, STATS, REPORT, ADAPT = "selftune.status", "selftune.stats", "selftune.report", "selftune.adapt"
 

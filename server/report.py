@@ -93,7 +93,7 @@ def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *
                          f'{html.escape(str(row[0])[5:])}</text>')
     if line:
         points = [(left + (k + 0.5) * step, top + plot_h * (1 - v)) for k, v in enumerate(line) if v is not None]
-        parts.append(f'<polyline fill="none" stroke="#c33" stroke-width="2" points="'
+        parts.append('<polyline fill="none" stroke="#c33" stroke-width="2" points="'
                      + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#c33"/>' for x, y in points]
         parts.append(f'<text x="{left + plot_w + 4}" y="{top + 10}">100%</text>'
