@@ -1,0 +1,66 @@
+"""The adaptation recipe's knobs, each with what it does. `selftune adapt --set key=value` overrides one.
+
+Defaults were chosen with tests/benchmarks/adaptation.py on a real project's
+history (see README, "Adaptation"): a low learning rate and one epoch; more
+epochs or a higher rate made completions worse there, which the gate catches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass
+class Config:
+    # --- data ---
+    held_share: float = 0.2  # newest share of examples held out for evaluation (whole files/functions)
+    window_chars: int = 2400  # project code is cut into windows of at most this many characters
+    fim_share: float = 0.5  # share of code windows turned into fill-in-the-middle (FIM models only)
+    lintseq_per_file: int = 1  # synthetic LintSeq sequences per project file (0: none)
+    lintseq_share: float = 0.15  # at most this share of training examples are LintSeq samples
+    max_train_examples: int = 400  # examples per epoch, sampled across kinds (bounds CPU time)
+    max_points: int = 60  # held-out edit points for next-line exact match / similarity
+    # --- LoRA ---
+    rank: int = 16  # LoRA rank r
+    alpha: int = 32  # LoRA alpha; updates are scaled by alpha / r (llama.cpp does the same)
+    dropout: float = 0.05  # LoRA dropout while training
+    # --- training ---
+    epochs: float = 1.0  # passes over the (sampled) SFT examples
+    learning_rate: float = 5e-5  # AdamW rate for the LoRA weights
+    batch_size: int = 4  # examples per optimizer step (by gradient accumulation on the CPU)
+    max_length: int = 512  # tokens per example; longer ones keep their end (the target)
+    warmup_ratio: float = 0.05  # share of steps with a linearly rising rate
+    dpo_rounds: int = 1  # CodeLutra rounds on preference pairs (each samples rejected answers from the last round)
+    dpo_beta: float = 0.1  # DPO temperature: how far the policy may move from the reference
+    dpo_epochs: float = 1.0  # passes over the preference pairs per round
+    samples_per_prompt: int = 2  # CodeLutra: answers sampled per prompt in rounds after the first
+    # --- self-revision (SEED) ---
+    self_revise: bool = True  # let the model propose fixes for failing examples and keep those the tests pass
+    revise_candidates: int = 3  # proposals per failing example
+    revise_max_examples: int = 8  # failing examples tried per run
+    revise_seconds: float = 300.0  # time bound for all self-revision of one run
+    test_timeout: float = 60.0  # seconds one scratch test run may take
+    # --- machine ---
+    device: str = "auto"  # "auto" (CUDA if present), "cuda" or "cpu"
+    threads: int = 0  # CPU threads for torch; 0: all cores but one
+    seed: int = 0  # makes sampling, shuffling and initialization reproducible
+
+    def override(self, pairs: list[str]) -> "Config":
+        """A copy with `key=value` overrides; the error names the knob and what it takes."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        values = {}
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            key = key.strip().replace("-", "_")
+            if not sep or key not in fields:
+                raise ValueError(f"--set {pair!r}: expected key=value with key one of {', '.join(fields)}")
+            kind = type(getattr(self, key))
+            try:
+                values[key] = (raw.strip().lower() in ("1", "true", "yes", "on")) if kind is bool else kind(raw)
+            except ValueError:
+                raise ValueError(f"--set {key}={raw!r}: {key} takes a {kind.__name__}") from None
+        return dataclasses.replace(self, **values)
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)

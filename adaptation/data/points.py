@@ -1,0 +1,106 @@
+"""Held-out edit points: where a line was written, for next-line completion metrics.
+
+A point is a file as it was right after an edit step, the cursor after the
+indentation of a line the step added, and that line's text as the target.
+Steps come from git history (the file read from that commit) and from the
+editor (the document rebuilt from the journal up to the step). Where the
+held-out files have no steps (no history, nothing recorded yet), lines of the
+files themselves are the points. Only lines with something to predict count:
+not blank, not a lone bracket, at least `MIN_CHARS` long.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+from dataclasses import dataclass
+
+from selftune.server.journal.queries import blob
+from selftune.server.journal.text import rebuild
+
+MIN_CHARS = 6
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+
+
+@dataclass(frozen=True)
+class Point:
+    path: str
+    text: str  # the file with the line in place
+    offset: int  # the cursor: after the line's indentation
+    target: str  # the rest of the line
+    time: float
+
+
+def added_lines(diff: str) -> list[int]:
+    """0-based line numbers, in the new text, of the lines a zero-context diff adds."""
+    out = []
+    for line in diff.splitlines():
+        m = _HUNK.match(line)
+        if m:
+            start, count = int(m.group(1)), int(m.group(2) or 1)
+            out += range(start - 1, start - 1 + count)
+    return out
+
+
+def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
+    lines = text.splitlines(keepends=True)
+    if not 0 <= line_no < len(lines):
+        return None
+    line = lines[line_no].rstrip("\r\n")
+    target = line.strip()
+    if len(target) < MIN_CHARS or target.startswith("#"):
+        return None
+    start = sum(len(x) for x in lines[:line_no])
+    return Point(path, text, start + len(line) - len(line.lstrip()), target, at)
+
+
+def _editor_text(conn: sqlite3.Connection, document_id: int, until: float) -> str | None:
+    row = conn.execute("SELECT snapshot FROM documents WHERE id = ?", (document_id,)).fetchone()
+    if row is None:
+        return None
+    edits = conn.execute("SELECT start_line, start_char, end_line, end_char, text FROM edits "
+                         "WHERE document_id = ? AND time <= ? ORDER BY id", (document_id, until))
+    return rebuild(blob(conn, row[0]), [(None if sl is None else ((sl, sc), (el, ec)), t) for sl, sc, el, ec, t in edits])
+
+
+def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix: str = "") -> list[Point]:
+    """Points at the steps of `paths` (journal paths; `workspace_prefix` maps them into the repository)."""
+    points = []
+    for path, at, origin, diff, sha, document_id in conn.execute(
+            "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id"):
+        if path not in paths:
+            continue
+        text = None
+        if origin == "history" and sha and repo is not None:
+            try:
+                text = repo.commit(sha).tree[workspace_prefix + path].data_stream.read().decode("utf-8")
+            except (KeyError, ValueError, UnicodeDecodeError):
+                text = None
+        elif document_id is not None:
+            text = _editor_text(conn, document_id, at)
+        if text is None:
+            continue
+        for n in added_lines(diff):
+            p = point_at(path, text, n, at)
+            if p is not None:
+                points.append(p)
+    return points
+
+
+def from_files(files: dict[str, tuple[str, float]], paths: set[str]) -> list[Point]:
+    points = []
+    for path in sorted(paths & files.keys()):
+        text, at = files[path]
+        for n in range(text.count("\n") + 1):
+            p = point_at(path, text, n, at)
+            if p is not None:
+                points.append(p)
+    return points
+
+
+def sample(points: list[Point], n: int, seed: int = 0) -> list[Point]:
+    """At most `n` points, spread over files and time, reproducibly."""
+    if len(points) <= n:
+        return points
+    return sorted(random.Random(seed).sample(points, n), key=lambda p: (p.time, p.path, p.offset))

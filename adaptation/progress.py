@@ -1,0 +1,42 @@
+"""Progress of `selftune adapt` as JSON lines on stdout, and a bar on stderr for people.
+
+Each line is one object with `event` ("progress", "result" or "error"),
+`phase` and `message`, and for progress `percent` (of the whole run). The
+server's scheduler reads these lines and turns them into `$/progress`; a
+person at a terminal sees tqdm's bar.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from tqdm import tqdm
+
+# Share of a run's wall time each phase takes (roughly), for one overall percentage.
+PHASES = {"data": (0, 5), "base": (5, 10), "revise": (10, 20), "sft": (20, 65), "dpo": (65, 75),
+          "evaluate": (75, 95), "export": (95, 100)}
+
+
+class Reporter:
+    def __init__(self, *, json_lines: bool = True, bar: bool = True, stream=None):
+        self.json_lines = json_lines
+        self.stream = stream or sys.stdout
+        self.bar = tqdm(total=100, unit="%", file=sys.stderr, disable=not bar, bar_format="{l_bar}{bar}| {elapsed}")
+        self.percent = 0
+
+    def emit(self, event: str, **fields) -> None:
+        if self.json_lines:
+            print(json.dumps({"event": event, "time": time.time(), **fields}), file=self.stream, flush=True)
+
+    def phase(self, phase: str, message: str, fraction: float = 0.0) -> None:
+        lo, hi = PHASES.get(phase, (self.percent, self.percent))
+        percent = max(self.percent, int(lo + (hi - lo) * min(1.0, max(0.0, fraction))))
+        self.bar.update(percent - self.percent)
+        self.bar.set_description_str(message[:60])
+        self.percent = percent
+        self.emit("progress", phase=phase, message=message, percent=percent)
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,236 @@
+"""The LoRA recipe: SFT on revisions, edit sequences and project code, then CodeLutra on preferences.
+
+Read top to bottom: set up (seed, threads, the base model with a peft LoRA on
+the manifest's target modules), SFT, preference rounds, save. The objective on
+preferences is CodeLutra's: DPO plus the likelihood (NLL) of the chosen
+answer, which is TRL's `DPOTrainer` with `loss_type=["sigmoid", "sft"]`; given
+a peft model and no reference model, TRL 1.16 computes the reference log-probs
+with the adapter as it was when the round began (a frozen copy of the LoRA weights
+only, named "ref"; for a fresh adapter that is the base model with the adapter
+disabled), so there is no second copy of the model. Rounds after
+the first sample fresh answers from the model trained so far and pair them
+with the known good one (CodeLutra's iteration). SFT uses TRL's `SFTTrainer`
+with the loss on the completion only; a prompt longer than `max_length` loses
+its beginning here, because TRL only keeps the start and the target is at the end.
+
+CUDA in bf16 when present, else the CPU in fp32 with bounded threads (the
+process is niced by `selftune adapt`). Seeded: the same data and config give
+the same adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .config import Config
+from .data import Example
+from .progress import Reporter
+
+log = logging.getLogger(__name__)
+
+SFT_KINDS = ("revision", "edit", "lintseq", "code", "fim")
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    steps: int = 0
+    tokens: int = 0  # target + prompt tokens seen, all epochs and rounds
+    seconds: float = 0.0
+    losses: dict = field(default_factory=dict)  # phase -> [first logged loss, last logged loss]
+    device: str = "cpu"
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+
+def setup_torch(cfg: Config):
+    import torch
+    from transformers import set_seed
+
+    set_seed(cfg.seed)
+    threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(threads)
+    return torch
+
+
+def with_lora(model, cfg: Config, targets: tuple[str, ...]):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(targets),
+                      bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
+
+
+def fit_prompt(tokenizer, prompt: str, target: str, max_length: int) -> tuple[str, int]:
+    """`prompt` cut at a token boundary so that prompt + target fit `max_length`; and the tokens used."""
+    target_tokens = len(tokenizer(target, add_special_tokens=False).input_ids)
+    room = max(0, max_length - 1 - min(target_tokens, max_length - 1))
+    if not prompt or room == 0:
+        return ("" if room == 0 else prompt), min(max_length, target_tokens + 1)
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    if len(enc.input_ids) <= room:
+        return prompt, len(enc.input_ids) + target_tokens + 1
+    cut = enc.offset_mapping[len(enc.input_ids) - room][0]
+    return prompt[cut:], max_length
+
+
+def sample_sft(examples: list[Example], cap: int, seed: int) -> list[Example]:
+    """At most `cap` SFT examples: every revision and edit, then code / LintSeq / FIM to fill."""
+    rng = random.Random(seed)
+    first = [e for e in examples if e.kind in ("revision", "edit")]
+    rest = [e for e in examples if e.kind in ("code", "fim", "lintseq")]
+    rng.shuffle(first)
+    rng.shuffle(rest)
+    return (first + rest)[:cap]
+
+
+class _Progress:
+    """A transformers TrainerCallback (built lazily: transformers is imported only when training)."""
+
+    @staticmethod
+    def make(reporter: Reporter, phase: str, label: str, losses: list):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.max_steps:
+                    reporter.phase(phase, f"{label}: step {state.global_step}/{state.max_steps}",
+                                   state.global_step / state.max_steps)
+
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if logs and "loss" in logs:
+                    losses.append(float(logs["loss"]))
+
+        return Callback()
+
+
+def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
+    return cls(
+        output_dir=str(out), num_train_epochs=epochs, learning_rate=cfg.learning_rate,
+        per_device_train_batch_size=1 if device == "cpu" else cfg.batch_size,
+        gradient_accumulation_steps=cfg.batch_size if device == "cpu" else 1,
+        lr_scheduler_type="linear", warmup_steps=cfg.warmup_ratio, logging_steps=1, save_strategy="no",
+        report_to=[], seed=cfg.seed, data_seed=cfg.seed, bf16=device == "cuda", use_cpu=device == "cpu",
+        max_length=cfg.max_length, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
+        **extra)
+
+
+def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, reporter: Reporter,
+        result: TrainResult) -> None:
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    rows, tokens = [], 0
+    for e in examples:
+        prompt, n = fit_prompt(tokenizer, e.prompt, e.target, cfg.max_length)
+        rows.append({"prompt": prompt, "completion": e.target})
+        tokens += n
+    losses: list[float] = []
+    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                         callbacks=[_Progress.make(reporter, "sft", "training", losses)])
+    trainer.train()
+    result.steps += trainer.state.global_step
+    result.tokens += int(tokens * cfg.epochs)
+    result.losses["sft"] = losses
+
+
+def dpo_round(model, tokenizer, pairs: list[Example], cfg: Config, out: Path, device: str, reporter: Reporter,
+              result: TrainResult, round_no: int) -> None:
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    rows, tokens = [], 0
+    for e in pairs:
+        prompt, n = fit_prompt(tokenizer, e.prompt, max(e.target, e.rejected, key=len), cfg.max_length)
+        rows.append({"prompt": prompt, "chosen": e.target, "rejected": e.rejected})
+        tokens += 2 * n
+    losses: list[float] = []
+    args = _args(DPOConfig, cfg, out / f"dpo{round_no}", device, cfg.dpo_epochs,
+                 loss_type=["sigmoid", "sft"], beta=cfg.dpo_beta, gradient_checkpointing=device == "cuda")
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer,
+                         callbacks=[_Progress.make(reporter, "dpo", f"preferences, round {round_no}", losses)])
+    trainer.train()
+    # TRL kept the adapter as it was at the round's start as the frozen reference ("ref"): a copy of
+    # the LoRA weights only. The next round's reference is this round's result, so drop it.
+    if "ref" in model.peft_config:
+        model.delete_adapter("ref")
+    result.steps += trainer.state.global_step
+    result.tokens += int(tokens * cfg.dpo_epochs)
+    result.losses[f"dpo{round_no}"] = losses
+
+
+def sample_answers(model, tokenizer, prompt: str, n: int, max_new_tokens: int, device: str) -> list[str]:
+    import torch
+
+    ids = tokenizer(prompt[-4000:], return_tensors="pt").to(device)
+    with torch.no_grad():
+        out = model.generate(**ids, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens,
+                             num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
+    return [tokenizer.decode(o[ids.input_ids.shape[1]:], skip_special_tokens=True) for o in out]
+
+
+def next_round_pairs(model, tokenizer, pairs: list[Example], cfg: Config, device: str,
+                     judge: Callable[[Example, str], bool | None]) -> list[Example]:
+    """CodeLutra's next round: answers sampled from the current model, judged, paired with a correct one."""
+    fresh = []
+    for e in pairs:
+        lines = max(1, e.target.count("\n"))
+        for answer in sample_answers(model, tokenizer, e.prompt, cfg.samples_per_prompt, 24 * lines + 16, device):
+            answer = "\n".join(answer.splitlines()[:lines + 2]) + ("\n" if e.target.endswith("\n") else "")
+            verdict = judge(e, answer)
+            if verdict is None:  # no tests to ask: anything but the known good answer counts as worse
+                verdict = answer.strip() == e.target.strip()
+            if verdict:
+                continue
+            fresh.append(Example("preference", e.prompt, e.target, e.time, e.group, rejected=answer,
+                                 tests=e.tests, meta={**e.meta, "source": "sampled"}))
+    return fresh
+
+
+def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg: Config, out: Path,
+          reporter: Reporter, judge: Callable[[Example, str], bool | None] = lambda e, a: None) -> TrainResult:
+    from . import base
+
+    # --- setup ---
+    setup_torch(cfg)
+    device, dtype = base.device_and_dtype(cfg.device)
+    reporter.phase("base", f"loading the base model on {device}")
+    model, tokenizer = base.load(location, device, dtype)
+    model = with_lora(model, cfg, targets)
+    result = TrainResult(out / "peft", device=device)
+    started = time.perf_counter()
+
+    # --- SFT: revisions, edit sequences, project code ---
+    chosen = sample_sft([e for e in examples if e.kind in SFT_KINDS], cfg.max_train_examples, cfg.seed)
+    if chosen:
+        reporter.phase("sft", f"training on {len(chosen)} examples")
+        sft(model, tokenizer, chosen, cfg, out, device, reporter, result)
+
+    # --- CodeLutra: DPO + NLL on preference pairs, a few rounds ---
+    pairs = [e for e in examples if e.kind == "preference" and e.rejected.strip()]
+    for round_no in range(1, cfg.dpo_rounds + 1):
+        if not pairs:
+            break
+        reporter.phase("dpo", f"preferences, round {round_no}: {len(pairs)} pairs")
+        dpo_round(model, tokenizer, pairs, cfg, out, device, reporter, result, round_no)
+        if round_no < cfg.dpo_rounds:
+            by_prompt = defaultdict(list)
+            for e in pairs:
+                by_prompt[(e.prompt, e.target)].append(e)
+            pairs = next_round_pairs(model, tokenizer, [v[0] for v in by_prompt.values()], cfg, device, judge)
+
+    # --- save ---
+    result.seconds = time.perf_counter() - started
+    model.save_pretrained(result.adapter_dir)
+    return result
