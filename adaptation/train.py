@@ -44,8 +44,10 @@ class TrainResult:
     steps: int = 0
     tokens: int = 0  # target + prompt tokens seen, all epochs and rounds
     seconds: float = 0.0
-    losses: dict = field(default_factory=dict)  # phase -> [first logged loss, last logged loss]
+    losses: dict = field(default_factory=dict)  # phase -> every logged loss
     device: str = "cpu"
+    model: object = None  # the peft model, still in memory for evaluation
+    tokenizer: object = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -208,7 +210,7 @@ def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg:
     reporter.phase("base", f"loading the base model on {device}")
     model, tokenizer = base.load(location, device, dtype)
     model = with_lora(model, cfg, targets)
-    result = TrainResult(out / "peft", device=device)
+    result = TrainResult(out / "peft", device=device, tokenizer=tokenizer)
     started = time.perf_counter()
 
     # --- SFT: revisions, edit sequences, project code ---
@@ -233,4 +235,5 @@ def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg:
     # --- save ---
     result.seconds = time.perf_counter() - started
     model.save_pretrained(result.adapter_dir)
+    result.model = model
     return result

@@ -6,6 +6,8 @@
     selftune demo                      drive the real server over LSP on a sample project
     selftune journal stats|export|forget   what the workspace's journal holds; export it; delete parts of it
     selftune report [--workspace DIR]  write .selftune/reports/report.html (journal, completions, tests, adapters)
+    selftune adapt [--workspace DIR]   train a LoRA adapter on the workspace; promote it if it wins on held-out data
+    selftune eval [--workspace DIR]    held-out metrics of the base model and the current adapter
 
 Nothing but the protocol goes to stdout in `serve`: logs go to stderr (and to
 the editor's log once a client is connected).
@@ -67,6 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("report", help="write the workspace's report page (.selftune/reports/report.html)")
     p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
     p.set_defaults(run=_report)
+
+    for name, run, what in (("adapt", _adapt, "train a LoRA adapter on this workspace and promote it if it wins"),
+                            ("eval", _eval, "held-out metrics of the base model and the current adapter")):
+        p = sub.add_parser(name, help=what)
+        p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
+        p.add_argument("--model", default=Settings.model, help="model manifest name or .toml path (default %(default)s)")
+        p.add_argument("--model-path", default="", help="GGUF file served instead of the manifest's weights")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a recipe knob (see adaptation/config.py), e.g. --set epochs=2")
+        p.add_argument("--json", action="store_true", help="progress and the result as JSON lines on stdout")
+        p.set_defaults(run=run)
 
     args = parser.parse_args(argv)
     level = args.log_level.upper()
@@ -165,6 +178,67 @@ def _report(args: argparse.Namespace) -> int:
     except (FileNotFoundError, sqlite3.Error) as exc:
         raise SystemExit(f"selftune report: {exc}")
     print(path)
+    return 0
+
+
+def _adaptation(args: argparse.Namespace):
+    try:
+        from selftune.adaptation.config import Config
+        from selftune.adaptation.progress import Reporter
+        from selftune.adaptation import run
+    except ImportError as exc:
+        raise SystemExit(f"selftune {args.command}: the training packages are missing ({exc.name}); "
+                         "install them with: pip install 'selftune[adapt]'")
+    try:
+        cfg = Config().override(args.set)
+    except ValueError as exc:
+        raise SystemExit(f"selftune {args.command}: {exc}")
+    return run, cfg, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())
+
+
+def _adapt(args: argparse.Namespace) -> int:
+    run, cfg, reporter = _adaptation(args)
+    try:
+        os.nice(10)  # training yields the machine to the editor and the completion server
+    except OSError:
+        pass
+    try:
+        meta = run.adapt(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg, reporter=reporter)
+    except Exception as exc:
+        if args.json:
+            reporter.emit("error", message=str(exc))
+        raise SystemExit(f"selftune adapt: {exc}")
+    if not args.json:
+        compare = meta.get("compare", {})
+        for name in ("base", "previous", "candidate"):
+            if name in compare:
+                m = compare[name]
+                print(f"{name:>9}: exact match {m.get('exact_match', 0):.1%}, edit similarity "
+                      f"{m.get('edit_similarity', 0):.3f}" + (f", pass@1 {m['pass_at_1']:.1%}" if "pass_at_1" in m else "")
+                      + (f", held-out loss {m['heldout_loss']:.3f}" if m.get("heldout_loss") else ""))
+        t = meta["training"]
+        print(f"training: {t['steps']} steps, {t['tokens']} tokens in {t['seconds']} s on {t['device']}")
+        print(f"adapter {meta['id']}: {meta['decision']} ({meta['reason']})")
+    return 0 if meta.get("decision") != "failed" else 1
+
+
+def _eval(args: argparse.Namespace) -> int:
+    run, cfg, reporter = _adaptation(args)
+    try:
+        report = run.evaluate_current(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg,
+                                      reporter=reporter)
+    except Exception as exc:
+        raise SystemExit(f"selftune eval: {exc}")
+    if args.json:
+        reporter.emit("result", **report)
+    else:
+        for name in ("base", "current"):
+            if name in report:
+                m = report[name]
+                print(f"{name:>7}: {m.get('points', 0)} points, exact match {m.get('exact_match', 0):.1%}, "
+                      f"edit similarity {m.get('edit_similarity', 0):.3f}"
+                      + (f", pass@1 {m['pass_at_1']:.1%}" if "pass_at_1" in m else ""))
+        print(report["written"])
     return 0
 
 

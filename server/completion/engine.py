@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
@@ -64,6 +65,7 @@ class Backend(Protocol):
     def logits(self, i: int = -1) -> np.ndarray: ...  # after the i-th token of the last decode
     def save(self) -> bytes: ...
     def restore(self, data: bytes, n_tokens: int) -> bool: ...
+    def set_adapter(self, path: Path | None) -> None: ...  # raises with a message if the adapter is refused
     def close(self) -> None: ...
 
 
@@ -132,6 +134,8 @@ class Engine:
         self._gen: Generation | None = None
         self._closed = False
         self._reload: Callable[[], Backend] | None = None
+        self._adapter_jobs: list[tuple[Path | None, Callable[[str | None], None]]] = []
+        self.adapter: Path | None = None  # the adapter applied now (None: the base model)
         self.backend: Backend | None = None
         self.load_error: str | None = None
         self.loaded = threading.Event()
@@ -178,6 +182,17 @@ class Engine:
             self._supersede_locked(lambda r: True)
             self._cv.notify()
 
+    def set_adapter(self, path: Path | None, on_done: Callable[[str | None], None] = lambda error: None) -> None:
+        """Switch to the LoRA adapter at `path` (None: none) on the engine thread, between generations.
+
+        `on_done(None)` when it is in use, `on_done(message)` when it was refused (the old one stays).
+        Requests waiting now are answered with None: they were made for the other weights.
+        """
+        with self._cv:
+            self._adapter_jobs.append((path, on_done))
+            self._supersede_locked(lambda r: True)
+            self._cv.notify()
+
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
             self._closed = True
@@ -191,10 +206,15 @@ class Engine:
         self._do_load(self._load)
         while True:
             with self._cv:
-                while not self._closed and self._reload is None and self._pending is None and not self._active():
+                while (not self._closed and self._reload is None and self._pending is None and not self._active()
+                       and not self._adapter_jobs):
                     self._cv.wait()
                 if self._closed:
                     break
+                jobs, self._adapter_jobs = self._adapter_jobs, []
+                if jobs:
+                    self._apply_adapters(jobs)
+                    continue
                 reload, self._reload = self._reload, None
                 req, self._pending = self._pending, None
                 self._starting = req
@@ -220,12 +240,32 @@ class Engine:
         if self.backend is not None:
             self.backend.close()
 
+    def _apply_adapters(self, jobs: list[tuple[Path | None, Callable[[str | None], None]]]) -> None:
+        for path, on_done in jobs:
+            error = None
+            if self.backend is None:
+                error = "the model is not loaded"
+            else:
+                try:
+                    self.backend.set_adapter(path)
+                    self.adapter = path
+                except Exception as exc:
+                    error = str(exc)
+                # Every cached state was computed with the weights before this job (or the backend cleared it).
+                self._gen, self._kv_key, self._kv = None, None, []
+                self._parked.clear()
+            try:
+                on_done(error)
+            except Exception:
+                log.exception("adapter callback failed")
+
     def _do_load(self, load: Callable[[], Backend]) -> None:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
         self._gen, self._kv_key, self._kv = None, None, []
         self._parked.clear()
+        self.adapter = None
         try:
             self.backend = load()
             self.load_error = None

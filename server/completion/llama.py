@@ -26,6 +26,10 @@ from ..models import ModelUnavailable
 PREFILL_CHUNK = 128
 
 
+class AdapterRefused(RuntimeError):
+    """An adapter file llama.cpp cannot use; the adapter in use stays."""
+
+
 class LlamaBackend:
     def __init__(self, model_path: Path, *, n_ctx: int, threads: int = 0):
         threads = threads or os.cpu_count() or 1
@@ -56,6 +60,35 @@ class LlamaBackend:
         self._batch = llama_cpp.llama_batch_init(PREFILL_CHUNK, 0, 1)
         self.n_past = 0  # tokens in the KV cache
         self.prefill_chunk = PREFILL_CHUNK
+        self._adapter = None  # the llama_adapter_lora in use, if any
+
+    def set_adapter(self, path: Path | None) -> None:
+        """Apply the GGUF LoRA adapter at `path` (None: the base model alone) without reloading the base.
+
+        The new adapter is loaded and checked against the model before the old one is
+        dropped, so a corrupt file leaves the current adapter in place. The KV cache is
+        cleared: what it holds was computed with the other weights.
+        """
+        new = None
+        if path is not None:
+            if not Path(path).is_file():
+                raise AdapterRefused(f"adapter {path} does not exist")
+            new = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
+            if not new:
+                raise AdapterRefused(f"llama.cpp refused the adapter {path}: not a LoRA adapter for this model, or damaged")
+            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(new)
+            scales = (ctypes.c_float * 1)(1.0)
+            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)
+        else:
+            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        if rc != 0:
+            if new:
+                llama_cpp.llama_adapter_lora_free(new)
+            raise AdapterRefused(f"llama.cpp could not apply the adapter {path} (code {rc})")
+        if self._adapter:
+            llama_cpp.llama_adapter_lora_free(self._adapter)
+        self._adapter = new
+        self.clear()
 
     def tokenize(self, text: str, *, special: bool = False, bos: bool = True) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos and bos, special=special)
@@ -120,6 +153,10 @@ class LlamaBackend:
         return False
 
     def close(self) -> None:
+        if self._adapter:
+            llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+            llama_cpp.llama_adapter_lora_free(self._adapter)
+            self._adapter = None
         if self._batch is not None:
             llama_cpp.llama_batch_free(self._batch)
             self._batch = None

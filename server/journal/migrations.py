@@ -202,7 +202,24 @@ def m002_test_runs(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_test_runs]
+def m003_adaptation_runs(conn: sqlite3.Connection) -> None:
+    _run(conn,
+        """
+        CREATE TABLE adaptation_runs (      -- one `selftune adapt` run, written by that process when it ends
+            id TEXT PRIMARY KEY,            -- the adapter id (its folder under .selftune/adapters/)
+            started REAL NOT NULL,
+            ended REAL NOT NULL,
+            base TEXT NOT NULL,             -- model manifest name
+            decision TEXT NOT NULL,         -- promoted | kept | failed
+            reason TEXT,
+            examples INTEGER,               -- training examples
+            metrics TEXT NOT NULL           -- JSON: held-out metrics of base, previous and candidate
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_test_runs, m003_adaptation_runs]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

@@ -1,0 +1,202 @@
+"""Held-out metrics and the promotion gate.
+
+Completion quality is measured the way the server completes: the same
+`Completer` (context → prompt → llama.cpp engine → post-processing) on the
+serving GGUF, with the adapter applied through llama.cpp's adapter API, at
+held-out edit points (data/points.py): next-line exact match, and edit
+similarity (difflib's ratio of the suggested line to the written one).
+pass@1: for held-out revision examples whose tests can run, the greedy
+function is written into a scratch copy of the run's state and its tests are
+run. Held-out loss: mean token NLL of the held-out targets in transformers.
+Parity: llama.cpp with the GGUF adapter and transformers with the PEFT adapter
+agree on the top-1 next token.
+
+The gate promotes a candidate only if it beats the current adapter (or the
+base model) on completion quality (higher edit similarity, exact match not
+lower) without lowering pass@1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import sqlite3
+import statistics
+import tempfile
+from pathlib import Path
+
+from selftune.server.completion.completer import Completer
+from selftune.server.settings import Settings
+
+from . import scratch
+from .data import Example
+from .data.points import Point
+
+PARITY_TOKENS = 384  # per held-out text compared
+
+
+class Generator:
+    """The server's completion path on one model; adapters are switched without reloading it."""
+
+    def __init__(self, model: str, model_path: str = "", *, context_size: int = 2048, threads: int = 0):
+        self.settings = Settings(model=model, model_path=model_path, context_size=context_size, threads=threads,
+                                 multiline=False, max_tokens=48, block_wait_ms=60000, cached_documents=0)
+        self.completer = Completer(self.settings)
+        self.completer.engine.loaded.wait()
+        if self.completer.engine.load_error:
+            raise RuntimeError(self.completer.engine.load_error)
+        self._n = 0
+
+    def set_adapter(self, path: Path | None) -> None:
+        done = asyncio.run(self._set_adapter(path))
+        if done:
+            raise RuntimeError(done)
+
+    async def _set_adapter(self, path: Path | None) -> str | None:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.completer.engine.set_adapter(path, lambda error: loop.call_soon_threadsafe(future.set_result, error))
+        return await future
+
+    def complete(self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48,
+                 temperature: float = 0.0) -> str:
+        settings = dataclasses.replace(self.settings, multiline=multiline, max_tokens=max_tokens, temperature=temperature)
+        if settings != self.completer.settings:
+            self.completer.update_settings(settings)
+        self._n += 1  # a fresh key each time: points are unrelated documents
+        outcome = asyncio.run(self.completer.complete(f"eval-{self._n}", text, offset, language_id="python"))
+        return outcome.text or ""
+
+    def close(self) -> None:
+        self.completer.close()
+
+
+def similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+
+
+def completion_metrics(gen: Generator, points: list[Point], progress=lambda done, total: None) -> dict:
+    exact, sims = [], []
+    for i, p in enumerate(points):
+        line = gen.complete(p.text, p.offset).split("\n", 1)[0].rstrip()
+        exact.append(line == p.target.rstrip())
+        sims.append(similarity(line, p.target.rstrip()))
+        progress(i + 1, len(points))
+    if not points:
+        return {"points": 0}
+    return {"points": len(points), "exact_match": sum(exact) / len(points), "edit_similarity": statistics.fmean(sims)}
+
+
+def take_function(text: str) -> str:
+    """The first function of generated text: its header line and the lines indented under it."""
+    lines = text.splitlines()
+    if not lines:
+        return ""
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    out = [lines[0]]
+    for line in lines[1:]:
+        if line.strip() and len(line) - len(line.lstrip()) <= indent and not line.lstrip().startswith((")", "]", "}")):
+            break
+        out.append(line)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def runnable(examples: list[Example]) -> list[Example]:
+    return [e for e in examples if e.kind == "revision" and e.tests and e.meta.get("source") == "test_fix"]
+
+
+def check_function(root: Path, conn: sqlite3.Connection, e: Example, candidate: str, timeout: float) -> bool | None:
+    """Do `e`'s tests pass with `candidate` in place of its function? None: the state cannot be rebuilt."""
+    with tempfile.TemporaryDirectory(prefix="selftune-check-") as tmp:
+        where = scratch.materialize(root, conn, e.meta["passing_run"], Path(tmp) / "ws")
+        target = where / e.meta["path"]
+        if not target.is_file():
+            return None
+        text = scratch.replace_function(target.read_text(encoding="utf-8"), e.meta["function"], candidate)
+        if text is None:
+            return False  # the candidate does not parse in place
+        target.write_text(text, encoding="utf-8")
+        passed, _ = scratch.run_tests(where, list(e.tests), scratch.interpreter(root), timeout)
+        return passed
+
+
+def generate_function(gen: Generator, prompt: str, temperature: float = 0.0) -> str:
+    return take_function(gen.complete(prompt, len(prompt), multiline=True, max_tokens=320, temperature=temperature))
+
+
+def pass_at_1(gen: Generator, root: Path, conn: sqlite3.Connection | None, examples: list[Example],
+              timeout: float) -> dict:
+    if conn is None:
+        return {"pass_examples": 0}
+    results = []
+    for e in runnable(examples):
+        ok = check_function(root, conn, e, generate_function(gen, e.prompt), timeout)
+        if ok is not None:
+            results.append(ok)
+    if not results:
+        return {"pass_examples": 0}
+    return {"pass_examples": len(results), "pass_at_1": sum(results) / len(results)}
+
+
+def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, limit: int = 48) -> float | None:
+    """Mean NLL per target token of held-out examples (the model as it is set up now)."""
+    import torch
+
+    from .train import fit_prompt
+
+    chosen = [e for e in examples if e.kind != "preference"][:limit]
+    total, count = 0.0, 0
+    model.eval()
+    for e in chosen:
+        prompt, _ = fit_prompt(tokenizer, e.prompt, e.target, max_length)
+        p = tokenizer(prompt, add_special_tokens=True).input_ids if prompt else [tokenizer.bos_token_id]
+        t = tokenizer(e.target, add_special_tokens=False).input_ids[: max_length - len(p)]
+        if not t:
+            continue
+        ids = torch.tensor([p + t], device=model.device)
+        labels = ids.clone()
+        labels[0, : len(p)] = -100
+        with torch.no_grad():
+            loss = model(input_ids=ids, labels=labels).loss
+        total += float(loss) * len(t)
+        count += len(t)
+    return total / count if count else None
+
+
+def parity(gen_backend, model, tokenizer, texts: list[str]) -> float | None:
+    """Share of positions where llama.cpp (as set up now) and transformers agree on the top-1 token."""
+    import numpy as np
+    import torch
+
+    agree, total = 0, 0
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt").input_ids[:, :PARITY_TOKENS]
+        with torch.no_grad():
+            hf = model(ids.to(model.device)).logits[0].argmax(-1).cpu().numpy()
+        tokens = ids[0].tolist()
+        gen_backend.clear()
+        ours = []
+        for start in range(0, len(tokens), gen_backend.prefill_chunk):
+            part = tokens[start:start + gen_backend.prefill_chunk]
+            gen_backend.decode(part, all_logits=True)
+            ours += [int(np.argmax(gen_backend.logits(i))) for i in range(len(part))]
+        agree += int((np.array(ours) == hf).sum())
+        total += len(tokens)
+    gen_backend.clear()
+    return agree / total if total else None
+
+
+def gate(candidate: dict, current: dict) -> tuple[bool, str]:
+    """(promote?, why) comparing held-out metrics of the candidate with the adapter in use (or the base)."""
+    if not candidate.get("points"):
+        return False, "no held-out edit points to judge completion quality on"
+    c_sim, o_sim = candidate["edit_similarity"], current.get("edit_similarity", 0.0)
+    c_em, o_em = candidate["exact_match"], current.get("exact_match", 0.0)
+    if c_sim <= o_sim:
+        return False, f"edit similarity {c_sim:.3f} does not beat {o_sim:.3f}"
+    if c_em < o_em:
+        return False, f"exact match {c_em:.1%} is below {o_em:.1%}"
+    if "pass_at_1" in candidate and "pass_at_1" in current and candidate["pass_at_1"] < current["pass_at_1"]:
+        return False, f"pass@1 {candidate['pass_at_1']:.1%} is below {current['pass_at_1']:.1%}"
+    return True, f"edit similarity {o_sim:.3f} → {c_sim:.3f}, exact match {o_em:.1%} → {c_em:.1%}"

@@ -1,0 +1,223 @@
+"""`selftune adapt` and `selftune eval`: one adaptation run, from the journal to a promoted adapter.
+
+`adapt` reads the workspace's journal and repository, builds the datasets,
+lets the model in use revise failing code (SEED), trains a LoRA adapter
+(train.py), exports it to GGUF, evaluates base, previous and candidate on the
+held-out data through the server's own completion path, checks llama.cpp /
+transformers parity, and promotes the candidate only if the gate says so:
+`.selftune/adapters/<id>/` gets the PEFT adapter, `adapter.gguf` and
+`meta.json`, `.selftune/adapters/current` is replaced atomically, and the run is
+recorded in the journal's `adaptation_runs`. One run per workspace at a time
+(a lock file); a run that fails leaves the current adapter in place and says why.
+
+`evaluate_current` is `selftune eval`: the held-out metrics of the base model
+and of the current adapter, written to `.selftune/reports/eval.json`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from selftune.server.journal import DIRNAME, journal_path
+from selftune.server.journal.queries import open_readonly
+from selftune.server.journal.store import connect
+from selftune.server.models import Manifest, load_manifest
+
+from . import base, evaluate, export, selfrevise, train
+from .config import Config
+from .data import dataset
+from .progress import Reporter
+
+PARITY_MIN = 0.9  # below this the export is wrong, whatever the metrics say
+
+
+class AdaptError(RuntimeError):
+    """A run that cannot go on; the message says why and what to do."""
+
+
+def adapters_dir(root: Path) -> Path:
+    return root / DIRNAME / "adapters"
+
+
+def current_adapter(root: Path) -> tuple[str, Path] | None:
+    """(id, GGUF path) of the promoted adapter, if there is a usable one."""
+    current = adapters_dir(root) / "current"
+    if not current.is_file():
+        return None
+    name = current.read_text().strip()
+    path = adapters_dir(root) / name / export.ADAPTER_FILE
+    return (name, path) if name and path.is_file() else None
+
+
+def promote(root: Path, adapter_id: str) -> None:
+    tmp = adapters_dir(root) / f".current.{os.getpid()}"
+    tmp.write_text(adapter_id + "\n")
+    os.replace(tmp, adapters_dir(root) / "current")
+
+
+@contextmanager
+def one_run(root: Path):
+    folder = adapters_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AdaptError(f"another selftune adapt is running in {root}") from None
+        yield
+
+
+def _journal(root: Path) -> sqlite3.Connection | None:
+    path = journal_path(root)
+    return open_readonly(path) if path.exists() else None
+
+
+def record(root: Path, row: tuple) -> None:
+    """The run in the journal's adaptation_runs (the server may be writing too: WAL, busy timeout)."""
+    path = journal_path(root)
+    if not path.exists():
+        return
+    from selftune.server.journal.migrations import migrate
+
+    conn = connect(path)
+    try:
+        migrate(conn)
+        conn.execute("INSERT OR REPLACE INTO adaptation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+    finally:
+        conn.close()
+
+
+def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
+    gen.set_adapter(adapter)
+    metrics = evaluate.completion_metrics(gen, data.points)
+    metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
+    return metrics
+
+
+def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
+          reporter: Reporter | None = None) -> dict:
+    """One adaptation run; returns what meta.json holds. Raises AdaptError when it cannot run."""
+    cfg = cfg or Config()
+    reporter = reporter or Reporter()
+    root = root.resolve()
+    manifest = load_manifest(model)
+    with one_run(root):
+        started = time.time()
+        adapter_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(2)
+        out = adapters_dir(root) / adapter_id
+        out.mkdir(parents=True)
+        meta = {"id": adapter_id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+                "base": manifest.name, "base_sha256": manifest.weights.get("sha256"), "config": cfg.to_json()}
+        try:
+            meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta)
+        except Exception as exc:
+            meta |= {"decision": "failed", "error": f"{type(exc).__name__}: {exc}"}
+            raise
+        finally:
+            meta["seconds"] = round(time.time() - started, 1)
+            (out / "meta.json").write_text(json.dumps(meta, indent=2))
+            record(root, (adapter_id, started, time.time(), manifest.name, meta.get("decision", "failed"),
+                          meta.get("reason") or meta.get("error"), meta.get("examples"),
+                          json.dumps(meta.get("compare", {}))))
+            reporter.close()
+        return meta
+
+
+def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporter: Reporter, out: Path,
+           meta: dict) -> dict:
+    conn = _journal(root)
+    reporter.phase("data", "building datasets from the journal and the repository")
+    data = dataset.build(root, conn, manifest.prompt, cfg)
+    if not data.train:
+        raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
+    location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
+    previous = current_adapter(root)
+    gen = evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size),
+                             threads=cfg.threads)
+    try:
+        revised = {}
+        if cfg.self_revise and conn is not None and evaluate.runnable(data.train):
+            reporter.phase("revise", "self-revision: the model fixes failing code, the tests decide")
+            gen.set_adapter(previous[1] if previous else None)
+            found, revised = selfrevise.revise(
+                gen, root, conn, data.train, cfg,
+                progress=lambda d, t: reporter.phase("revise", f"self-revision {d}/{t}", d / t))
+            data.train += found
+
+        def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
+            return evaluate.check_function(root, conn, e, answer, cfg.test_timeout) if conn and e.tests else None
+
+        result = train.train(location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge)
+        reporter.phase("export", "exporting the adapter to GGUF")
+        adapter_gguf = export.export(result.adapter_dir, gguf, out / export.ADAPTER_FILE)
+
+        reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
+        compare = {"base": _measure(gen, None, data, root, conn, cfg)}
+        if previous:
+            compare["previous"] = _measure(gen, previous[1], data, root, conn, cfg)
+        compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg)
+        model = result.model
+        texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
+        compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine.backend, model, result.tokenizer, texts)
+        compare["candidate"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
+        with model.disable_adapter():
+            compare["base"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
+    finally:
+        gen.close()
+
+    reference = compare.get("previous", compare["base"])
+    promote_it, reason = evaluate.gate(compare["candidate"], reference)
+    parity = compare["candidate"].get("parity_top1")
+    if promote_it and parity is not None and parity < PARITY_MIN:
+        promote_it, reason = False, f"llama.cpp and transformers agree on only {parity:.1%} of top-1 tokens: export is suspect"
+    if promote_it:
+        promote(root, out.name)
+    cand = compare["candidate"]
+    metrics = {k: v for k, v in cand.items() if isinstance(v, (int, float))}
+    metrics |= {f"base_{k}": v for k, v in compare["base"].items() if k in ("exact_match", "edit_similarity", "pass_at_1", "heldout_loss")}
+    metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
+    result_meta = {"decision": "promoted" if promote_it else "kept", "reason": reason,
+                   "previous": previous[0] if previous else None, "examples": len(data.train),
+                   "data": data.counts() | {"self_revision": revised,
+                                            "newest_trained": max((e.time for e in data.train), default=None),
+                                            "newest_held": max((e.time for e in data.held), default=None)},
+                   "training": {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1),
+                                "device": result.device, "losses": result.losses},
+                   "compare": compare, "metrics": metrics}
+    reporter.emit("result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name)
+    return result_meta
+
+
+def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
+                     reporter: Reporter | None = None) -> dict:
+    """Held-out metrics of the base model and of the current adapter (`selftune eval`)."""
+    cfg = cfg or Config()
+    reporter = reporter or Reporter()
+    root = root.resolve()
+    manifest = load_manifest(model)
+    conn = _journal(root)
+    reporter.phase("data", "building the held-out data")
+    data = dataset.build(root, conn, manifest.prompt, cfg)
+    gen = evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size), threads=cfg.threads)
+    previous = current_adapter(root)
+    try:
+        reporter.phase("evaluate", f"base model at {len(data.points)} edit points")
+        report = {"base": _measure(gen, None, data, root, conn, cfg), "points": len(data.points)}
+        if previous:
+            reporter.phase("evaluate", f"adapter {previous[0]}", 0.5)
+            report["current"] = _measure(gen, previous[1], data, root, conn, cfg) | {"id": previous[0]}
+    finally:
+        gen.close()
+        reporter.close()
+    out = root / DIRNAME / "reports" / "eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    report["written"] = str(out)
+    return report
