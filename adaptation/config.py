@@ -36,6 +36,7 @@ class Config:
     dpo_epochs: float = 1.0  # passes over the preference pairs per round
     samples_per_prompt: int = 2  # CodeLutra: answers sampled per prompt in rounds after the first
     # --- self-revision (SEED) ---
+    run_tests: bool = True  # run the project's tests in scratch copies (self-revision, pass@1, round labels); the server sets it from test feedback
     self_revise: bool = True  # let the model propose fixes for failing examples and keep those the tests pass
     revise_candidates: int = 3  # proposals per failing example
     revise_max_examples: int = 8  # failing examples tried per run

@@ -97,7 +97,8 @@ def record(root: Path, row: tuple) -> None:
 def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
     gen.set_adapter(adapter)
     metrics = evaluate.completion_metrics(gen, data.points)
-    metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
+    if cfg.run_tests:
+        metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
     return metrics
 
 
@@ -143,7 +144,7 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
                              threads=cfg.threads)
     try:
         revised = {}
-        if cfg.self_revise and conn is not None and evaluate.runnable(data.train):
+        if cfg.self_revise and cfg.run_tests and conn is not None and evaluate.runnable(data.train):
             reporter.phase("revise", "self-revision: the model fixes failing code, the tests decide")
             gen.set_adapter(previous[1] if previous else None)
             found, revised = selfrevise.revise(
@@ -152,7 +153,9 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
             data.train += found
 
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
-            return evaluate.check_function(root, conn, e, answer, cfg.test_timeout) if conn and e.tests else None
+            if not (cfg.run_tests and conn and e.tests):
+                return None
+            return evaluate.check_function(root, conn, e, answer, cfg.test_timeout)
 
         result = train.train(location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge)
         reporter.phase("export", "exporting the adapter to GGUF")

@@ -3,7 +3,8 @@
     selftune.status   what the server is doing (see status.py); also sent as `selftune/status`
     selftune.stats    the journal of each workspace folder: {"folders": [{"root", "text", "stats"}]}
     selftune.report   write each folder's report page: {"reports": [path, ...]}
-    selftune.adapt    train an adapter now (not in this version: answered with an error that says so)
+    selftune.adapt    start `selftune adapt` now in a workspace folder (argument: its path; default the first):
+                      {"started": root}; progress comes as $/progress and `selftune/status`, the outcome as a message
 
 Journal reads and the report run on a worker thread; the event loop keeps serving.
 """
@@ -69,6 +70,18 @@ def register(server: "SelftuneServer") -> None:
         return {"reports": written, "problems": problems}
 
     @server.command(ADAPT)
-    def adapt(ls, *args: object) -> None:
-        raise RequestFailed("selftune: adaptation (training an adapter on this project) is not available in this "
-                            "version yet; completions come from the base model")
+    def adapt(ls, *args: object) -> dict:
+        folders = roots(ls)
+        root = folders[0]
+        if args and isinstance(args[0], str) and args[0]:
+            wanted = Path(args[0].removeprefix("file://")).resolve()
+            if wanted not in folders:
+                raise RequestFailed(f"selftune: {args[0]} is not a workspace folder of this server")
+            root = wanted
+        if not ls.recording.journals:
+            raise RequestFailed("selftune: recording is off (setting `record`), so there is nothing to adapt to")
+        try:
+            ls.scheduler.launch(root)
+        except RuntimeError as exc:
+            raise RequestFailed(f"selftune: {exc}") from None
+        return {"started": str(root)}

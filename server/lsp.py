@@ -39,6 +39,7 @@ from .documents import Document, DocumentWorkspace
 from .journal.text import utf16_column_to_index, utf16_len
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
+from .scheduler import Scheduler
 from .settings import Settings, parse
 from .status import Status
 
@@ -105,6 +106,7 @@ class SelftuneServer(LanguageServer):
         self.recording = Recording(self)
         self.checking = Checking(self)
         self.status = Status(self)
+        self.scheduler = Scheduler(self)
         self.settled = False  # settings from workspace/configuration have arrived (or will not)
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
@@ -147,6 +149,7 @@ class SelftuneServer(LanguageServer):
             self.say(f"selftune: no completions: {engine.load_error}", types.MessageType.Error)
         else:
             log.info("model %s loaded", self.completer.manifest.name)
+            self.scheduler.apply_current()
         self.status.changed()
 
     def say(self, message: str, kind: types.MessageType = types.MessageType.Info, *, once: bool = False) -> None:
@@ -286,6 +289,7 @@ def create_server() -> SelftuneServer:
         ls.recording.update()
         ls.checking.update()
         ls.status.changed()
+        ls.scheduler.start()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
@@ -309,6 +313,7 @@ def create_server() -> SelftuneServer:
     def did_change(ls: SelftuneServer, params: types.DidChangeTextDocumentParams) -> None:
         if ls.completer is not None:
             ls.completer.engine.supersede(unquote(params.text_document.uri))
+        ls.scheduler.typing()
         ls.recording.changed(params)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
@@ -399,6 +404,7 @@ def create_server() -> SelftuneServer:
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SelftuneServer, params: None) -> None:
+        ls.scheduler.stop()
         ls.checking.stop()
         ls.recording.stop()
         if ls.completer is not None:
@@ -406,6 +412,7 @@ def create_server() -> SelftuneServer:
 
     @server.feature(types.EXIT)
     def exit_(ls: SelftuneServer, params: None) -> None:
+        ls.scheduler.stop()
         ls.checking.stop()
         ls.recording.stop()  # an exit without shutdown still commits what was recorded
 

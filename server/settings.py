@@ -38,6 +38,10 @@ class Settings:
     test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests; empty: the workspace's .venv/bin/python if there is one, else the server's"))
     test_timeout: int = field(default=60, metadata=_meta("seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600))
     workspace_trusted: bool = field(default=True, metadata=_meta("false: the editor does not trust this workspace, so its code never runs (no tests on save, whatever testFeedback or .selftune/config.toml say); the VS Code extension sets it from workspace trust"))
+    adapt_auto: bool = field(default=True, metadata=_meta("train an adapter on this project by itself when enough new examples were recorded (runs `selftune adapt` in its own, niced process)"))
+    adapt_min_examples: int = field(default=50, metadata=_meta("new examples (edit steps, revised completions, test fixes) since the last run before an automatic run", lo=1, hi=1000000))
+    adapt_min_hours: float = field(default=12.0, metadata=_meta("hours since the last adaptation run before an automatic one", lo=0.0, hi=10000.0))
+    adapt_idle_minutes: float = field(default=10.0, metadata=_meta("minutes without typing before an automatic run starts on a machine without a GPU", lo=0.0, hi=10000.0))
     test_scope: str = field(default="related", metadata=_meta("which tests run on save: the saved file's related tests, those then the rest, or the whole suite", choices=("related", "related-then-all", "all")))
 
     def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:

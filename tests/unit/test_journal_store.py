@@ -29,6 +29,7 @@ EXPECTED = {
     "test_fixes": ["id", "time", "failing_run", "passing_run", "path", "function", "context", "failing", "error",
                    "passing", "tests"],
     "run_completions": ["run_id", "completion_id"],
+    "adaptation_runs": ["id", "started", "ended", "base", "decision", "reason", "examples", "metrics"],
 }
 
 

@@ -1,0 +1,212 @@
+"""When to adapt, running `selftune adapt`, and swapping the adapter it promotes.
+
+Every `CHECK_SECONDS` the scheduler looks at each workspace folder: a run
+starts when `adaptAuto` is on, at least `adaptMinExamples` new examples
+(settled edit steps, revised completions, test fixes) were recorded since the
+last run, at least `adaptMinHours` have passed since it, and the user has not
+typed for `adaptIdleMinutes` -- or a GPU is present, where training does not
+compete with typing. `selftune.adapt` starts a run at once. One run at a time.
+
+A run is `selftune adapt --json` in its own process (niced; the server never
+imports torch), whose JSON lines become `$/progress`. When it promotes an
+adapter, the server swaps it into the engine with llama.cpp's adapter API,
+without reloading the base model; a run that fails, or an adapter llama.cpp
+refuses, leaves the adapter in use in place, and the message says why. The
+adapter of the first workspace folder is the one served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lsprotocol import types
+
+from .journal import DIRNAME, journal_path
+from .journal.queries import has_table, open_readonly
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from .lsp import SelftuneServer
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 60.0
+ADAPTER_FILE = "adapter.gguf"  # as adaptation/export.py writes it
+
+
+def gpu_present() -> bool:
+    """An NVIDIA GPU, seen without importing torch (the server never does)."""
+    return os.path.exists("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
+
+
+def current_adapter(root: Path) -> tuple[str, Path] | None:
+    folder = root / DIRNAME / "adapters"
+    try:
+        name = (folder / "current").read_text().strip()
+    except OSError:
+        return None
+    return (name, folder / name / ADAPTER_FILE) if name else None
+
+
+def new_examples(root: Path) -> tuple[int, float | None]:
+    """(examples recorded since the last adaptation run, when that run ended)."""
+    path = journal_path(root)
+    if not path.exists():
+        return 0, None
+    conn = open_readonly(path)
+    try:
+        last = conn.execute("SELECT max(ended) FROM adaptation_runs").fetchone()[0] \
+            if has_table(conn, "adaptation_runs") else None
+        since = last or 0.0
+        count = conn.execute("SELECT count(*) FROM steps WHERE time > ?", (since,)).fetchone()[0]
+        count += conn.execute("SELECT count(*) FROM revisions WHERE time > ?", (since,)).fetchone()[0]
+        if has_table(conn, "test_fixes"):
+            count += conn.execute("SELECT count(*) FROM test_fixes WHERE time > ?", (since,)).fetchone()[0]
+        return count, last
+    finally:
+        conn.close()
+
+
+class Scheduler:
+    def __init__(self, server: "SelftuneServer"):
+        self.server = server
+        self.last_typing = time.monotonic()
+        self.running: dict[Path, asyncio.subprocess.Process] = {}
+        self._task: asyncio.Task | None = None
+        self.last_result: dict | None = None
+
+    # --- the served adapter ------------------------------------------------------------
+
+    def apply_current(self) -> None:
+        """Serve the current adapter of the first workspace folder (after start, a reload, or a promotion)."""
+        completer = self.server.completer
+        roots = self.server.recording.roots
+        if completer is None or not roots:
+            return
+        found = current_adapter(roots[0])
+        path = found[1] if found else None
+        if path == completer.engine.adapter:
+            return
+        loop = asyncio.get_running_loop()
+
+        def done(error: str | None) -> None:
+            loop.call_soon_threadsafe(self._applied, found, error)
+
+        completer.engine.set_adapter(path, done)
+
+    def _applied(self, found: tuple[str, Path] | None, error: str | None) -> None:
+        if error:
+            self.server.say(f"selftune: adapter {found[0] if found else ''} not used, the one in use stays: {error}",
+                            types.MessageType.Error)
+        else:
+            self.server.status.adapter = found[0] if found else None
+            log.info("serving adapter %s", found[0] if found else "none (base model)")
+        self.server.status.changed()
+
+    # --- when to run -------------------------------------------------------------------
+
+    def typing(self) -> None:
+        self.last_typing = time.monotonic()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(CHECK_SECONDS)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("the adaptation scheduler failed a check")
+
+    async def check(self) -> Path | None:
+        """Start a run where one is due; returns the folder it started in."""
+        s = self.server.settings
+        if not s.adapt_auto or self.running or not self.server.recording.journals:
+            return None
+        idle = time.monotonic() - self.last_typing >= s.adapt_idle_minutes * 60
+        if not (idle or gpu_present()):
+            return None
+        loop = asyncio.get_running_loop()
+        for root in self.server.recording.roots:
+            count, last = await loop.run_in_executor(None, new_examples, root)
+            if count >= s.adapt_min_examples and (last is None or time.time() - last >= s.adapt_min_hours * 3600):
+                log.info("adapting %s: %d new examples", root, count)
+                self.launch(root)
+                return root
+        return None
+
+    # --- a run ---------------------------------------------------------------------------
+
+    def launch(self, root: Path) -> None:
+        if self.running:
+            raise RuntimeError(f"an adaptation run is already going on in {next(iter(self.running))}")
+        self.running[root] = None  # reserved until the process exists
+        asyncio.ensure_future(self._run(root))
+
+    def command(self, root: Path) -> list[str]:
+        s = self.server.settings
+        cmd = [sys.executable, "-m", "selftune.server", "adapt", "--json", "--workspace", str(root), "--model", s.model]
+        if s.model_path:
+            cmd += ["--model-path", s.model_path]
+        if str(root) not in self.server.checking.enabled_roots():
+            cmd += ["--set", "run_tests=false"]  # the project's code runs only where test feedback is on
+        return cmd
+
+    async def _run(self, root: Path) -> None:
+        progress = Progress(self.server, asyncio.get_running_loop(), "selftune: adapting", f"starting in {root.name}",
+                            kind="adapt")
+        log_path = root / DIRNAME / "adapters" / "last-run.log"
+        result, error = None, None
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with log_path.open("wb") as stderr:
+                proc = await asyncio.create_subprocess_exec(*self.command(root), stdout=asyncio.subprocess.PIPE,
+                                                            stderr=stderr, stdin=asyncio.subprocess.DEVNULL)
+                self.running[root] = proc
+                async for raw in proc.stdout:
+                    try:
+                        line = json.loads(raw)
+                    except ValueError:
+                        continue
+                    if line.get("event") == "progress":
+                        progress.report(line.get("message", ""), line.get("percent"))
+                    elif line.get("event") == "result":
+                        result = line
+                    elif line.get("event") == "error":
+                        error = line.get("message")
+                code = await proc.wait()
+            if result is None and error is None:
+                error = f"selftune adapt exited with code {code}; see {log_path}"
+        except (OSError, sqlite3.Error) as exc:
+            error = f"could not run selftune adapt: {exc}"
+        finally:
+            self.running.pop(root, None)
+        self.last_result = result or {"event": "error", "message": error}
+        if error:
+            progress.end("failed")
+            self.server.say(f"selftune: adaptation failed, the adapter in use stays: {error}", types.MessageType.Error)
+            return
+        decision = result.get("decision")
+        progress.end(decision or "done")
+        if decision == "promoted":
+            self.server.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}")
+            self.apply_current()
+        else:
+            self.server.say(f"selftune: the new adapter was not better, the one in use stays: {result.get('reason')}")
+
+    def stop(self) -> None:
+        for proc in self.running.values():
+            if proc is not None and proc.returncode is None:
+                proc.terminate()
+        if self._task is not None:
+            self._task.cancel()
