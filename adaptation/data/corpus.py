@@ -71,7 +71,8 @@ def _last_changed(repo, rev: str) -> dict[str, float]:
     """path → time of the newest commit (up to `rev`) that touched it; one `git log` for all paths."""
     times: dict[str, float] = {}
     at = 0.0
-    for line in repo.git.log(rev, "--format=\x1e%ct", "--name-only", "--no-renames").splitlines():
+    # split("\n"), not splitlines(): that also splits at the \x1e marker.
+    for line in repo.git.log(rev, "--format=\x1e%ct", "--name-only", "--no-renames").split("\n"):
         if line.startswith("\x1e"):
             at = float(line[1:])
         elif line.strip() and line not in times:

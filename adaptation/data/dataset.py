@@ -43,7 +43,7 @@ def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: C
         # Synthetic sequences only of files on the training side.
         train_files = {p: v for p, v in files.items() if p not in held_paths}
         synthetic = lintseq.from_files(train_files, per_file=cfg.lintseq_per_file, seed=cfg.seed)
-        cap = int(cfg.lintseq_share * max(1, len(train)) / max(1e-9, 1 - cfg.lintseq_share))
+        cap = max(8, int(cfg.lintseq_share * len(train) / max(1e-9, 1 - cfg.lintseq_share)))
         train += random.Random(cfg.seed).sample(synthetic, min(cap, len(synthetic)))
     found: list[points.Point] = []
     if conn is not None:

@@ -22,8 +22,6 @@ import pyflakes.api
 import pyflakes.messages
 import pyflakes.reporter
 
-from selftune.server.journal.steps import hunks
-
 from . import Example
 from .edits import samples
 
@@ -62,25 +60,60 @@ def broken_lines(lines: list[str]) -> set[int] | None:
 
 def sequence(text: str, rng: random.Random, max_steps: int = 12) -> list[str] | None:
     """Programs from empty to `text`, each lint-clean; None if `text` itself is not."""
+    kept = kept_lines(text, rng, max_steps)
+    if kept is None:
+        return None
+    lines = _lines(text)
+    return ["".join(lines[i] for i in indices) for indices in kept]
+
+
+def _lines(text: str) -> list[str]:
     lines = text.splitlines(keepends=True)
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
+    return lines
+
+
+def kept_lines(text: str, rng: random.Random, max_steps: int = 12) -> list[list[int]] | None:
+    """The sequence as the indices of `text`'s lines each program keeps, from none to all."""
+    lines = _lines(text)
     if broken_lines(lines) is not None:
         return None
-    states = ["".join(lines)]
-    while lines:
+    kept = list(range(len(lines)))
+    states = [kept]
+    while kept:
         # About `max_steps` deletions to empty the file, each of a few sampled lines.
-        k = min(len(lines), max(1, rng.randint(1, max(1, 2 * len(lines) // max_steps))))
-        drop = set(rng.sample(range(len(lines)), k))
-        lines = [line for i, line in enumerate(lines) if i not in drop]
-        while lines and (blamed := broken_lines(lines)) is not None:
-            lines = [line for i, line in enumerate(lines, 1) if i not in blamed]
-        states.append("".join(lines))
+        k = min(len(kept), max(1, rng.randint(1, max(1, 2 * len(kept) // max_steps))))
+        drop = set(rng.sample(range(len(kept)), k))
+        kept = [line for i, line in enumerate(kept) if i not in drop]
+        while kept and (blamed := broken_lines([lines[i] for i in kept])) is not None:
+            kept = [line for n, line in enumerate(kept, 1) if n not in blamed]
+        states.append(kept)
     return states[::-1]
 
 
-def insertion_diffs(states: list[str]) -> list[str]:
-    return [hunks(a, b) for a, b in zip(states, states[1:]) if a != b]
+def insertion_diff(lines: list[str], old: list[int], new: list[int]) -> str:
+    """Zero-context hunks inserting the lines of `new` missing from `old` (`old` ⊆ `new`, both ascending)."""
+    present = set(old)
+    out, i, before = [], 0, 0  # before: old lines preceding position i of new
+    while i < len(new):
+        if new[i] in present:
+            before += 1
+            i += 1
+            continue
+        j = i
+        while j < len(new) and new[j] not in present:
+            j += 1
+        count = j - i
+        out.append(f"@@ -{before},0 +{i + 1}{'' if count == 1 else f',{count}'} @@")
+        out += ["+" + lines[n].rstrip("\n") for n in new[i:j]]
+        i = j
+    return "\n".join(out)
+
+
+def insertion_diffs(text: str, kept: list[list[int]]) -> list[str]:
+    lines = _lines(text)
+    return [insertion_diff(lines, a, b) for a, b in zip(kept, kept[1:]) if a != b]
 
 
 def from_files(files: dict[str, tuple[str, float]], *, per_file: int = 2, seed: int = 0,
@@ -92,8 +125,25 @@ def from_files(files: dict[str, tuple[str, float]], *, per_file: int = 2, seed: 
         if not path.endswith(".py") or not text.strip() or text.count("\n") > MAX_LINES:
             continue
         for n in range(per_file):
-            states = sequence(text, random.Random(f"{seed}:{path}:{n}"), max_steps)
-            if states is None:
+            kept = kept_lines(text, random.Random(f"{seed}:{path}:{n}"), max_steps)
+            if kept is None:
                 break
-            examples += samples(path, [(at, d) for d in insertion_diffs(states)], kind="lintseq", sequence=n)
+            examples += samples(path, [(at, d) for d in insertion_diffs(text, kept)], kind="lintseq", sequence=n)
     return examples
+
+
+def apply_insertions(text: str, diff: str) -> str:
+    """Apply an insertion-only zero-context diff (as `insertion_diffs` writes it) to `text`."""
+    lines = text.splitlines(keepends=True)
+    hunks_: list[tuple[int, list[str]]] = []
+    for line in diff.splitlines():
+        if line.startswith("@@"):
+            old = line.split()[1]  # -a,0: insert after old line a
+            hunks_.append((int(old[1:].split(",")[0]), []))
+        elif line.startswith("+"):
+            hunks_[-1][1].append(line[1:] + "\n")
+        elif line.startswith("-"):
+            raise ValueError("not an insertion-only diff")
+    for after, added in reversed(hunks_):
+        lines[after:after] = added
+    return "".join(lines)

@@ -1,0 +1,170 @@
+"""The datasets: pure functions of a journal and a repository (no model)."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from selftune.adaptation.config import Config
+from selftune.adaptation.data import Example, corpus, dataset, edits, lintseq, points, preferences, revisions, split
+from selftune.adaptation.evaluate import gate, take_function
+from selftune.server.completion.prompt import PromptFormat
+from selftune.server.journal.migrations import migrate
+from selftune.server.journal.store import compress, text_hash
+
+SAMPLE = Path(__file__).resolve().parents[2] / "server" / "demo" / "sample"
+
+
+def journal() -> sqlite3.Connection:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
+    return conn
+
+
+def add_fix(conn, at=100.0, path="inv/stock.py", function="Stock.add", context="class Stock:\n",
+            failing="    def add(self, n):\n        self.n -= n\n", passing="    def add(self, n):\n        self.n += n\n"):
+    conn.execute("INSERT INTO test_fixes (time, failing_run, passing_run, path, function, context, failing, error, "
+                 "passing, tests) VALUES (?, 1, 2, ?, ?, ?, ?, ?, ?, ?)",
+                 (at, path, function, context, failing, "assert -1 == 1\nwhere -1 = s.n", passing,
+                  "tests/test_stock.py::test_add,tests/test_stock.py::test_more"))
+
+
+def add_revision(conn, at=50.0):
+    conn.execute("INSERT INTO revisions VALUES ('s-1', ?, 'inv/util.py', 'def total(xs):\n    ', '', "
+                 "'return sum(x for x in xs)', 'return sum(xs)')", (at,))
+
+
+def test_revisions_carry_the_error_in_the_prompt_and_the_fix_as_target():
+    conn = journal()
+    add_fix(conn)
+    add_revision(conn)
+    found = {e.meta["source"]: e for e in revisions.from_journal(conn)}
+    fix = found["test_fix"]
+    assert fix.prompt.startswith("class Stock:\n")
+    assert "#   assert -1 == 1" in fix.prompt and fix.prompt.endswith("# Fixed version:\n")
+    assert fix.target == "    def add(self, n):\n        self.n += n\n"
+    assert fix.group == "inv/stock.py::Stock.add"
+    assert fix.tests == ("tests/test_stock.py::test_add", "tests/test_stock.py::test_more")
+    assert fix.meta["passing_run"] == 2
+    rev = found["completion"]
+    assert (rev.prompt, rev.target) == ("def total(xs):\n    ", "return sum(xs)")
+
+
+def test_preferences_pair_passing_over_failing_and_user_over_model():
+    conn = journal()
+    add_fix(conn)
+    add_revision(conn)
+    pairs = {e.meta["source"]: e for e in preferences.from_journal(conn)}
+    assert pairs["test_fix"].prompt == "class Stock:\n"
+    assert "+= n" in pairs["test_fix"].target and "-= n" in pairs["test_fix"].rejected
+    assert (pairs["completion"].target, pairs["completion"].rejected) == ("return sum(xs)", "return sum(x for x in xs)")
+
+
+def test_edit_samples_are_lintseq_diffs_with_the_earlier_ones_in_the_prompt():
+    conn = journal()
+    for i, diff in enumerate(["@@ -0,0 +1 @@\n+import os", "@@ -1,0 +2,2 @@\n+\n+print(os.sep)"]):
+        conn.execute("INSERT INTO steps (time, path, origin, diff) VALUES (?, 'a.py', 'editor', ?)", (i, diff))
+    first, second = edits.from_journal(conn)
+    assert first.prompt == "# edits of a.py\n<|diff|>\n" and first.target == "@@ -0,0 +1 @@\n+import os\n"
+    assert second.prompt == "# edits of a.py\n<|diff|>\n@@ -0,0 +1 @@\n+import os\n<|diff|>\n"
+    assert second.target.startswith("@@ -1,0 +2,2 @@")
+
+
+@pytest.mark.parametrize("name", ["inventory/stock.py", "tests/test_stock.py"])
+def test_lintseq_sequences_insert_only_stay_lint_clean_and_rebuild_the_file(name):
+    text = (SAMPLE / name).read_text()
+    for seed in range(3):
+        kept = lintseq.kept_lines(text, random.Random(seed))
+        states = lintseq.sequence(text, random.Random(seed))
+        assert states[0] == "" and states[-1] == text and len(states) > 3
+        rebuilt = ""
+        for state, diff in zip(states[1:], lintseq.insertion_diffs(text, kept)):
+            assert all(line.startswith(("@@", "+")) for line in diff.splitlines()), diff
+            rebuilt = lintseq.apply_insertions(rebuilt, diff)
+            assert rebuilt == state
+            assert lintseq.broken_lines(rebuilt.splitlines(keepends=True)) is None, rebuilt
+        assert rebuilt == text
+    # Different seeds give different sequences.
+    assert lintseq.sequence(text, random.Random(1)) != lintseq.sequence(text, random.Random(2))
+
+
+def test_lintseq_deletes_what_a_deletion_breaks():
+    # Without `def helper`, the call is an undefined name: the linter's report deletes it too.
+    lines = ["def helper():\n", "    return 1\n", "\n", "x = helper()\n"]
+    assert lintseq.broken_lines(lines) is None
+    assert lintseq.broken_lines(lines[2:]) == {2}
+    assert lintseq.broken_lines(["if x:\n", "y = 1\n"]) is not None
+    assert lintseq.sequence("x = undefined_name\n", random.Random(0)) is None
+
+
+def test_split_holds_out_the_newest_groups_whole():
+    examples = [Example("code", "", f"v{i}", float(i), f"f{i % 5}.py") for i in range(50)]
+    examples += [Example("revision", "p", "t", 49.5, "f4.py::g")]
+    train, held = split.by_time(examples, 0.2)
+    assert len(held) >= 0.2 * len(examples)
+    assert not {e.group.split("::")[0] for e in train} & {e.group.split("::")[0] for e in held}
+    assert max(e.time for e in train) < max(e.time for e in held)
+    assert {e.group for e in held} == {"f4.py", "f4.py::g"}  # 11 of 51: the 20 % is reached
+
+
+def test_project_code_windows_and_fim(tmp_path):
+    project = tmp_path / "p"
+    subprocess.run(["cp", "-r", str(SAMPLE), str(project)], check=True)
+    (project / ".env").write_text("TOKEN=abc\n")
+    files = corpus.project_files(project)
+    assert "inventory/stock.py" in files and ".env" not in files
+    text = files["inventory/stock.py"][0]
+    plain = [e for e in corpus.from_files(files, PromptFormat(), window_chars=300) if e.group == "inventory/stock.py"]
+    assert len(plain) > 1 and all(len(e.target) <= 300 for e in plain)
+    assert "".join(e.target for e in plain) == text and all(e.prompt == "" for e in plain)
+    fim_format = PromptFormat("fim", "<P>{prefix}<S>{suffix}<M>")
+    fims = [e for e in corpus.from_files(files, fim_format, window_chars=300, fim_share=1.0) if e.kind == "fim"]
+    assert fims
+    for e in fims:
+        prefix, rest = e.prompt[3:].split("<S>")
+        assert e.target and prefix + e.target + rest.removesuffix("<M>") in files[e.group][0]
+
+
+def test_points_are_added_lines_with_the_cursor_after_the_indentation():
+    assert points.added_lines("@@ -3,0 +4,2 @@\n+a\n+b\n@@ -9 +11 @@\n-c\n+d") == [3, 4, 10]
+    text = "def f():\n    return compute(1)\n"
+    p = points.point_at("a.py", text, 1, 0.0)
+    assert text[p.offset:].startswith("return") and p.target == "return compute(1)"
+    assert points.point_at("a.py", text, 5, 0.0) is None
+
+
+def test_dataset_of_a_fresh_repository_trains_on_old_files_and_evaluates_on_new(tmp_path):
+    project = tmp_path / "p"
+    subprocess.run(["cp", "-r", str(SAMPLE), str(project)], check=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], cwd=project, check=True)
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "a", "--date=2020-01-01T00:00:00"], cwd=project, check=True,
+                   env={"GIT_COMMITTER_DATE": "2020-01-01T00:00:00", "PATH": "/usr/bin:/bin"})
+    (project / "inventory" / "report.py").write_text("def summary(stock):\n    return sorted(stock.items)\n")
+    subprocess.run([*git, "add", "."], cwd=project, check=True)
+    subprocess.run([*git, "commit", "-qm", "b"], cwd=project, check=True)
+    data = dataset.build(project, None, PromptFormat(), Config(held_share=0.1, lintseq_per_file=1))
+    assert {e.group for e in data.held} == {"inventory/report.py"}
+    assert "inventory/report.py" not in {e.group for e in data.train}
+    assert {p.path for p in data.points} == {"inventory/report.py"}
+    assert any(e.kind == "lintseq" for e in data.train)
+
+
+def test_gate_promotes_only_a_better_adapter():
+    base = {"points": 10, "exact_match": 0.1, "edit_similarity": 0.5, "pass_at_1": 0.5}
+    assert gate({**base, "edit_similarity": 0.6}, base)[0]
+    assert not gate({**base, "edit_similarity": 0.5}, base)[0]
+    assert not gate({**base, "edit_similarity": 0.6, "exact_match": 0.0}, base)[0]
+    assert not gate({**base, "edit_similarity": 0.6, "pass_at_1": 0.4}, base)[0]
+    assert not gate({"points": 0}, base)[0]
+
+
+def test_take_function_stops_at_the_dedent():
+    assert take_function("def f():\n    return 1\n\ndef g():\n    pass\n") == "def f():\n    return 1\n"
+    assert take_function("    def m(self):\n        x = (\n    )\n    def n(self): pass\n") == \
+        "    def m(self):\n        x = (\n    )\n"
