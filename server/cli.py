@@ -190,7 +190,7 @@ def _adaptation(args: argparse.Namespace):
         raise SystemExit(f"selftune {args.command}: the training packages are missing ({exc.name}); "
                          "install them with: pip install 'selftune[adapt]'")
     try:
-        cfg = Config().override(args.set)
+        cfg = Config().from_workspace(Path(args.workspace)).override(args.set)
     except ValueError as exc:
         raise SystemExit(f"selftune {args.command}: {exc}")
     return run, cfg, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())

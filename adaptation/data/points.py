@@ -1,7 +1,8 @@
 """Held-out edit points: where a line was written, for next-line completion metrics.
 
-A point is a file as it was right after an edit step, the cursor after the
-indentation of a line the step added, and that line's text as the target.
+A point is a file as it was right after an edit step, but with one line the
+step added cut back to its indentation: the cursor is there, and the line's
+text is the target.
 Steps come from git history (the file read from that commit) and from the
 editor (the document rebuilt from the journal up to the step). Where the
 held-out files have no steps (no history, nothing recorded yet), lines of the
@@ -26,8 +27,8 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 @dataclass(frozen=True)
 class Point:
     path: str
-    text: str  # the file with the line in place
-    offset: int  # the cursor: after the line's indentation
+    text: str  # the file as it was before the line was written: its indentation only
+    offset: int  # the cursor: after that indentation
     target: str  # the rest of the line
     time: float
 
@@ -52,7 +53,9 @@ def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
     if len(target) < MIN_CHARS or target.startswith("#"):
         return None
     start = sum(len(x) for x in lines[:line_no])
-    return Point(path, text, start + len(line) - len(line.lstrip()), target, at)
+    cursor = start + len(line) - len(line.lstrip())
+    # The rest of the line is what is to be predicted: it is not in the document yet.
+    return Point(path, text[:cursor] + text[start + len(line):], cursor, target, at)
 
 
 def _editor_text(conn: sqlite3.Connection, document_id: int, until: float) -> str | None:

@@ -131,9 +131,10 @@ def test_project_code_windows_and_fim(tmp_path):
 
 def test_points_are_added_lines_with_the_cursor_after_the_indentation():
     assert points.added_lines("@@ -3,0 +4,2 @@\n+a\n+b\n@@ -9 +11 @@\n-c\n+d") == [3, 4, 10]
-    text = "def f():\n    return compute(1)\n"
+    text = "def f():\n    return compute(1)\n\nx = f()\n"
     p = points.point_at("a.py", text, 1, 0.0)
-    assert text[p.offset:].startswith("return") and p.target == "return compute(1)"
+    assert p.text == "def f():\n    \n\nx = f()\n" and p.offset == len("def f():\n    ")
+    assert p.target == "return compute(1)"
     assert points.point_at("a.py", text, 5, 0.0) is None
 
 
