@@ -1,0 +1,140 @@
+"""Adaptation through the LSP, as an editor drives it: `selftune.adapt`, `$/progress`, the swap, a corrupt adapter.
+
+The project has an idiom no base model knows: every function starts with
+`ledger.stamp("<name>", zone="qx-77")`. The base model does not write it in a
+new file; after `selftune.adapt` (a real run: datasets, TRL training on the
+CPU, GGUF export, held-out evaluation, the gate) the running server completes
+it, without a restart. Before that, a corrupt adapter named as current is
+refused with a message, and completions keep coming from the base model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types
+from pytest_lsp import LanguageClient
+
+from .conftest import Editor, capabilities, config, git, wait_for_message
+from .test_feedback import until
+
+NAMES = ["load", "save", "parse", "render", "merge", "split", "clean", "count", "sort", "index", "fetch", "store"]
+OBJECTS = ["order", "invoice", "customer", "ticket", "report", "basket"]
+# Small and fast: three epochs at a high rate on ~20 short windows (minutes on two cores).
+RECIPE = """[adapt]
+epochs = 3
+learning_rate = 0.001
+max_length = 160
+window_chars = 400
+max_points = 8
+lintseq_per_file = 0
+batch_size = 2
+"""
+NEW_FILE = "from .ledger import ledger\n\n\ndef ship_parcel(parcel, options=None):\n    "
+
+
+def module_for(obj: str, rng: random.Random) -> str:
+    out = [f'"""Operations on {obj}s."""\n\nfrom .ledger import ledger\n\n']
+    for name in rng.sample(NAMES, 6):
+        out.append(f'\ndef {name}_{obj}({obj}, options=None):\n    ledger.stamp("{name}_{obj}", zone="qx-77")\n'
+                   f'    result = dict({obj})\n    result["step"] = "{name}"\n    return result\n\n')
+    return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("idiom")
+    (root / "shop").mkdir()
+    (root / "shop" / "__init__.py").write_text("")
+    (root / "shop" / "ledger.py").write_text(
+        "class Ledger:\n    def stamp(self, name, zone):\n        self.last = (name, zone)\n\n\nledger = Ledger()\n")
+    (root / ".selftune").mkdir()
+    (root / ".selftune" / "config.toml").write_text(RECIPE)
+    git(root, "init", "-q")
+    git(root, "add", "shop")
+    git(root, "commit", "-qm", "ledger")
+    rng = random.Random(0)
+    for i, obj in enumerate(OBJECTS):  # one commit per module, a second apart: the newest are held out
+        (root / "shop" / f"{obj}s.py").write_text(module_for(obj, rng))
+        git(root, "add", "shop")
+        git(root, "commit", "-qm", f"{obj}s", f"--date=2024-01-0{i + 1}T00:00:00")
+    # A corrupt adapter named as the current one: the server must refuse it and keep serving.
+    broken = root / ".selftune" / "adapters" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "adapter.gguf").write_bytes(b"GGUF" + bytes(64))
+    (root / ".selftune" / "adapters" / "current").write_text("broken\n")
+    return root
+
+
+@pytest_lsp.fixture(config=config(), scope="module")
+async def client(lsp_client: LanguageClient, project: Path):
+    lsp_client.statuses = []
+
+    @lsp_client.feature("selftune/status")
+    def on_status(params):
+        lsp_client.statuses.append(params)
+
+    caps = capabilities()
+    caps.experimental = {"selftuneStatus": True}
+    caps.window = types.WindowClientCapabilities(work_done_progress=True)
+    await lsp_client.initialize_session(types.InitializeParams(
+        capabilities=caps, root_uri=project.as_uri(),
+        workspace_folders=[types.WorkspaceFolder(project.as_uri(), project.name)],
+        initialization_options={"selftune": {"historyDepth": 50, "adaptAuto": False}},
+    ))
+    yield
+    await lsp_client.shutdown_session()
+
+
+def field(status, name):
+    return status[name] if isinstance(status, dict) else getattr(status, name)
+
+
+async def test_a_corrupt_adapter_is_refused_and_the_base_model_serves(client: LanguageClient, project: Path):
+    message = await wait_for_message(client, "adapter broken not used", timeout=120)
+    assert "the one in use stays" in message
+    editor = Editor(client, project / "shop" / "parcels.py", NEW_FILE)
+    suggestion = await editor.inline()
+    assert suggestion and 'zone="qx-77"' not in suggestion  # the base model does not know the idiom
+    status = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.status"))
+    assert field(status, "adapter") is None
+
+
+async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: LanguageClient, project: Path):
+    (project / ".selftune" / "adapters" / "current").unlink()
+    started = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.adapt"))
+    assert Path(field(started, "started")) == project
+    message = await wait_for_message(client, "new adapter", timeout=900)
+    adapter_id = message.split("new adapter ")[1].split()[0]
+    meta = json.loads((project / ".selftune" / "adapters" / adapter_id / "meta.json").read_text())
+    assert meta["decision"] == "promoted"
+    compare = meta["compare"]
+    assert compare["candidate"]["edit_similarity"] > compare["base"]["edit_similarity"]
+    assert compare["candidate"]["heldout_loss"] < compare["base"]["heldout_loss"]
+    assert compare["candidate"]["parity_top1"] >= 0.95
+    # Progress came as $/progress, and the status went through `adapting`.
+    assert any("adapting" in str(getattr(v, "title", "")) or "training" in str(getattr(v, "message", ""))
+               for values in client.progress_reports.values() for v in values)
+    assert any(field(s, "state") == "adapting" for s in client.statuses)
+    await until(lambda: any(field(s, "adapter") == adapter_id for s in client.statuses), 60,
+                what="the status to name the new adapter")
+
+    editor = Editor(client, project / "shop" / "parcels.py", NEW_FILE)
+    suggestion = await editor.inline()
+    assert 'ledger.stamp("ship_parcel", zone="qx-77")' in suggestion, suggestion
+    rows = (project / ".selftune" / "journal.sqlite3")
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{rows}?mode=ro", uri=True)
+    assert conn.execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == ("promoted",)
+
+
+async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):
+    client.messages.clear()
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.adapt"))
+    with pytest.raises(Exception, match="already going on"):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.adapt"))
