@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test test-vscode vscode bench bench-journal bench-feedback clean
+.PHONY: install run test test-vscode vscode bench bench-journal bench-feedback bench-adapt clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -66,6 +66,11 @@ bench-journal: install
 PROJECT ?=
 bench-feedback: install
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/feedback.py $(if $(PROJECT),--repo $(PROJECT),)
+
+# REPO: a git repository with history nobody here wrote (e.g. a clone of pallets/click); ARGS: more options.
+bench-adapt: install
+	@test -n "$(REPO)" || { echo "usage: make bench-adapt REPO=path/to/git/repo [ARGS='--points 60 --humaneval 164']"; exit 1; }
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/adaptation.py --repo $(REPO) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -86,13 +86,26 @@ def fit_prompt(tokenizer, prompt: str, target: str, max_length: int) -> tuple[st
 
 
 def sample_sft(examples: list[Example], cap: int, seed: int) -> list[Example]:
-    """At most `cap` SFT examples: every revision and edit, then code / LintSeq / FIM to fill."""
+    """At most `cap` SFT examples: every revision (rare and the most direct signal), then the other
+    kinds in turn (project code, edit steps, LintSeq, FIM), so that no one kind crowds out the rest."""
     rng = random.Random(seed)
-    first = [e for e in examples if e.kind in ("revision", "edit")]
-    rest = [e for e in examples if e.kind in ("code", "fim", "lintseq")]
-    rng.shuffle(first)
-    rng.shuffle(rest)
-    return (first + rest)[:cap]
+    revisions = [e for e in examples if e.kind == "revision"]
+    rng.shuffle(revisions)
+    by_kind = defaultdict(list)
+    for e in examples:
+        if e.kind != "revision":
+            by_kind[e.kind].append(e)
+    queues = []
+    for kind in sorted(by_kind):
+        rng.shuffle(by_kind[kind])
+        queues.append(by_kind[kind])
+    chosen = revisions[:cap]
+    while len(chosen) < cap and any(queues):
+        for queue in queues:
+            if queue and len(chosen) < cap:
+                chosen.append(queue.pop())
+    rng.shuffle(chosen)
+    return chosen
 
 
 class _Progress:

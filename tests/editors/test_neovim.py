@@ -141,7 +141,7 @@ def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):
     nvim.command("close")
 
     nvim.command("Selftune adapt")
-    until(lambda: "not available in this version" in nvim.exec_lua("return vim.fn.execute('messages')"),
+    until(lambda: "adaptation started" in nvim.exec_lua("return vim.fn.execute('messages')"),
           "the adapt command's message")
 
     # Toggling test feedback reaches the server: its status then lists the workspace.
