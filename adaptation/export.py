@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 from safetensors.numpy import load_file
 
-ADAPTER_FILE = "adapter.gguf"
+from selftune.server.scheduler import ADAPTER_FILE  # one name for the server and the trainer
 
 
 class ExportError(RuntimeError):

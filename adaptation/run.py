@@ -25,6 +25,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from selftune.server import scheduler
 from selftune.server.journal import DIRNAME, journal_path
 from selftune.server.journal.queries import open_readonly
 from selftune.server.journal.store import connect
@@ -43,17 +44,13 @@ class AdaptError(RuntimeError):
 
 
 def adapters_dir(root: Path) -> Path:
-    return root / DIRNAME / "adapters"
+    return scheduler.adapters_dir(root)
 
 
 def current_adapter(root: Path) -> tuple[str, Path] | None:
-    """(id, GGUF path) of the promoted adapter, if there is a usable one."""
-    current = adapters_dir(root) / "current"
-    if not current.is_file():
-        return None
-    name = current.read_text().strip()
-    path = adapters_dir(root) / name / export.ADAPTER_FILE
-    return (name, path) if name and path.is_file() else None
+    """(id, GGUF path) of the promoted adapter, if its file is there (the server reads it the same way)."""
+    found = scheduler.current_adapter(root)
+    return found if found and found[1].is_file() else None
 
 
 def promote(root: Path, adapter_id: str) -> None:

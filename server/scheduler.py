@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 60.0
-ADAPTER_FILE = "adapter.gguf"  # as adaptation/export.py writes it
+ADAPTER_FILE = "adapter.gguf"  # in each adapter's folder; adaptation/export.py writes it
 
 
 def gpu_present() -> bool:
@@ -47,8 +47,13 @@ def gpu_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
 
 
+def adapters_dir(root: Path) -> Path:
+    return root / DIRNAME / "adapters"
+
+
 def current_adapter(root: Path) -> tuple[str, Path] | None:
-    folder = root / DIRNAME / "adapters"
+    """(id, GGUF path) that `.selftune/adapters/current` names, if it names one."""
+    folder = adapters_dir(root)
     try:
         name = (folder / "current").read_text().strip()
     except OSError:
@@ -165,7 +170,7 @@ class Scheduler:
     async def _run(self, root: Path) -> None:
         progress = Progress(self.server, asyncio.get_running_loop(), "selftune: adapting", f"starting in {root.name}",
                             kind="adapt")
-        log_path = root / DIRNAME / "adapters" / "last-run.log"
+        log_path = adapters_dir(root) / "last-run.log"
         result, error = None, None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)

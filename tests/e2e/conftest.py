@@ -49,10 +49,24 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     await lsp_client.shutdown_session()
 
 
-async def start(client: LanguageClient, root: Path, options: dict | None = None) -> None:
+async def start(client: LanguageClient, root: Path, options: dict | None = None, *, status: bool = False,
+                progress: bool = False) -> None:
+    """Initialize a session on `root`. `status`: opt in to `selftune/status` (kept in `client.statuses`);
+    `progress`: the client supports work-done progress."""
+    caps = capabilities()
+    if status:
+        client.statuses = []
+
+        @client.feature("selftune/status")
+        def on_status(params):
+            client.statuses.append(params)
+
+        caps.experimental = {"selftuneStatus": True}
+    if progress:
+        caps.window = types.WindowClientCapabilities(work_done_progress=True)
     await client.initialize_session(
         types.InitializeParams(
-            capabilities=capabilities(),
+            capabilities=caps,
             root_uri=root.as_uri(),
             workspace_folders=[types.WorkspaceFolder(root.as_uri(), root.name)],
             initialization_options={"selftune": options or {}},

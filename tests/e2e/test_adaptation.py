@@ -19,7 +19,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, capabilities, config, git, wait_for_message
+from .conftest import Editor, config, git, start, wait_for_message
 from .test_feedback import until
 
 NAMES = ["load", "save", "parse", "render", "merge", "split", "clean", "count", "sort", "index", "fetch", "store"]
@@ -72,20 +72,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest_lsp.fixture(config=config(), scope="module")
 async def client(lsp_client: LanguageClient, project: Path):
-    lsp_client.statuses = []
-
-    @lsp_client.feature("selftune/status")
-    def on_status(params):
-        lsp_client.statuses.append(params)
-
-    caps = capabilities()
-    caps.experimental = {"selftuneStatus": True}
-    caps.window = types.WindowClientCapabilities(work_done_progress=True)
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=caps, root_uri=project.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(project.as_uri(), project.name)],
-        initialization_options={"selftune": {"historyDepth": 50, "adaptAuto": False}},
-    ))
+    await start(lsp_client, project, {"historyDepth": 50, "adaptAuto": False}, status=True, progress=True)
     yield
     await lsp_client.shutdown_session()
 

@@ -15,7 +15,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, capabilities, config, git
+from .conftest import Editor, config, git, start
 from .test_feedback import journal, ours, until
 
 CODE = "def double(x):\n    return x + x\n"
@@ -38,19 +38,7 @@ def project(tmp_path_factory) -> Path:
 
 @pytest_lsp.fixture(config=config(), scope="module")
 async def client(lsp_client: LanguageClient, project: Path):
-    lsp_client.statuses = []
-
-    @lsp_client.feature("selftune/status")
-    def on_status(params):
-        lsp_client.statuses.append(params)
-
-    caps = capabilities()
-    caps.experimental = {"selftuneStatus": True}
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=caps, root_uri=project.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(project.as_uri(), project.name)],
-        initialization_options={"selftune": {"historyDepth": 0, "workspaceTrusted": False}},
-    ))
+    await start(lsp_client, project, {"historyDepth": 0, "workspaceTrusted": False}, status=True)
     yield
     await lsp_client.shutdown_session()
 
