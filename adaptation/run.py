@@ -91,6 +91,11 @@ def record(root: Path, row: tuple) -> None:
         conn.close()
 
 
+def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Generator:
+    return evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size),
+                              threads=cfg.threads)
+
+
 def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
     gen.set_adapter(adapter)
     metrics = evaluate.completion_metrics(gen, data.points)
@@ -137,8 +142,7 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
         raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
     location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
     previous = current_adapter(root)
-    gen = evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size),
-                             threads=cfg.threads)
+    gen = _generator(manifest, model_path, cfg)
     try:
         revised = {}
         if cfg.self_revise and cfg.run_tests and conn is not None and evaluate.runnable(data.train):
@@ -205,7 +209,7 @@ def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str 
     conn = _journal(root)
     reporter.phase("data", "building the held-out data")
     data = dataset.build(root, conn, manifest.prompt, cfg)
-    gen = evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size), threads=cfg.threads)
+    gen = _generator(manifest, model_path, cfg)
     previous = current_adapter(root)
     try:
         reporter.phase("evaluate", f"base model at {len(data.points)} edit points")

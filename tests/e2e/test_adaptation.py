@@ -20,7 +20,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient
 
 from .conftest import Editor, config, git, start, wait_for_message
-from .test_feedback import until
+from .test_feedback import journal, until
 
 NAMES = ["load", "save", "parse", "render", "merge", "split", "clean", "count", "sort", "index", "fetch", "store"]
 OBJECTS = ["order", "invoice", "customer", "ticket", "report", "basket"]
@@ -113,11 +113,7 @@ async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: Languag
     editor = Editor(client, project / "shop" / "parcels.py", NEW_FILE)
     suggestion = await editor.inline()
     assert 'ledger.stamp("ship_parcel", zone="qx-77")' in suggestion, suggestion
-    rows = (project / ".selftune" / "journal.sqlite3")
-    import sqlite3
-
-    conn = sqlite3.connect(f"file:{rows}?mode=ro", uri=True)
-    assert conn.execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == ("promoted",)
+    assert journal(project).execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == ("promoted",)
 
 
 async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):
