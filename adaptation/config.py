@@ -24,6 +24,7 @@ class Config:
     lintseq_per_file: int = 1  # synthetic LintSeq sequences per project file (0: none)
     lintseq_share: float = 0.15  # at most this share of training examples are LintSeq samples
     max_train_examples: int = 400  # examples per epoch, sampled across kinds (bounds CPU time)
+    code_share: float = 0.5  # share of those reserved for project code (continuation/FIM, the serving format); the rest go round the kinds
     max_points: int = 60  # held-out edit points for next-line exact match / similarity
     # --- LoRA ---
     rank: int = 16  # LoRA rank r
@@ -48,7 +49,7 @@ class Config:
     test_timeout: float = 60.0  # seconds one scratch test run may take
     # --- machine ---
     device: str = "auto"  # "auto" (CUDA if present), "cuda" or "cpu"
-    threads: int = 0  # CPU threads for torch; 0: all cores but one
+    threads: int = 0  # CPU threads for torch and llama.cpp; 0: every core (`selftune adapt` runs niced, so the editor's server comes first)
     seed: int = 0  # makes sampling, shuffling and initialization reproducible
 
     def override(self, pairs: list[str]) -> "Config":

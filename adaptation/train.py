@@ -59,7 +59,7 @@ def setup_torch(cfg: Config):
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    threads = cfg.threads or max(1, (os.cpu_count() or 2) - 1)
+    threads = cfg.threads or os.cpu_count() or 1
     torch.set_num_threads(threads)
     return torch
 
@@ -85,9 +85,10 @@ def fit_prompt(tokenizer, prompt: str, target: str, max_length: int) -> tuple[st
     return prompt[cut:], max_length
 
 
-def sample_sft(examples: list[Example], cap: int, seed: int) -> list[Example]:
-    """At most `cap` SFT examples: every revision (rare and the most direct signal), then the other
-    kinds in turn (project code, edit steps, LintSeq, FIM), so that no one kind crowds out the rest."""
+def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float = 0.0) -> list[Example]:
+    """At most `cap` SFT examples: every revision (rare and the most direct signal), then project code
+    (plain continuation and FIM, what the server asks of the model) up to `code_share` of the rest, then
+    every kind in turn (code, edit steps, LintSeq, FIM), so that no one kind crowds out the others."""
     rng = random.Random(seed)
     revisions = [e for e in examples if e.kind == "revision"]
     rng.shuffle(revisions)
@@ -100,6 +101,12 @@ def sample_sft(examples: list[Example], cap: int, seed: int) -> list[Example]:
         rng.shuffle(by_kind[kind])
         queues.append(by_kind[kind])
     chosen = revisions[:cap]
+    code = [q for kind, q in sorted(by_kind.items()) if kind in ("code", "fim")]
+    wanted = len(chosen) + int(code_share * (cap - len(chosen)))
+    while len(chosen) < wanted and any(code):
+        for queue in code:
+            if queue and len(chosen) < wanted:
+                chosen.append(queue.pop())
     while len(chosen) < cap and any(queues):
         for queue in queues:
             if queue and len(chosen) < cap:
@@ -227,7 +234,7 @@ def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg:
     started = time.perf_counter()
 
     # --- SFT: revisions, edit sequences, project code ---
-    chosen = sample_sft([e for e in examples if e.kind in SFT_KINDS], cfg.max_train_examples, cfg.seed)
+    chosen = sample_sft([e for e in examples if e.kind in SFT_KINDS], cfg.max_train_examples, cfg.seed, cfg.code_share)
     if chosen:
         reporter.phase("sft", f"training on {len(chosen)} examples")
         sft(model, tokenizer, chosen, cfg, out, device, reporter, result)

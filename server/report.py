@@ -3,7 +3,8 @@
 It shows what the journal holds (the same figures as `selftune journal stats`),
 completions shown and accepted per day with the acceptance rate, test runs per
 day, and every adapter under `.selftune/adapters/` with the held-out metrics in
-its `meta.json`. The page is written to `.selftune/reports/report.html`; the
+its `meta.json` (a chart of each adapter's edit similarity and exact match next
+to the base model's on the same held-out data, and a table of all of them). The page is written to `.selftune/reports/report.html`; the
 charts are inline SVG, so it opens from disk with nothing else.
 
 The charts are drawn here (a few dozen lines of SVG) rather than with a
@@ -107,6 +108,48 @@ def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *
     return "".join(parts)
 
 
+# (metrics key, colour, dashed, legend) of the held-out chart: each adapter next to the base model on the same data
+HELD_OUT_SERIES = [("edit_similarity", "#36c", False, "edit similarity"),
+                   ("base_edit_similarity", "#36c", True, "base model"),
+                   ("exact_match", "#4a8", False, "exact match"),
+                   ("base_exact_match", "#4a8", True, "base model")]
+
+
+def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> str:
+    """Held-out edit similarity and exact match of each evaluated adapter (solid) and of the base model (dashed), 0..1."""
+    rows = [d for d in found if any(isinstance((d.get("metrics") or {}).get(k), (int, float)) for k, *_ in HELD_OUT_SERIES)]
+    if not rows:
+        return "<p class=empty>no adapter has been evaluated yet</p>"
+    left, right, top, bottom = 40, 20, 10, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    step = plot_w / len(rows)
+    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">1</text>',
+             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+    for k, d in enumerate(rows):
+        x = left + (k + 0.5) * step
+        mark = "★ " if d.get("current") else ""
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(str(d.get("created", ""))[5:16] or d["id"])}'
+                     f'<title>{html.escape(d["id"])}: {html.escape(str(d.get("decision", "")))}</title></text>')
+    dash = {True: ' stroke-dasharray="4 3"', False: ""}
+    for key, colour, dashed, _ in HELD_OUT_SERIES:
+        points = [(left + (k + 0.5) * step, top + plot_h * (1 - float(v)), float(v)) for k, d in enumerate(rows)
+                  if isinstance(v := (d.get("metrics") or {}).get(key), (int, float))]
+        if len(points) > 1:
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash[dashed]} '
+                         'points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points) + '"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{"#fff" if dashed else colour}" stroke="{colour}">'
+                  f'<title>{html.escape(key)} {v:.3f}</title></circle>' for x, y, v in points]
+    for k, (_, colour, dashed, name) in enumerate(HELD_OUT_SERIES):
+        x = left + k * 170
+        parts.append(f'<line x1="{x}" y1="{height - 9}" x2="{x + 16}" y2="{height - 9}" stroke="{colour}" stroke-width="2"'
+                     f'{dash[dashed]}/><text x="{x + 20}" y="{height - 5}">'
+                     f'{html.escape(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def adapter_table(found: list[dict]) -> str:
     if not found:
         return ("<p class=empty>No adapter has been trained in this workspace yet: completions come from the "
@@ -130,6 +173,7 @@ def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
     days = per_day(conn)
     rates = [accepted / shown if shown else None for _, shown, accepted in days]
     runs = test_runs_per_day(conn)
+    found = adapters(root)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>selftune report: {html.escape(root.name)}</title>
 <style>
@@ -141,7 +185,8 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <h1>selftune: {html.escape(str(root))}</h1>
 <p>Written {time.strftime("%Y-%m-%d %H:%M")} from <code>{html.escape(str(path))}</code>.</p>
 <h2>Adapters and their held-out metrics</h2>
-{adapter_table(adapters(root))}
+{metric_chart(found)}
+{adapter_table(found)}
 <h2>Completions per day</h2>
 {bar_chart([(day, accepted, shown - accepted) for day, shown, accepted in days],
            [(1, "#4a8", "accepted"), (2, "#ccc", "not accepted")], line=rates)}

@@ -10,12 +10,17 @@ git history imported at start, every edit, the edit steps, the suggestions
 shown, accepted and rejected, and the revision pair left by editing an
 accepted suggestion. Then it turns test feedback on, breaks a function and
 saves: the failing test appears as diagnostics; fixing it clears them, and the
-journal holds the fix as a revision example and a preference pair.
+journal holds the fix as a revision example and a preference pair. It ends
+with a short adaptation on the CPU, started as an editor starts one (the
+command `selftune.adapt`): its progress, the held-out numbers of the base
+model and of the new adapter, the gate's decision, and, when the adapter is
+promoted, the running server's suggestion at one point before and after.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 import statistics
@@ -38,6 +43,21 @@ NEW_METHOD = '''
             raise KeyError(sku)
         self.counts[sku] = self.counts.get(sku, 0) + count
 '''
+
+# The demo's recipe: small enough for a few minutes on two cores (README, "Adaptation", has the defaults).
+DEMO_RECIPE = """
+[adapt]
+epochs = 2
+learning_rate = 0.0005
+batch_size = 2
+max_length = 192
+window_chars = 600
+max_train_examples = 24
+max_points = 20
+lintseq_per_file = 1
+self_revise = false
+dpo_rounds = 1
+"""
 
 GREY, BOLD, GREEN, RESET = "\033[90m", "\033[1m", "\033[32m", "\033[0m"
 
@@ -187,6 +207,8 @@ async def _walk(session: Session, project: Path, started: float) -> int:
             for line in last[1].splitlines()[:6]:
                 print(f"     {GREY}{line}{RESET}")
         print("   `selftune journal stats|export|forget --workspace <project>` read and prune it.")
+    if not await _adapt(session, project, doc):
+        return 1
     print(f"\n{BOLD}Done.{RESET} Point your editor at `selftune serve` (see README.md) to use it for real.")
     return 0
 
@@ -261,3 +283,79 @@ async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
             print(f"     failing: {old.strip()}\n     passing: {GREEN}{new.strip()}{RESET}")
     print(f"   and a preference pair (CodeLutra): prompt = the code before {function}, "
           f"chosen = the passing version, rejected = the failing one")
+
+
+async def _adapt(session: Session, project: Path, doc: Doc) -> bool:
+    """Part 7: `selftune.adapt` as an editor runs it; False if the run failed."""
+    print(f"\n{BOLD}7. Adapting to the project{RESET} (a short run on the CPU; the demo's recipe is in "
+          f".selftune/config.toml)")
+    with (project / ".selftune" / "config.toml").open("a", encoding="utf-8") as config:
+        config.write(DEMO_RECIPE)
+    at = len(doc.text)
+    session.insert(doc, at, "\n\n    def ")
+    probe = len(doc.text)
+    before, _ = await session.inline(doc, probe)
+    session.messages.clear()
+    started = time.perf_counter()
+    await session.execute(types.Command("adapt", "selftune.adapt"))
+    seen = len(session.progress)
+
+    def outcome() -> str | None:
+        return next((m for m in session.messages if "adapter" in m and "selftune:" in m), None)
+
+    shown, shown_at = "", 0.0
+    while (message := outcome()) is None and time.perf_counter() - started < 1800:
+        for at, token, value in session.progress[seen:]:
+            text = value.get("message") if isinstance(value, dict) else getattr(value, "message", None)
+            if not (token.startswith("selftune-adapt") and text) or text == shown:
+                continue
+            if text.split(":")[0] != shown.split(":")[0] or at - shown_at > 20:  # a new phase, or now and then
+                print(f"   {at - started:5.0f} s  {text}")
+                shown, shown_at = text, at
+        seen = len(session.progress)
+        await asyncio.sleep(0.5)
+    if message is None or "failed" in message:
+        print(f"   {message or 'no answer from the adaptation run in 30 minutes'}")
+        return False
+    meta = _newest_meta(project)
+    compare = meta.get("compare", {})
+    b, c = compare.get("base", {}), compare.get("candidate", {})
+    print(f"   {time.perf_counter() - started:5.0f} s  done: {meta['training']['steps']} training steps, "
+          f"{meta['training']['tokens']} tokens in {meta['training']['seconds']:.0f} s on the "
+          f"{meta['training']['device'].upper()}; {meta['data']['points']} held-out edit points\n")
+    print(f"   {'held-out':22}{'base model':>12}{'adapted':>12}")
+    rows = [("exact match", "exact_match", "{:.1%}"), ("edit similarity", "edit_similarity", "{:.3f}"),
+            ("loss per token", "heldout_loss", "{:.3f}"), ("tests pass@1", "pass_at_1", "{:.1%}")]
+    for label, key, form in rows:
+        if b.get(key) is not None and c.get(key) is not None:
+            print(f"   {label:22}{form.format(b[key]):>12}{form.format(c[key]):>12}")
+    print(f"   llama.cpp and transformers agree on {c.get('parity_top1', 0):.1%} of next tokens with the adapter")
+    print(f"   the gate: {meta['decision']} ({meta['reason']})")
+    if meta["decision"] == "promoted":
+        if not await _swapped_in(session, meta["id"]):
+            print("   the server did not report the new adapter in use within a minute")
+            return False
+        after, _ = await session.inline(doc, probe)
+        print("   the running server swapped it in without a restart; at a new method in stock.py it suggests")
+        print(f"     before: {GREEN}{(before or '').splitlines()[0] if before else '(nothing)'}{RESET}")
+        print(f"     after:  {GREEN}{(after or '').splitlines()[0] if after else '(nothing)'}{RESET}")
+    else:
+        print("   the server keeps the model it had; more history and edits give the next run more to learn from")
+    return True
+
+
+def _newest_meta(project: Path) -> dict:
+    found = sorted((project / ".selftune" / "adapters").glob("*/meta.json"), key=lambda p: p.stat().st_mtime)
+    return json.loads(found[-1].read_text()) if found else {}
+
+
+async def _swapped_in(session: Session, adapter_id: str, timeout: float = 60.0) -> bool:
+    """Whether `selftune.status` names the adapter as the one in use, within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = await session.execute(types.Command("status", "selftune.status"))
+        adapter = status.get("adapter") if isinstance(status, dict) else getattr(status, "adapter", None)
+        if adapter == adapter_id:
+            return True
+        await asyncio.sleep(0.5)
+    return False

@@ -45,10 +45,9 @@ def module_for(obj: str, rng: random.Random) -> str:
     return "".join(out)
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("idiom")
-    (root / "shop").mkdir()
+def idiom_project(root: Path) -> Path:
+    """A git repository of six modules written in the idiom, one commit each, with the short recipe."""
+    (root / "shop").mkdir(parents=True)
     (root / "shop" / "__init__.py").write_text("")
     (root / "shop" / "ledger.py").write_text(
         "class Ledger:\n    def stamp(self, name, zone):\n        self.last = (name, zone)\n\n\nledger = Ledger()\n")
@@ -58,10 +57,16 @@ def project(tmp_path_factory) -> Path:
     git(root, "add", "shop")
     git(root, "commit", "-qm", "ledger")
     rng = random.Random(0)
-    for i, obj in enumerate(OBJECTS):  # one commit per module, a second apart: the newest are held out
+    for i, obj in enumerate(OBJECTS):  # one commit per module, a day apart: the newest are held out
         (root / "shop" / f"{obj}s.py").write_text(module_for(obj, rng))
         git(root, "add", "shop")
         git(root, "commit", "-qm", f"{obj}s", f"--date=2024-01-0{i + 1}T00:00:00")
+    return root
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = idiom_project(tmp_path_factory.mktemp("idiom"))
     # A corrupt adapter named as the current one: the server must refuse it and keep serving.
     broken = root / ".selftune" / "adapters" / "broken"
     broken.mkdir(parents=True)

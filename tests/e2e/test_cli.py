@@ -99,12 +99,17 @@ async def test_serve_over_tcp(tmp_path):
 
 
 def test_the_demo_runs_the_whole_tour():
-    done = run("demo", timeout=600)
+    done = run("demo", timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)  # without colours
-    for part in ("1. Typing", "2. Accepting", "3. A classic", "4. Switching", "5. Tests on save", "6. What the journal"):
+    for part in ("1. Typing", "2. Accepting", "3. A classic", "4. Switching", "5. Tests on save", "6. What the journal",
+                 "7. Adapting"):
         assert part in out
     # the broken count() shows up at its line and in the test, is cleared by the fix, and becomes a fix in the journal
     assert "inventory/stock.py:" in out and "KeyError" in out and "tests/test_stock.py:" in out
     assert "the diagnostics are cleared" in out
     assert "revision example (SEED) for Stock.count" in out and "passing: return self.counts.get(sku, 0)" in out
+    # the closing adaptation ran through selftune.adapt, trained, and reports both models' held-out numbers
+    assert re.search(r"done: \d+ training steps, \d+ tokens", out), out[-2000:]
+    assert re.search(r"edit similarity\s+\d\.\d{3}\s+\d\.\d{3}", out)
+    assert re.search(r"the gate: (promoted|kept)", out)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,16 @@ def test_take_function_stops_at_the_dedent():
     assert take_function("def f():\n    return 1\n\ndef g():\n    pass\n") == "def f():\n    return 1\n"
     assert take_function("    def m(self):\n        x = (\n    )\n    def n(self): pass\n") == \
         "    def m(self):\n        x = (\n    )\n"
+
+
+def test_sft_sample_takes_every_revision_then_reserves_a_share_for_code():
+    from selftune.adaptation.train import sample_sft
+
+    def make(kind: str, n: int) -> list[Example]:
+        return [Example(kind, f"{kind}{i}", f"t{i}", float(i), f"{kind}{i}.py") for i in range(n)]
+
+    pool = make("revision", 2) + make("code", 30) + make("edit", 30) + make("lintseq", 30)
+    kinds = Counter(e.kind for e in sample_sft(pool, 22, seed=0, code_share=0.5))
+    assert kinds == {"revision": 2, "code": 10 + 4, "edit": 3, "lintseq": 3}  # 2, then 10 code, then 10 in turn
+    assert Counter(e.kind for e in sample_sft(pool, 22, seed=0))["code"] == 7  # no share: strictly in turn
+    assert len(sample_sft(make("code", 3), 22, seed=0, code_share=0.9)) == 3  # never more than there is

@@ -1,0 +1,38 @@
+import json
+import re
+from pathlib import Path
+
+from selftune.server.report import adapter_table, adapters, metric_chart
+
+
+def write_meta(root: Path, adapter_id: str, meta: object) -> None:
+    folder = root / ".selftune" / "adapters" / adapter_id
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps(meta) if not isinstance(meta, str) else meta)
+
+
+def test_held_out_chart_plots_each_adapter_next_to_the_base_model(tmp_path: Path):
+    write_meta(tmp_path, "20260101-000000-aaaa", {"created": "2026-01-01 00:00:00", "decision": "kept", "metrics": {
+        "edit_similarity": 0.40, "base_edit_similarity": 0.45, "exact_match": 0.1, "base_exact_match": 0.1}})
+    write_meta(tmp_path, "20260102-000000-bbbb", {"created": "2026-01-02 00:00:00", "decision": "promoted", "metrics": {
+        "edit_similarity": 0.60, "base_edit_similarity": 0.45, "exact_match": 0.3, "base_exact_match": 0.1}})
+    write_meta(tmp_path, "20260103-000000-cccc", "{not json")
+    (tmp_path / ".selftune" / "adapters" / "current").write_text("20260102-000000-bbbb\n")
+    found = adapters(tmp_path)
+    assert [d["id"][-4:] for d in found] == ["cccc", "aaaa", "bbbb"]  # unreadable (no date) first, then by date
+    assert [d["current"] for d in found] == [False, False, True]
+
+    svg = metric_chart(found, height=220)
+    assert svg.count("<polyline") == 4  # similarity and exact match, adapter and base
+    # the promoted adapter's similarity is drawn higher (smaller y) than the base's on the same data
+    sims = [float(v) for v in re.findall(r'cy="([\d.]+)" r="3" fill="#36c"', svg)]
+    base = [float(v) for v in re.findall(r'cy="([\d.]+)" r="3" fill="#fff" stroke="#36c"', svg)]
+    assert len(sims) == 2 and len(base) == 2 and sims[1] < base[1] < sims[0]
+    assert "★ 01-02 00:00" in svg
+
+    table = adapter_table(found)
+    assert "unreadable meta.json" in table and "(current)" in table
+
+
+def test_held_out_chart_without_evaluated_adapters(tmp_path: Path):
+    assert "no adapter has been evaluated" in metric_chart(adapters(tmp_path))
