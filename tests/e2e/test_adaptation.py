@@ -119,6 +119,10 @@ async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: Languag
     suggestion = await editor.inline()
     assert 'ledger.stamp("ship_parcel", zone="qx-77")' in suggestion, suggestion
     assert journal(project).execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == ("promoted",)
+    # The report plots the adapter's held-out metrics next to the base model's.
+    report = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.report"))
+    page = Path(field(report, "reports")[0]).read_text()
+    assert f"{adapter_id} (current)" in page and "★ " + meta["created"][5:16] in page
 
 
 async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):
