@@ -4,8 +4,9 @@ It shows what the journal holds (the same figures as `selftune journal stats`),
 completions shown and accepted per day with the acceptance rate, test runs per
 day, and every adapter under `.selftune/adapters/` with the held-out metrics in
 its `meta.json` (a chart of each adapter's edit similarity and exact match next
-to the base model's on the same held-out data, and a table of all of them). The page is written to `.selftune/reports/report.html`; the
-charts are inline SVG, so it opens from disk with nothing else.
+to the base model's on the same held-out data, and a table of all of them).
+The page is written to `.selftune/reports/report.html`; the charts are inline
+SVG, so it opens from disk with nothing else.
 
 The charts are drawn here (a few dozen lines of SVG) rather than with a
 plotting library: that would add tens of megabytes to an install whose server
@@ -130,7 +131,8 @@ def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> s
     for k, d in enumerate(rows):
         x = left + (k + 0.5) * step
         mark = "★ " if d.get("current") else ""
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(str(d.get("created", ""))[5:16] or d["id"])}'
+        label = str(d.get("created", ""))[5:16] or d["id"]  # MM-DD HH:MM
+        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(label)}'
                      f'<title>{html.escape(d["id"])}: {html.escape(str(d.get("decision", "")))}</title></text>')
     dash = {True: ' stroke-dasharray="4 3"', False: ""}
     for key, colour, dashed, _ in HELD_OUT_SERIES:

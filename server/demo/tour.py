@@ -291,8 +291,7 @@ async def _adapt(session: Session, project: Path, doc: Doc) -> bool:
           f".selftune/config.toml)")
     with (project / ".selftune" / "config.toml").open("a", encoding="utf-8") as config:
         config.write(DEMO_RECIPE)
-    at = len(doc.text)
-    session.insert(doc, at, "\n\n    def ")
+    session.insert(doc, len(doc.text), "\n\n    def ")
     probe = len(doc.text)
     before, _ = await session.inline(doc, probe)
     session.messages.clear()
