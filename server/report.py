@@ -69,6 +69,14 @@ def adapters(root: Path) -> list[dict]:
     return sorted(found, key=lambda d: (str(d.get("created", "")), d["id"]))
 
 
+def _frame(width: int, height: int, left: int, top: int, plot_w: float, plot_h: float, top_value) -> list[str]:
+    """The opening of a chart: the SVG element, the x axis, and the y axis's top and zero labels."""
+    return [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+            f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{top_value}</text>',
+            f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+
+
 def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *, line: list[float | None] | None = None,
               width: int = 720, height: int = 220) -> str:
     """Stacked bars per row (`series`: column index, colour, name), optionally a 0..1 line on a right-hand axis."""
@@ -78,10 +86,7 @@ def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = max(1, max(sum(int(r[i] or 0) for i, _, _ in series) for r in rows))
     step = plot_w / len(rows)
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{top_value}</text>',
-             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+    parts = _frame(width, height, left, top, plot_w, plot_h, top_value)
     for k, row in enumerate(rows):
         x, base = left + k * step + step * 0.15, top + plot_h
         for index, colour, name in series:
@@ -124,10 +129,7 @@ def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> s
     left, right, top, bottom = 40, 20, 10, 40
     plot_w, plot_h = width - left - right, height - top - bottom
     step = plot_w / len(rows)
-    parts = [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
-             f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-             f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">1</text>',
-             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+    parts = _frame(width, height, left, top, plot_w, plot_h, 1)
     for k, d in enumerate(rows):
         x = left + (k + 0.5) * step
         mark = "★ " if d.get("current") else ""
