@@ -34,7 +34,7 @@ from .diagnostics import Failures, Problem, ending_problems, result_problems
 from .pairs import fixes
 from .related import ImportGraph
 from .runner import RunEnd, run_pytest
-from .state import State, capture
+from .state import State, capture, changed_paths
 
 if TYPE_CHECKING:
     from ..journal import Journal
@@ -311,6 +311,10 @@ class TestFeedback:
                                    fix.failing, fix.error, fix.passing, ",".join(nodeids)))
             if found:
                 log.info("%d revision examples from %s passing again", len(found), ", ".join(nodeids))
+            else:
+                changed = await loop.run_in_executor(None, changed_paths, old, new)
+                log.info("%s pass again, but no Python function changed between the two runs (files that "
+                         "differ: %s)", ", ".join(nodeids), ", ".join(changed) or "none")
 
 
 def _last_lines(text: str) -> str:

@@ -30,9 +30,14 @@ GIT_TIMEOUT = 10.0
 def _git(root: Path, *args: str) -> bytes | None:
     try:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, timeout=GIT_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.info("git %s in %s: %s", args[0], root, exc)
         return None
-    return done.stdout if done.returncode == 0 else None
+    if done.returncode != 0:
+        log.debug("git %s in %s: exit status %d: %s", " ".join(args), root, done.returncode,
+                  done.stderr.decode("utf-8", "replace").strip())
+        return None
+    return done.stdout
 
 
 @dataclass
@@ -91,6 +96,7 @@ def capture(root: Path, allows: Callable[[Path], bool] = lambda p: True) -> Stat
         if not allows(path):
             continue
         state.files[rel] = read_text(path) if path.exists() else None
+    log.debug("workspace state: HEAD %s, dirty: %s", state.head, ", ".join(state.files) or "none")
     return state
 
 

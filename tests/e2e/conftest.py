@@ -15,7 +15,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from selftune.server.demo.replay import Doc, insert, replace
 
 SERVER = [sys.executable, "-m", "selftune.server", "serve"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": "INFO"}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": os.environ.get("SELFTUNE_LOG", "INFO")}
 
 
 def git(root: Path, *args: str) -> None:
