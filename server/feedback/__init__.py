@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import concurrent.futures
 import logging
 import secrets
 import time
@@ -78,6 +79,9 @@ class TestFeedback:
         self.pending: list[str] = []  # saved files whose tests have not run to the end yet
         self.config: TestConfig | None = None
         self.task: asyncio.Task | None = None
+        # Workspace states are read on their own thread: queued behind other work, a state could be read
+        # after the next save and hold the fixed code as the failing one.
+        self.state_reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="selftune-state")
         self.saved_at = 0.0
         self.phase_marks: list[tuple[str, float]] = []
 
@@ -100,6 +104,7 @@ class TestFeedback:
     def stop(self) -> None:
         if self.task is not None:
             self.task.cancel()
+        self.state_reader.shutdown(wait=False, cancel_futures=True)
 
     async def _after(self, previous: asyncio.Task | None) -> None:
         if previous is not None:
@@ -155,8 +160,9 @@ class TestFeedback:
         if journal is not None:
             journal.store.put(("test_run", run_id, journal.session, started, ",".join(paths), config.scope,
                                config.interpreter))
-            # Read while pytest starts; it is what pytest runs on (a newer save would cancel this run).
-            state = asyncio.ensure_future(loop.run_in_executor(None, capture, self.root, journal.rules.allows))
+            # Read while pytest starts: it is what pytest runs on (a newer save would cancel this run).
+            state = asyncio.ensure_future(loop.run_in_executor(self.state_reader, capture, self.root,
+                                                               journal.rules.allows))
             state.add_done_callback(lambda done: self._record_state(journal, run_id, done))
         files = sum(len(p.files) for p in phases)
         progress = self.progress("selftune: running tests",
@@ -175,6 +181,9 @@ class TestFeedback:
                         break
                 elif exit_code is None or end.exit_code not in (0, 5):
                     exit_code = end.exit_code
+            if state is not None:
+                # The run ends once its state is read, so a save after the end cannot leak into it.
+                await asyncio.wait([state])
         except asyncio.CancelledError:
             progress.end("cancelled by a newer save")
             if journal is not None:

@@ -1,0 +1,78 @@
+"""A test run's workspace state is the one pytest ran on, even when reading it is slow."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import selftune.server.feedback as feedback
+from selftune.server.feedback import config as feedback_config
+
+BROKEN = "def mean(xs):\n    return totl / len(xs)\n"
+FIXED = "def mean(xs):\n    return sum(xs) / len(xs)\n"
+
+
+class Store:
+    def __init__(self):
+        self.events: list[tuple] = []
+
+    def put(self, event: tuple) -> None:
+        self.events.append(event)
+
+
+class Progress:
+    def report(self, message: str, percent: int | None = None) -> None:
+        pass
+
+    def end(self, message: str) -> None:
+        pass
+
+
+def project(root: Path) -> Path:
+    (root / "stats.py").write_text(FIXED)
+    (root / "test_stats.py").write_text("from stats import mean\n\n\ndef test_mean():\n    assert mean([1, 3]) == 2\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "stats"]):
+        subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True)
+    return root
+
+
+def test_a_state_read_after_the_run_still_holds_the_failing_code(tmp_path, monkeypatch):
+    root = project(tmp_path)
+    real_capture = feedback.capture
+    fix_written = threading.Event()
+
+    def slow_capture(*args):
+        fix_written.wait(timeout=5.0)  # a busy machine: read only once the fix is on disk, if the run allows it
+        return real_capture(*args)
+
+    monkeypatch.setattr(feedback, "capture", slow_capture)
+    store = Store()
+    journal = SimpleNamespace(store=store, session="s", rules=SimpleNamespace(allows=lambda path: True),
+                              recorder=SimpleNamespace(revised={}, forget_revised=lambda keys: None))
+    config = feedback_config.TestConfig(enabled=True, interpreter=sys.executable, timeout=60.0, scope="related")
+
+    async def edit_and_save() -> None:
+        tests = feedback.TestFeedback(root, publish=lambda paths: None, progress=lambda title, message: Progress(),
+                             say=lambda message: None, journal=lambda: journal)
+        (root / "stats.py").write_text(BROKEN)
+        tests.saved("stats.py", config)
+        await tests.task
+        (root / "stats.py").write_text(FIXED)  # right after the failing run ends
+        fix_written.set()
+        tests.saved("stats.py", config)
+        await tests.task
+        tests.stop()
+
+    asyncio.run(edit_and_save())
+    ends = [e for e in store.events if e[0] == "test_run_end"]
+    assert [(e[3], e[6]) for e in ends] == [("finished", 1), ("finished", 0)]
+    fixes = [e for e in store.events if e[0] == "test_fix"]
+    assert len(fixes) == 1
+    _, _, failing_run, passing_run, path, function, context, failing, error, passing, tests = fixes[0]
+    assert (path, function, failing, passing, tests) == ("stats.py", "mean", BROKEN, FIXED, "test_stats.py::test_mean")
+    assert "NameError" in error
+    assert ("run_file", failing_run, "stats.py", BROKEN) in store.events
