@@ -11,6 +11,7 @@ the weights llama.cpp multiplies it with. A manifest with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -78,6 +79,16 @@ def device_and_dtype(requested: str = "auto"):
             raise ModelUnavailable("device 'cuda' was asked for but torch sees no CUDA GPU")
         return "cuda", torch.bfloat16
     return "cpu", torch.float32
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def load(location: str, device: str, dtype):

@@ -193,7 +193,8 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
                                             "newest_trained": max((e.time for e in data.train), default=None),
                                             "newest_held": max((e.time for e in data.held), default=None)},
                    "training": {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1),
-                                "device": result.device, "losses": result.losses},
+                                "device": result.device, "precision": result.precision,
+                                "losses": result.losses},
                    "compare": compare, "metrics": metrics}
     reporter.emit("result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name)
     return result_meta

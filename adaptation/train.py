@@ -13,8 +13,9 @@ with the known good one (CodeLutra's iteration). SFT uses TRL's `SFTTrainer`
 with the loss on the completion only; a prompt longer than `max_length` loses
 its beginning here, because TRL only keeps the start and the target is at the end.
 
-CUDA in bf16 when present, else the CPU in fp32 with bounded threads (the
-process is niced by `selftune adapt`). Seeded: the same data and config give
+CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
+bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
+(the process is niced by `selftune adapt`). Seeded: the same data and config give
 the same adapter.
 """
 
@@ -46,6 +47,7 @@ class TrainResult:
     seconds: float = 0.0
     losses: dict = field(default_factory=dict)  # phase -> every logged loss
     device: str = "cpu"
+    precision: str = "fp32"  # "fp32", or "bf16" (autocast over the matrix products)
     model: object = None  # the peft model, still in memory for evaluation
     tokenizer: object = None
 
@@ -135,13 +137,23 @@ class _Progress:
         return Callback()
 
 
+def uses_bf16(cfg: Config, device: str) -> bool:
+    """Matrix products in bf16 under autocast: always on CUDA; on the CPU where it multiplies bf16 natively."""
+    from . import base
+
+    return device == "cuda" or (cfg.cpu_bf16 and base.cpu_has_bf16())
+
+
 def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
+    # No gradient checkpointing (TRL's default): at these lengths the activations of a small model fit,
+    # and recomputing them cost 10 % of the CPU's time.
+    extra.setdefault("gradient_checkpointing", False)
     return cls(
         output_dir=str(out), num_train_epochs=epochs, learning_rate=cfg.learning_rate,
         per_device_train_batch_size=1 if device == "cpu" else cfg.batch_size,
         gradient_accumulation_steps=cfg.batch_size if device == "cpu" else 1,
         lr_scheduler_type="linear", warmup_steps=cfg.warmup_ratio, logging_steps=1, save_strategy="no",
-        report_to=[], seed=cfg.seed, data_seed=cfg.seed, bf16=device == "cuda", use_cpu=device == "cpu",
+        report_to=[], seed=cfg.seed, data_seed=cfg.seed, bf16=uses_bf16(cfg, device), use_cpu=device == "cpu",
         max_length=cfg.max_length, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
         **extra)
 
@@ -178,7 +190,7 @@ def dpo_round(model, tokenizer, pairs: list[Example], cfg: Config, out: Path, de
         tokens += 2 * n
     losses: list[float] = []
     args = _args(DPOConfig, cfg, out / f"dpo{round_no}", device, cfg.dpo_epochs,
-                 loss_type=["sigmoid", "sft"], beta=cfg.dpo_beta, gradient_checkpointing=device == "cuda")
+                 loss_type=["sigmoid", "sft"], beta=cfg.dpo_beta)
     trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer,
                          callbacks=[_Progress.make(reporter, "dpo", f"preferences, round {round_no}", losses)])
@@ -227,10 +239,11 @@ def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg:
     # --- setup ---
     setup_torch(cfg)
     device, dtype = base.device_and_dtype(cfg.device)
-    reporter.phase("base", f"loading the base model on {device}")
+    precision = "bf16" if uses_bf16(cfg, device) else "fp32"
+    reporter.phase("base", f"loading the base model on {device} ({precision})")
     model, tokenizer = base.load(location, device, dtype)
     model = with_lora(model, cfg, targets)
-    result = TrainResult(out / "peft", device=device, tokenizer=tokenizer)
+    result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer)
     started = time.perf_counter()
 
     # --- SFT: revisions, edit sequences, project code ---

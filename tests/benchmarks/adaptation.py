@@ -145,13 +145,14 @@ def main() -> int:
     if he:
         print(f"{'HumanEval pass@1':24}{he['base']:>10.1%}{he['adapted']:>10.1%}"
               f"{(he['adapted'] - he['base']) * 100:>+9.1f}pt   ≥ -1 pt  ({args.humaneval} problems)")
-    print(f"training: {result.steps} steps, {result.tokens} tokens, {result.seconds:.0f} s on {result.device}, "
+    print(f"training: {result.steps} steps, {result.tokens} tokens, {result.seconds:.0f} s on {result.device} ({result.precision}), "
           f"{result.tokens_per_second:.0f} tokens/s; evaluation of one model: {eval_seconds:.0f} s; "
           f"wall time {time.perf_counter() - wall:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps({"base": base_m, "adapted": adapted_m, "humaneval": he,
                                                "train": {"steps": result.steps, "tokens": result.tokens,
-                                                         "seconds": result.seconds, "device": result.device},
+                                                         "seconds": result.seconds, "device": result.device,
+                                                         "precision": result.precision},
                                                "config": cfg.to_json()}, indent=2))
     return 0
 
