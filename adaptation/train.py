@@ -146,7 +146,7 @@ def uses_bf16(cfg: Config, device: str) -> bool:
 
 def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     # No gradient checkpointing (TRL's default): at these lengths the activations of a small model fit,
-    # and recomputing them cost 10 % of the CPU's time.
+    # and recomputing them cost 5-10 % of the CPU's time here.
     extra.setdefault("gradient_checkpointing", False)
     return cls(
         output_dir=str(out), num_train_epochs=epochs, learning_rate=cfg.learning_rate,

@@ -21,8 +21,8 @@ progress, say things, and find the journal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 import logging
 import secrets
 import time
