@@ -4,7 +4,8 @@
 test feedback enabled (the ``testFeedback`` setting, or ``[tests]`` in the
 folder's `.selftune/config.toml`, read again at every save), except where the
 editor says it does not trust the workspace (``workspaceTrusted: false``):
-there the project's code never runs. It turns the
+there the project's code never runs. A save that arrives before the
+workspace's settings (`workspace/configuration`) waits for them. It turns the
 feedback's problems into `textDocument/publishDiagnostics` with source
 ``selftune-tests``: the range is the line's text (from the open document, else
 the file on disk), and each problem points at its pair (the test's line, the
@@ -49,6 +50,7 @@ class Checking:
     def __init__(self, server: "SelftuneServer"):
         self.server = server
         self.feedback: dict[Path, TestFeedback] = {}
+        self.early: list[str] = []  # documents saved before the settings settled, tested once they have
 
     def root_of(self, uri: str) -> tuple[Path, str] | None:
         path = to_fs_path(uri) if uri.startswith("file:") else None
@@ -98,8 +100,17 @@ class Checking:
                 feedback = self.feedback.pop(root)
                 feedback.stop()
                 self._clear(root, set(feedback.failures.by_path()))
+        early, self.early = self.early, []
+        for uri in early:
+            self.saved(uri)
 
     def saved(self, uri: str) -> None:
+        if not self.server.settled:
+            # Until the workspace's settings arrive, it is not known whether tests may run here (trust,
+            # testFeedback) nor is the journal open that keeps the run's state: a run now could not learn.
+            if uri not in self.early:
+                self.early.append(uri)
+            return
         found = self.root_of(uri)
         if found is None:
             return

@@ -43,9 +43,7 @@ OTHER_TESTS = '''def test_unrelated():
 '''
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("stats")
+def stats_project(root: Path) -> Path:
     (root / "stats").mkdir()
     (root / "stats" / "__init__.py").write_text("")
     (root / "stats" / "core.py").write_text(STATS)
@@ -59,10 +57,32 @@ def project(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    return stats_project(tmp_path_factory.mktemp("stats"))
+
+
 @pytest_lsp.fixture(config=config(), scope="module")
 async def client(lsp_client: LanguageClient, project: Path):
     lsp_client.root = project
     await start(lsp_client, project, {"testFeedback": True, "historyDepth": 0})
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest_lsp.fixture(config=config())
+async def unsettled_client(lsp_client: LanguageClient, tmp_path):
+    """A client that holds back its answer to workspace/configuration until `lsp_client.answer` is set."""
+    lsp_client.root = stats_project(tmp_path)
+    lsp_client.answer = asyncio.Event()
+    del lsp_client.protocol.fm.features[types.WORKSPACE_CONFIGURATION]
+
+    @lsp_client.feature(types.WORKSPACE_CONFIGURATION)
+    async def configuration(params: types.ConfigurationParams):
+        await lsp_client.answer.wait()
+        return [{"testFeedback": True, "historyDepth": 0}]
+
+    await start(lsp_client, lsp_client.root, {"testFeedback": True, "historyDepth": 0})
     yield
     await lsp_client.shutdown_session()
 
@@ -222,3 +242,23 @@ async def test_turning_feedback_off_clears_its_diagnostics(client: LanguageClien
     await until(lambda: not ours(client, project / "tests" / "test_core.py"), what="the diagnostics to clear")
     editor.replace("return max(xs) + min(xs)", "return max(xs) - min(xs)")
     editor.save()
+
+
+async def test_a_save_before_the_settings_arrive_is_tested_once_they_have(unsettled_client: LanguageClient):
+    """Until workspace/configuration answers, neither trust nor the journal is known: the run waits, then learns."""
+    root = unsettled_client.root
+    source = root / "stats" / "core.py"
+    editor = Editor(unsettled_client, source, STATS)
+    editor.replace("return total / len(xs)", "return totl / len(xs)")
+    editor.save()  # the server reads this before the answer below
+    unsettled_client.answer.set()
+    await until(lambda: ours(unsettled_client, source), what="a diagnostic in stats/core.py")
+
+    def recorded():
+        with journal(root) as conn:
+            return conn.execute("SELECT r.failed, f.path, b.data FROM test_runs r JOIN run_files f ON r.id = f.run_id "
+                                "JOIN blobs b ON b.hash = f.snapshot WHERE r.failed IS NOT NULL").fetchall()
+
+    (failed, path, data), = await until(recorded, what="the run and its state in the journal")
+    assert (failed, path, zlib.decompress(data).decode()) == (1, "stats/core.py", editor.text)
+    await runs_ended(unsettled_client)
