@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,6 +23,17 @@ def git(root: Path, *args: str) -> None:
     """Run git in `root` with a committer identity (CI machines have none)."""
     subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
                    capture_output=True)
+
+
+async def until(predicate, timeout: float = 60.0, what: str = "condition"):
+    """`predicate()` once it is truthy; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def config() -> ClientServerConfig:

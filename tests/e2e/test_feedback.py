@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 import zlib
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, config, git, start
+from .conftest import Editor, config, git, start, until
 
 STATS = '''"""Small statistics."""
 
@@ -89,16 +88,6 @@ async def unsettled_client(lsp_client: LanguageClient, tmp_path):
 
 def ours(client: LanguageClient, path: Path) -> list[types.Diagnostic]:
     return [d for d in client.diagnostics.get(path.as_uri(), []) if d.source == "selftune-tests"]
-
-
-async def until(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def runs_ended(client: LanguageClient) -> None:

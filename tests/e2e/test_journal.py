@@ -17,7 +17,7 @@ from pytest_lsp import LanguageClient
 from selftune.server.demo.replay import Doc
 from selftune.server.journal.queries import document_text
 
-from .conftest import Editor, config, git, start
+from .conftest import Editor, config, git, start, until
 
 AWS_KEY = "AKIAQWERTYUIOPASDF12"
 PRIVATE_BODY = "MIIEpAIBAAKCAQEAzQ9vXbn3Lq0hR7sT2uV8wX4yZ1aB6cD5eF9gH0iJ3kL2mN7o"
@@ -81,15 +81,11 @@ async def test_history_is_imported_with_progress(client: LanguageClient):
     steps = await rows(client.root, "SELECT path FROM steps WHERE origin = 'history' ORDER BY id", until=lambda r: len(r) == 3)
     assert [p for (p,) in steps] == ["shop/cart.py", "shop/cart.py", "tests/test_cart.py"]
     # The journal can commit before the client hears of the progress (its token is a round trip away).
-    deadline = time.monotonic() + 15.0
-    while True:
-        history = [rs for rs in client.progress_reports.values()
-                   if rs and isinstance(rs[0], types.WorkDoneProgressBegin) and "git history" in rs[0].title]
-        if (history and isinstance(history[0][-1], types.WorkDoneProgressEnd)) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert history, "no progress titled 'git history'"
-    assert isinstance(history[0][-1], types.WorkDoneProgressEnd)
+    def history_progress_ended():
+        return [rs for rs in client.progress_reports.values() if rs and isinstance(rs[0], types.WorkDoneProgressBegin)
+                and "git history" in rs[0].title and isinstance(rs[-1], types.WorkDoneProgressEnd)]
+
+    await until(history_progress_ended, timeout=15.0, what="the git history's progress to begin and end")
     assert "/.selftune/" in (client.root / ".git" / "info" / "exclude").read_text()
 
 
