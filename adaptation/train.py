@@ -15,8 +15,9 @@ its beginning here, because TRL only keeps the start and the target is at the en
 
 CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
 bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
-(the process is niced by `selftune adapt`). Seeded: the same data and config give
-the same adapter.
+(the process is niced by `selftune adapt`), and the model's own SFT loss in place
+of TRL's fused LM head (`_PlainLossSFT`: the same loss, 1.9x faster on the CPU).
+Seeded: the same data and config give the same adapter.
 """
 
 from __future__ import annotations
@@ -158,6 +159,27 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
         **extra)
 
 
+class _PlainLossSFT:
+    """TRL's SFTTrainer with the model's own loss, for the CPU (built lazily, like `_Progress`).
+
+    TRL scores the tokens through its fused LM head: the logits in chunks, recomputed in the backward pass,
+    with entropy and top-1 metrics. That spares a GPU the (tokens x 262k vocabulary) logits, but on the CPU
+    it doubles the head's work, and the head is most of a 270M model's. The model's own loss is the same
+    cross-entropy over the same completion tokens (identical losses) at 1.9x the tokens/s here
+    (88 against 46 tokens/s, 2 steps x 4 x 384 tokens, Gemma 3 270M, bf16 autocast, 2 cores)."""
+
+    @staticmethod
+    def make():
+        from transformers import Trainer
+        from trl import SFTTrainer
+
+        class PlainLossSFTTrainer(SFTTrainer):
+            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+        return PlainLossSFTTrainer
+
+
 def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, reporter: Reporter,
         result: TrainResult) -> None:
     from datasets import Dataset
@@ -170,7 +192,7 @@ def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, devic
         tokens += n
     losses: list[float] = []
     args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+    trainer = (SFTTrainer if device == "cuda" else _PlainLossSFT.make())(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
                          callbacks=[_Progress.make(reporter, "sft", "training", losses)])
     trainer.train()
     result.steps += trainer.state.global_step

@@ -36,6 +36,25 @@ def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
     assert (tmp_path / "peft" / "adapter_config.json").is_file()
 
 
+def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
+    """On the CPU the SFT loss is the model's own (faster); it must be the loss TRL's fused head computes."""
+    import trl
+
+    manifest = load_manifest("gemma3-270m")
+    location, _ = base.prepare(manifest)
+    rng = random.Random(2)
+    examples = [Example("code", f"# shop/{obj}s.py\n" + module_for(obj, rng)[:120], module_for(obj, rng)[:200],
+                        float(i), f"shop/{obj}s.py") for i, obj in enumerate(OBJECTS[:4])]
+    cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu")
+    quiet = Reporter(json_lines=False, bar=False)
+    ours = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "ours", quiet).losses["sft"]
+    monkeypatch.setattr(train._PlainLossSFT, "make", staticmethod(lambda: trl.SFTTrainer))
+    trls = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "trl", quiet).losses["sft"]
+    assert len(ours) == len(trls) == 2
+    for a, b in zip(ours, trls):
+        assert abs(a - b) <= 0.01 * b, (ours, trls)
+
+
 def test_the_gate_refuses_an_adapter_trained_on_shuffled_targets(tmp_path: Path, monkeypatch):
     root = idiom_project(tmp_path / "idiom")
     real_build = dataset.build
