@@ -37,7 +37,7 @@ class Config:
     epochs: float = 1.0  # passes over the (sampled) SFT examples
     learning_rate: float = 1e-4  # AdamW rate for the LoRA weights
     batch_size: int = 4  # examples per optimizer step (by gradient accumulation on the CPU)
-    max_length: int = 512  # tokens per example; longer ones keep their end (the target)
+    max_length: int = 512  # tokens per example; a longer prompt loses its beginning, a longer code window is split into pieces
     warmup_ratio: float = 0.05  # share of steps with a linearly rising rate
     dpo_rounds: int = 1  # CodeLutra rounds on preference pairs (each samples rejected answers from the last round)
     dpo_beta: float = 0.1  # DPO temperature: how far the policy may move from the reference

@@ -27,7 +27,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,8 @@ from .progress import Reporter
 
 log = logging.getLogger(__name__)
 
-SFT_KINDS = ("revision", "edit", "lintseq", "code", "fim")
+SFT_KINDS = ("revision", "edit", "lintseq", "insertion", "code", "fim")
+SERVING_KINDS = ("insertion", "code", "fim")  # plain continuation (or FIM): what the server asks of the model
 
 
 @dataclass
@@ -88,10 +89,34 @@ def fit_prompt(tokenizer, prompt: str, target: str, max_length: int) -> tuple[st
     return prompt[cut:], max_length
 
 
+def split_to_fit(tokenizer, examples: list[Example], max_length: int) -> list[Example]:
+    """Code windows longer than `max_length` tokens, cut at line boundaries into consecutive pieces that fit.
+
+    TRL keeps the start of a sequence that is too long, so without this the end of every long window
+    (a quarter of a 2400-character window at 512 tokens, half of it at 384) would never be trained on."""
+    out = []
+    for e in examples:
+        if e.kind != "code" or e.prompt:
+            out.append(e)
+            continue
+        text = e.target
+        while text:
+            enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            if len(enc.input_ids) < max_length:
+                out.append(replace(e, target=text))
+                break
+            end = enc.offset_mapping[max_length - 1][0]  # the first character that does not fit
+            cut = text.rfind("\n", 0, end) + 1 or end or len(text)  # a line too long alone is cut inside
+            out.append(replace(e, target=text[:cut]))
+            text = text[cut:]
+    return out
+
+
 def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float = 0.0) -> list[Example]:
-    """At most `cap` SFT examples: every revision (rare and the most direct signal), then project code
-    (plain continuation and FIM, what the server asks of the model) up to `code_share` of the rest, then
-    every kind in turn (code, edit steps, LintSeq, FIM), so that no one kind crowds out the others."""
+    """At most `cap` SFT examples: every revision (rare and the most direct signal), then examples in the
+    server's format (the newest blocks the edit steps inserted, and project code as continuation or FIM)
+    up to `code_share` of the rest, those kinds in turn, then every kind in turn (edit steps, LintSeq,
+    ...), so that no one kind crowds out the others."""
     rng = random.Random(seed)
     revisions = [e for e in examples if e.kind == "revision"]
     rng.shuffle(revisions)
@@ -102,9 +127,11 @@ def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float =
     queues = []
     for kind in sorted(by_kind):
         rng.shuffle(by_kind[kind])
+        if kind == "insertion":  # newest last, so first taken: what the code is turning into now
+            by_kind[kind].sort(key=lambda e: e.time)
         queues.append(by_kind[kind])
     chosen = revisions[:cap]
-    code = [q for kind, q in sorted(by_kind.items()) if kind in ("code", "fim")]
+    code = [q for kind, q in sorted(by_kind.items()) if kind in SERVING_KINDS]
     wanted = len(chosen) + int(code_share * (cap - len(chosen)))
     while len(chosen) < wanted and any(code):
         for queue in code:
@@ -186,7 +213,7 @@ def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, devic
     from trl import SFTConfig, SFTTrainer
 
     rows, tokens = [], 0
-    for e in examples:
+    for e in split_to_fit(tokenizer, examples, cfg.max_length):
         prompt, n = fit_prompt(tokenizer, e.prompt, e.target, cfg.max_length)
         rows.append({"prompt": prompt, "completion": e.target})
         tokens += n

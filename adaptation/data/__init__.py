@@ -11,6 +11,8 @@ holds out the newest 20 %. What each kind is, and the paper it comes from:
 - ``edit`` and ``lintseq`` (LintSeq): next-edit samples in LintSeq's text
   format, from the user's settled edit steps and from synthetic lint-clean
   insertion sequences of the project's own files (edits.py, lintseq.py);
+- ``insertion``: the same settled edit steps in the server's own format,
+  the file up to a block a step added → the block (insertions.py);
 - ``code`` and ``fim``: the project's files as plain continuation, and as
   fill-in-the-middle where the model has FIM tokens (corpus.py).
 
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Example:
-    kind: str  # revision | preference | edit | lintseq | code | fim
+    kind: str  # revision | preference | edit | lintseq | insertion | code | fim
     prompt: str  # no loss is taken on it
     target: str  # what the model learns to write (the chosen answer, for a preference)
     time: float  # when it was written: the split holds out the newest

@@ -16,7 +16,7 @@ from pathlib import Path
 from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.privacy import Rules
 
-from . import Example, corpus, edits, lintseq, points, preferences, revisions, split
+from . import Example, corpus, edits, insertions, lintseq, points, preferences, revisions, split
 from ..config import Config
 
 
@@ -35,8 +35,14 @@ class Dataset:
 def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: Config, *, rev: str = "HEAD") -> Dataset:
     files = corpus.project_files(root, rev=rev)
     examples = corpus.from_files(files, fmt, window_chars=cfg.window_chars, fim_share=cfg.fim_share, seed=cfg.seed)
+    rules = Rules(root)
+    prefix = ""  # the workspace may be a folder inside the repository: journal paths are relative to it
+    if rules.repo is not None:
+        sub = root.resolve().relative_to(Path(rules.repo.working_tree_dir).resolve()).as_posix()
+        prefix = "" if sub == "." else sub + "/"
     if conn is not None:
         examples += revisions.from_journal(conn) + preferences.from_journal(conn) + edits.from_journal(conn)
+        examples += insertions.from_steps(conn, rules.repo, prefix)
     train, held = split.by_time(examples, cfg.held_share)
     held_paths = split.held_paths(held)
     if cfg.lintseq_per_file > 0:
@@ -47,11 +53,6 @@ def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: C
         train += random.Random(cfg.seed).sample(synthetic, min(cap, len(synthetic)))
     found: list[points.Point] = []
     if conn is not None:
-        rules = Rules(root)
-        prefix = ""
-        if rules.repo is not None:
-            sub = root.resolve().relative_to(Path(rules.repo.working_tree_dir).resolve()).as_posix()
-            prefix = "" if sub == "." else sub + "/"
         found = points.from_steps(conn, rules.repo, held_paths, prefix)
     if not found:
         found = points.from_files(files, held_paths)

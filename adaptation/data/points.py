@@ -16,6 +16,7 @@ import random
 import re
 import sqlite3
 from dataclasses import dataclass
+from typing import Iterator
 
 from selftune.server.journal.queries import blob
 from selftune.server.journal.text import rebuild
@@ -33,15 +34,21 @@ class Point:
     time: float
 
 
-def added_lines(diff: str) -> list[int]:
-    """0-based line numbers, in the new text, of the lines a zero-context diff adds."""
+def hunks(diff: str) -> list[tuple[int, int]]:
+    """(0-based first line, line count), in the new text, of each block a zero-context diff adds."""
     out = []
     for line in diff.splitlines():
         m = _HUNK.match(line)
         if m:
-            start, count = int(m.group(1)), int(m.group(2) or 1)
-            out += range(start - 1, start - 1 + count)
+            count = int(m.group(2) or 1)
+            if count:
+                out.append((int(m.group(1)) - 1, count))
     return out
+
+
+def added_lines(diff: str) -> list[int]:
+    """0-based line numbers, in the new text, of the lines a zero-context diff adds."""
+    return [n for start, count in hunks(diff) for n in range(start, start + count)]
 
 
 def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
@@ -67,12 +74,14 @@ def _editor_text(conn: sqlite3.Connection, document_id: int, until: float) -> st
     return rebuild(blob(conn, row[0]), [(None if sl is None else ((sl, sc), (el, ec)), t) for sl, sc, el, ec, t in edits])
 
 
-def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix: str = "") -> list[Point]:
-    """Points at the steps of `paths` (journal paths; `workspace_prefix` maps them into the repository)."""
-    points = []
+def step_texts(conn: sqlite3.Connection, repo, paths: set[str] | None = None,
+               workspace_prefix: str = "") -> Iterator[tuple[str, float, str, str]]:
+    """(path, time, the file right after the step, the step's diff) for each settled step of `paths` (every
+    path if None) whose file can be read back: from its commit, or rebuilt from the editor's journal.
+    `workspace_prefix` maps journal paths into the repository."""
     for path, at, origin, diff, sha, document_id in conn.execute(
             "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id"):
-        if path not in paths:
+        if paths is not None and path not in paths:
             continue
         text = None
         if origin == "history" and sha and repo is not None:
@@ -82,8 +91,14 @@ def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix
                 text = None
         elif document_id is not None:
             text = _editor_text(conn, document_id, at)
-        if text is None:
-            continue
+        if text is not None:
+            yield path, at, text, diff
+
+
+def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix: str = "") -> list[Point]:
+    """Points at the steps of `paths` (journal paths; `workspace_prefix` maps them into the repository)."""
+    points = []
+    for path, at, text, diff in step_texts(conn, repo, paths, workspace_prefix):
         for n in added_lines(diff):
             p = point_at(path, text, n, at)
             if p is not None:

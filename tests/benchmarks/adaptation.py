@@ -1,6 +1,7 @@
 """Does adaptation make completions of a real project better? Base versus adapted, on held-out commits.
 
     python tests/benchmarks/adaptation.py --repo GIT_DIR [--points N] [--humaneval N] [--set key=value ...]
+                                          [--json OUT] [--dump OUT]
 
 A real repository nobody here wrote (for example a clone of pallets/click) is
 cut at 80 % of its first-parent history. A workspace is checked out at the cut
@@ -92,6 +93,8 @@ def main() -> int:
     parser.add_argument("--depth", type=int, default=400, help="commits of history imported before the cut")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides")
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
+    parser.add_argument("--dump", metavar="OUT", help="write each held-out point (file, expected line, base "
+                        "and adapted completion) here, one JSON object per line")
     args = parser.parse_args()
     cfg = Config(held_share=0.0).override(args.set)
     manifest = load_manifest("gemma3-270m")
@@ -118,13 +121,14 @@ def main() -> int:
 
         gen = evaluate.Generator(manifest.name, context_size=2048)
         t = time.perf_counter()
-        base_m = evaluate.completion_metrics(gen, chosen)
+        base_lines, adapted_lines = [], []
+        base_m = evaluate.completion_metrics(gen, chosen, lines=base_lines)
         eval_seconds = time.perf_counter() - t
         result = train.train(location, manifest.lora_targets, data.train, cfg, Path(tmp) / "adapter",
                              Reporter(json_lines=False))
         adapter = export.export(result.adapter_dir, gguf)
         gen.set_adapter(adapter)
-        adapted_m = evaluate.completion_metrics(gen, chosen)
+        adapted_m = evaluate.completion_metrics(gen, chosen, lines=adapted_lines)
         he = {}
         if args.humaneval:
             gen.set_adapter(None)
@@ -148,6 +152,10 @@ def main() -> int:
     print(f"training: {result.steps} steps, {result.tokens} tokens, {result.seconds:.0f} s on {result.device} ({result.precision}), "
           f"{result.tokens_per_second:.0f} tokens/s; evaluation of one model: {eval_seconds:.0f} s; "
           f"wall time {time.perf_counter() - wall:.0f} s")
+    if args.dump:
+        with open(args.dump, "w", encoding="utf-8") as out:
+            for p, b, a in zip(chosen, base_lines, adapted_lines):
+                out.write(json.dumps({"path": p.path, "expected": p.target, "base": b, "adapted": a}) + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps({"base": base_m, "adapted": adapted_m, "humaneval": he,
                                                "train": {"steps": result.steps, "tokens": result.tokens,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from selftune.adaptation.config import Config
-from selftune.adaptation.data import Example, corpus, dataset, edits, lintseq, points, preferences, revisions, split
+from selftune.adaptation.data import (Example, corpus, dataset, edits, insertions, lintseq, points, preferences,
+                                      revisions, split)
 from selftune.adaptation.evaluate import gate, take_function
 from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.migrations import migrate
@@ -130,6 +131,33 @@ def test_project_code_windows_and_fim(tmp_path):
         assert e.target and prefix + e.target + rest.removesuffix("<M>") in files[e.group][0]
 
 
+def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_path):
+    import git
+
+    repo = git.Repo.init(tmp_path)
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t").set_value("user", "email", "t@t")
+    first = "import os\n\n\ndef a():\n    return 1\n"
+    (tmp_path / "m.py").write_text(first)
+    repo.index.add(["m.py"])
+    repo.index.commit("a")
+    second = "import os\nimport sys\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return sys.argv\n"
+    (tmp_path / "m.py").write_text(second)
+    repo.index.add(["m.py"])
+    sha = repo.index.commit("b").hexsha
+    diff = "@@ -1,0 +2 @@\n+import sys\n@@ -5,0 +7,4 @@\n+\n+\n+def b():\n+    return sys.argv\n"
+    conn = journal()
+    conn.execute("INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (5, 'm.py', 'history', ?, ?)", (sha, diff))
+    conn.execute("INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (6, 'README.md', 'history', ?, ?)",
+                 (sha, "@@ -0,0 +1 @@\n+# m\n"))
+    found = insertions.from_steps(conn, repo)
+    assert [(e.prompt, e.target) for e in found] == [
+        ("import os\n", "import sys\n"),
+        ("import os\nimport sys\n\n\ndef a():\n    return 1\n", "\n\ndef b():\n    return sys.argv\n")]
+    assert all(e.kind == "insertion" and e.group == "m.py" and e.time == 5 for e in found)
+    assert insertions.tail("one\ntwo\nthree\n", 9) == "three\n"  # the prompt's end, from a line start
+
+
 def test_points_are_added_lines_with_the_cursor_after_the_indentation():
     assert points.added_lines("@@ -3,0 +4,2 @@\n+a\n+b\n@@ -9 +11 @@\n-c\n+d") == [3, 4, 10]
     text = "def f():\n    return compute(1)\n\nx = f()\n"
@@ -183,3 +211,7 @@ def test_sft_sample_takes_every_revision_then_reserves_a_share_for_code():
     assert kinds == {"revision": 2, "code": 10 + 4, "edit": 3, "lintseq": 3}  # 2, then 10 code, then 10 in turn
     assert Counter(e.kind for e in sample_sft(pool, 22, seed=0))["code"] == 7  # no share: strictly in turn
     assert len(sample_sft(make("code", 3), 22, seed=0, code_share=0.9)) == 3  # never more than there is
+    # The edit steps' inserted blocks share the server's format with code, and go newest first.
+    pool += make("insertion", 30)
+    chosen = [e for e in sample_sft(pool, 22, seed=0, code_share=0.5) if e.kind == "insertion"]
+    assert sorted(e.time for e in chosen) == [float(i) for i in range(23, 30)]
