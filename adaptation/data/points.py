@@ -65,13 +65,28 @@ def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
     return Point(path, text[:cursor] + text[start + len(line):], cursor, target, at)
 
 
-def _editor_text(conn: sqlite3.Connection, document_id: int, until: float) -> str | None:
-    row = conn.execute("SELECT snapshot FROM documents WHERE id = ?", (document_id,)).fetchone()
-    if row is None:
-        return None
-    edits = conn.execute("SELECT start_line, start_char, end_line, end_char, text FROM edits "
-                         "WHERE document_id = ? AND time <= ? ORDER BY id", (document_id, until))
-    return rebuild(blob(conn, row[0]), [(None if sl is None else ((sl, sc), (el, ec)), t) for sl, sc, el, ec, t in edits])
+class _EditorTexts:
+    """Editor documents rebuilt from the journal up to a time. Steps come in time order, so each document
+    is carried forward from where the last step left it, not replayed from its snapshot every time."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.known: dict[int, tuple[str, int]] = {}  # document id -> (text, id of the last edit applied)
+
+    def at(self, document_id: int, until: float) -> str | None:
+        if document_id not in self.known:
+            row = self.conn.execute("SELECT snapshot FROM documents WHERE id = ?", (document_id,)).fetchone()
+            if row is None:
+                return None
+            self.known[document_id] = (blob(self.conn, row[0]), 0)
+        text, last = self.known[document_id]
+        edits = self.conn.execute(
+            "SELECT id, start_line, start_char, end_line, end_char, text FROM edits "
+            "WHERE document_id = ? AND id > ? AND time <= ? ORDER BY id", (document_id, last, until)).fetchall()
+        if edits:
+            text = rebuild(text, [(None if sl is None else ((sl, sc), (el, ec)), t) for _, sl, sc, el, ec, t in edits])
+            self.known[document_id] = (text, edits[-1][0])
+        return text
 
 
 def step_texts(conn: sqlite3.Connection, repo, paths: set[str] | None = None,
@@ -79,8 +94,9 @@ def step_texts(conn: sqlite3.Connection, repo, paths: set[str] | None = None,
     """(path, time, the file right after the step, the step's diff) for each settled step of `paths` (every
     path if None) whose file can be read back: from its commit, or rebuilt from the editor's journal.
     `workspace_prefix` maps journal paths into the repository."""
+    documents = _EditorTexts(conn)
     for path, at, origin, diff, sha, document_id in conn.execute(
-            "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id"):
+            "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id").fetchall():
         if paths is not None and path not in paths:
             continue
         text = None
@@ -90,7 +106,7 @@ def step_texts(conn: sqlite3.Connection, repo, paths: set[str] | None = None,
             except (KeyError, ValueError, UnicodeDecodeError):
                 text = None
         elif document_id is not None:
-            text = _editor_text(conn, document_id, at)
+            text = documents.at(document_id, at)
         if text is not None:
             yield path, at, text, diff
 

@@ -158,6 +158,23 @@ def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_p
     assert insertions.tail("one\ntwo\nthree\n", 9) == "three\n"  # the prompt's end, from a line start
 
 
+def test_insertions_from_editor_steps_read_the_document_as_it_was_at_each_step():
+    conn = journal()
+    snapshot = "x = 1\n"
+    conn.execute("INSERT INTO blobs VALUES (?, ?, ?)", (text_hash(snapshot), len(snapshot), compress(snapshot)))
+    conn.execute("INSERT INTO documents (id, session_id, path, opened, snapshot) VALUES (1, 's', 'a.py', 0, ?)",
+                 (text_hash(snapshot),))
+    for at, line, text in [(1, 1, "y = 2\n"), (3, 2, "z = x + y\n")]:
+        conn.execute("INSERT INTO edits (document_id, time, start_line, start_char, end_line, end_char, text, origin) "
+                     "VALUES (1, ?, ?, 0, ?, 0, ?, 'typing')", (at, line, line, text))
+    conn.execute("INSERT INTO steps (time, path, origin, document_id, diff) VALUES (2, 'a.py', 'editor', 1, ?)",
+                 ("@@ -1,0 +2 @@\n+y = 2\n",))
+    conn.execute("INSERT INTO steps (time, path, origin, document_id, diff) VALUES (4, 'a.py', 'editor', 1, ?)",
+                 ("@@ -2,0 +3 @@\n+z = x + y\n",))
+    found = insertions.from_steps(conn, None)
+    assert [(e.prompt, e.target, e.time) for e in found] == [("x = 1\n", "y = 2\n", 2), ("x = 1\ny = 2\n", "z = x + y\n", 4)]
+
+
 def test_points_are_added_lines_with_the_cursor_after_the_indentation():
     assert points.added_lines("@@ -3,0 +4,2 @@\n+a\n+b\n@@ -9 +11 @@\n-c\n+d") == [3, 4, 10]
     text = "def f():\n    return compute(1)\n\nx = f()\n"
