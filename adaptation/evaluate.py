@@ -168,26 +168,36 @@ def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, lim
     return total / count if count else None
 
 
-def parity(gen_backend, model, tokenizer, texts: list[str]) -> float | None:
-    """Share of positions where llama.cpp (as set up now) and transformers agree on the top-1 token."""
+def parity(engine, model, tokenizer, texts: list[str]) -> float | None:
+    """Share of positions where llama.cpp (as set up now) and transformers agree on the top-1 token.
+
+    llama.cpp runs on the engine's own thread (`Engine.exclusive`): a generation may still be going on
+    there after its request was answered, and two threads in one llama.cpp context crash it."""
     import numpy as np
     import torch
 
-    agree, total = 0, 0
+    token_lists, theirs = [], []
     for text in texts:
         ids = tokenizer(text, return_tensors="pt").input_ids[:, :PARITY_TOKENS]
         with torch.no_grad():
-            hf = model(ids.to(model.device)).logits[0].argmax(-1).cpu().numpy()
-        tokens = ids[0].tolist()
-        gen_backend.clear()
-        ours = []
-        for start in range(0, len(tokens), gen_backend.prefill_chunk):
-            part = tokens[start:start + gen_backend.prefill_chunk]
-            gen_backend.decode(part, all_logits=True)
-            ours += [int(np.argmax(gen_backend.logits(i))) for i in range(len(part))]
-        agree += int((np.array(ours) == hf).sum())
-        total += len(tokens)
-    gen_backend.clear()
+            theirs.append(model(ids.to(model.device)).logits[0].argmax(-1).cpu().numpy())
+        token_lists.append(ids[0].tolist())
+
+    def top1(backend) -> list[list[int]]:
+        out = []
+        for tokens in token_lists:
+            backend.clear()
+            ours = []
+            for start in range(0, len(tokens), backend.prefill_chunk):
+                part = tokens[start:start + backend.prefill_chunk]
+                backend.decode(part, all_logits=True)
+                ours += [int(np.argmax(backend.logits(i))) for i in range(len(part))]
+            out.append(ours)
+        return out
+
+    ours = engine.exclusive(top1)
+    agree = sum(int((np.array(o) == t).sum()) for o, t in zip(ours, theirs))
+    total = sum(len(t) for t in token_lists)
     return agree / total if total else None
 
 

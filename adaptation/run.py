@@ -169,7 +169,7 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
         compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg)
         model = result.model
         texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
-        compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine.backend, model, result.tokenizer, texts)
+        compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine, model, result.tokenizer, texts)
         compare["candidate"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
         with model.disable_adapter():
             compare["base"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)

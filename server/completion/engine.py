@@ -134,7 +134,7 @@ class Engine:
         self._gen: Generation | None = None
         self._closed = False
         self._reload: Callable[[], Backend] | None = None
-        self._adapter_jobs: list[tuple[Path | None, Callable[[str | None], None]]] = []
+        self._jobs: list[Callable[[], None]] = []  # run on the engine thread between generations
         self.adapter: Path | None = None  # the adapter applied now (None: the base model)
         self.backend: Backend | None = None
         self.load_error: str | None = None
@@ -188,10 +188,45 @@ class Engine:
         `on_done(None)` when it is in use, `on_done(message)` when it was refused (the old one stays).
         Requests waiting now are answered with None: they were made for the other weights.
         """
+        if not self._queue_job(lambda: self._apply_adapter(path, on_done)):
+            on_done("the engine is shut down")
+
+    def exclusive(self, fn: Callable[[Backend], object]) -> object:
+        """`fn(backend)` on the engine thread, between generations, for a caller that needs the model itself
+        (the adaptation's llama.cpp/transformers parity). Blocks until it is done and returns its result or
+        raises its error. No other thread may touch the backend: llama.cpp's context is not thread-safe, and
+        a generation may go on after its request was answered. Cached states are dropped afterwards."""
+        done = threading.Event()
+        box: dict = {}
+
+        def job() -> None:
+            try:
+                if self.backend is None:
+                    raise RuntimeError(self.load_error or "the model is not loaded")
+                box["value"] = fn(self.backend)
+            except Exception as exc:
+                box["error"] = exc
+            finally:
+                self._drop_states()
+                self._reset_kv()
+                done.set()
+
+        if not self._queue_job(job):
+            raise RuntimeError("the engine is shut down")
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _queue_job(self, job: Callable[[], None]) -> bool:
+        """Queue `job` for the engine thread (False: it is shut down); requests waiting now are answered None."""
         with self._cv:
-            self._adapter_jobs.append((path, on_done))
+            if self._closed:
+                return False
+            self._jobs.append(job)
             self._supersede_locked(lambda r: True)
             self._cv.notify()
+            return True
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
@@ -207,13 +242,14 @@ class Engine:
         while True:
             with self._cv:
                 while (not self._closed and self._reload is None and self._pending is None and not self._active()
-                       and not self._adapter_jobs):
+                       and not self._jobs):
                     self._cv.wait()
                 if self._closed:
                     break
-                jobs, self._adapter_jobs = self._adapter_jobs, []
+                jobs, self._jobs = self._jobs, []
                 if jobs:
-                    self._apply_adapters(jobs)
+                    for job in jobs:
+                        job()
                     continue
                 reload, self._reload = self._reload, None
                 req, self._pending = self._pending, None
@@ -240,24 +276,26 @@ class Engine:
         if self.backend is not None:
             self.backend.close()
 
-    def _apply_adapters(self, jobs: list[tuple[Path | None, Callable[[str | None], None]]]) -> None:
-        for path, on_done in jobs:
-            error = None
-            if self.backend is None:
-                error = "the model is not loaded"
-            else:
-                try:
-                    self.backend.set_adapter(path)
-                    self.adapter = path
-                except Exception as exc:
-                    error = str(exc)
-                # Every cached state was computed with the weights before this job (or the backend cleared it).
-                self._gen, self._kv_key, self._kv = None, None, []
-                self._parked.clear()
+    def _apply_adapter(self, path: Path | None, on_done: Callable[[str | None], None]) -> None:
+        error = None
+        if self.backend is None:
+            error = "the model is not loaded"
+        else:
             try:
-                on_done(error)
-            except Exception:
-                log.exception("adapter callback failed")
+                self.backend.set_adapter(path)
+                self.adapter = path
+            except Exception as exc:
+                error = str(exc)
+            # Every cached state was computed with the weights before this job (or the backend cleared it).
+            self._drop_states()
+        try:
+            on_done(error)
+        except Exception:
+            log.exception("adapter callback failed")
+
+    def _drop_states(self) -> None:
+        self._gen, self._kv_key, self._kv = None, None, []
+        self._parked.clear()
 
     def _do_load(self, load: Callable[[], Backend]) -> None:
         if self.backend is not None:

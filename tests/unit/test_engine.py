@@ -288,3 +288,30 @@ def test_a_generation_that_filled_the_context_is_not_reused():
         assert not again.reused and again.text
     finally:
         e.close()
+
+
+def test_exclusive_work_runs_on_the_engine_thread_while_a_generation_goes_on():
+    slow = ScriptedBackend(delay=0.01)
+    engine = Engine(lambda: slow)
+    try:
+        _, done, box = submit(engine, "def total(xs):\n    s =")
+        assert wait(done, box).text == " 0"  # answered at the line's end; the generation runs on behind it
+        seen = {}
+
+        def use_the_model(backend):
+            seen["thread"] = threading.current_thread().name
+            seen["kv"] = len(backend.kv)
+            backend.decode(backend.tokenize("x = 1"))
+            return "done"
+
+        assert engine.exclusive(use_the_model) == "done"
+        assert seen["thread"] == "selftune-inference"
+        assert slow.kv == []  # what the job left in the context is dropped: the engine's cache is unknown to it
+        with pytest.raises(ValueError, match="bad job"):
+            engine.exclusive(lambda backend: (_ for _ in ()).throw(ValueError("bad job")))
+        _, done, box = submit(engine, "def total(xs):\n    s = 0\n    for")
+        assert wait(done, box).text == " x in xs:"  # and it keeps serving, from a fresh prefill
+    finally:
+        engine.close()
+    with pytest.raises(RuntimeError, match="shut down"):
+        engine.exclusive(lambda backend: None)
