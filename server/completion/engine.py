@@ -213,7 +213,9 @@ class Engine:
 
         if not self._queue_job(job):
             raise RuntimeError("the engine is shut down")
-        done.wait()
+        while not done.wait(0.2):
+            if not self._thread.is_alive():  # closed before the job's turn came
+                raise RuntimeError("the engine is shut down")
         if "error" in box:
             raise box["error"]
         return box.get("value")

@@ -21,13 +21,13 @@ import numpy as np
 
 from ..models import ModelUnavailable
 
-# Prompt tokens evaluated per llama_decode call. Small enough that a newer
-# request interrupts a long prefill quickly, large enough to batch well.
 # A failed GGML_ASSERT ends in abort(), but first ggml forks gdb to print a backtrace, and that can hang
 # for good (it did in CI: an adaptation run waited on gdb, and the demo on the run). Without the backtrace
 # the process dies at once and whoever started it reports the failure.
 os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 
+# Prompt tokens evaluated per llama_decode call. Small enough that a newer
+# request interrupts a long prefill quickly, large enough to batch well.
 PREFILL_CHUNK = 128
 
 
