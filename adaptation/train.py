@@ -219,8 +219,9 @@ def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, devic
         tokens += n
     losses: list[float] = []
     args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
-    trainer = (SFTTrainer if device == "cuda" else _PlainLossSFT.make())(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                         callbacks=[_Progress.make(reporter, "sft", "training", losses)])
+    trainer_class = SFTTrainer if device == "cuda" else _PlainLossSFT.make()
+    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
+                            callbacks=[_Progress.make(reporter, "sft", "training", losses)])
     trainer.train()
     result.steps += trainer.state.global_step
     result.tokens += int(tokens * cfg.epochs)
