@@ -7,7 +7,6 @@ held-out files. Self-revision adds to `train` later (it needs the model).
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from collections import Counter
 from dataclasses import dataclass, field
@@ -48,9 +47,8 @@ def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: C
     if cfg.lintseq_per_file > 0:
         # Synthetic sequences only of files on the training side.
         train_files = {p: v for p, v in files.items() if p not in held_paths}
-        synthetic = lintseq.from_files(train_files, per_file=cfg.lintseq_per_file, seed=cfg.seed)
         cap = max(8, int(cfg.lintseq_share * len(train) / max(1e-9, 1 - cfg.lintseq_share)))
-        train += random.Random(cfg.seed).sample(synthetic, min(cap, len(synthetic)))
+        train += lintseq.from_files(train_files, per_file=cfg.lintseq_per_file, seed=cfg.seed, limit=cap)
     found: list[points.Point] = []
     if conn is not None:
         found = points.from_steps(conn, rules.repo, held_paths, prefix)

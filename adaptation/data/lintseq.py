@@ -55,7 +55,9 @@ def broken_lines(lines: list[str]) -> set[int] | None:
     pyflakes.api.check("".join(lines), "<lintseq>", report)
     if report.syntax and not report.lines:
         report.lines.add(len(lines))
-    return report.lines or None
+    # A syntax error at the end of the text ("unexpected EOF") is reported on the line after the last one;
+    # a blamed line must be one that can be deleted, or the deletion loop would never end.
+    return {min(max(n, 1), len(lines)) for n in report.lines} or None
 
 
 def sequence(text: str, rng: random.Random, max_steps: int = 12) -> list[str] | None:
@@ -117,10 +119,17 @@ def insertion_diffs(text: str, kept: list[list[int]]) -> list[str]:
 
 
 def from_files(files: dict[str, tuple[str, float]], *, per_file: int = 2, seed: int = 0,
-               max_steps: int = 12) -> list[Example]:
-    """`files`: path → (text, time written). `per_file` sequences of each, as next-edit samples."""
-    examples = []
-    for path in sorted(files):
+               max_steps: int = 12, limit: int | None = None) -> list[Example]:
+    """`files`: path → (text, time written). `per_file` sequences of each, as next-edit samples; with
+    `limit`, files are taken in a seeded random order until that many samples are made (a big project
+    has far more files than a run trains on, and each sequence costs a lint per step)."""
+    examples: list[Example] = []
+    order = sorted(files)
+    if limit is not None:
+        random.Random(seed).shuffle(order)
+    for path in order:
+        if limit is not None and len(examples) >= limit:
+            break
         text, at = files[path]
         if not path.endswith(".py") or not text.strip() or text.count("\n") > MAX_LINES:
             continue
@@ -129,7 +138,7 @@ def from_files(files: dict[str, tuple[str, float]], *, per_file: int = 2, seed: 
             if kept is None:
                 break
             examples += samples(path, [(at, d) for d in insertion_diffs(text, kept)], kind="lintseq", sequence=n)
-    return examples
+    return examples if limit is None else examples[:limit]
 
 
 def apply_insertions(text: str, diff: str) -> str:

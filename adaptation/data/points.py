@@ -28,10 +28,16 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 @dataclass(frozen=True)
 class Point:
     path: str
-    text: str  # the file as it was before the line was written: its indentation only
-    offset: int  # the cursor: after that indentation
+    source: str  # the file as the step left it, the line included (one string shared by the step's points)
+    offset: int  # the cursor: after the line's indentation
+    end: int  # where the line ends in `source`
     target: str  # the rest of the line
     time: float
+
+    @property
+    def text(self) -> str:
+        """The document at the cursor: `source` without the rest of the line (it is not written yet)."""
+        return self.source[:self.offset] + self.source[self.end:]
 
 
 def hunks(diff: str) -> list[tuple[int, int]]:
@@ -51,18 +57,29 @@ def added_lines(diff: str) -> list[int]:
     return [n for start, count in hunks(diff) for n in range(start, start + count)]
 
 
-def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
+def points_at(path: str, text: str, line_nos: list[int], at: float) -> list[Point]:
+    """Points at the 0-based lines `line_nos` of `text` that have something to predict."""
     lines = text.splitlines(keepends=True)
-    if not 0 <= line_no < len(lines):
-        return None
-    line = lines[line_no].rstrip("\r\n")
-    target = line.strip()
-    if len(target) < MIN_CHARS or target.startswith("#"):
-        return None
-    start = sum(len(x) for x in lines[:line_no])
-    cursor = start + len(line) - len(line.lstrip())
-    # The rest of the line is what is to be predicted: it is not in the document yet.
-    return Point(path, text[:cursor] + text[start + len(line):], cursor, target, at)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+    out = []
+    for n in line_nos:
+        if not 0 <= n < len(lines):
+            continue
+        line = lines[n].rstrip("\r\n")
+        target = line.strip()
+        if len(target) < MIN_CHARS or target.startswith("#"):
+            continue
+        cursor = starts[n] + len(line) - len(line.lstrip())
+        # `text` itself, not a copy without the line: a big commit adds thousands of lines to big files.
+        out.append(Point(path, text, cursor, starts[n] + len(line), target, at))
+    return out
+
+
+def point_at(path: str, text: str, line_no: int, at: float) -> Point | None:
+    found = points_at(path, text, [line_no], at)
+    return found[0] if found else None
 
 
 class _EditorTexts:
@@ -115,10 +132,7 @@ def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix
     """Points at the steps of `paths` (journal paths; `workspace_prefix` maps them into the repository)."""
     points = []
     for path, at, text, diff in step_texts(conn, repo, paths, workspace_prefix):
-        for n in added_lines(diff):
-            p = point_at(path, text, n, at)
-            if p is not None:
-                points.append(p)
+        points += points_at(path, text, added_lines(diff), at)
     return points
 
 
@@ -126,10 +140,7 @@ def from_files(files: dict[str, tuple[str, float]], paths: set[str]) -> list[Poi
     points = []
     for path in sorted(paths & files.keys()):
         text, at = files[path]
-        for n in range(text.count("\n") + 1):
-            p = point_at(path, text, n, at)
-            if p is not None:
-                points.append(p)
+        points += points_at(path, text, list(range(text.count("\n") + 1)), at)
     return points
 
 

@@ -58,10 +58,7 @@ def held_out_points(repo: Path, commits: list[str]) -> list[points.Point]:
                 diff = git(repo, "diff", "-U0", f"{sha}^", sha, "--", path)
             except subprocess.CalledProcessError:
                 continue
-            for n in points.added_lines("\n".join(l for l in diff.splitlines() if l.startswith("@@"))):
-                p = points.point_at(path, text, n, at)
-                if p is not None:
-                    found.append(p)
+            found += points.points_at(path, text, points.added_lines(diff), at)
     return found
 
 

@@ -103,6 +103,27 @@ def test_lintseq_deletes_what_a_deletion_breaks():
     assert lintseq.sequence("x = undefined_name\n", random.Random(0)) is None
 
 
+def test_lintseq_ends_on_windows_line_endings():
+    # With CRLF lines, Python puts "expected 'except' or 'finally' block" on the line after the last one:
+    # a blamed line that does not exist deleted nothing, and the deletion loop never ended.
+    assert lintseq.broken_lines(["try:\r\n", "    x = 1\r\n"]) == {2}
+    text = "".join(f"try:\r\n    x{i} = {i}\r\nexcept ValueError:\r\n    pass\r\n" for i in range(40))
+    for seed in range(5):
+        kept = lintseq.kept_lines(text, random.Random(seed))
+        assert kept[0] == [] and kept[-1] == list(range(160))
+
+
+def test_lintseq_with_a_limit_lints_only_the_files_it_needs(monkeypatch):
+    files = {f"m{i}.py": (f"import os\n\n\ndef f{i}(x):\n    return os.path.join(x, 'a')\n", float(i))
+             for i in range(50)}
+    linted = set()
+    real = lintseq.kept_lines
+    monkeypatch.setattr(lintseq, "kept_lines", lambda text, *a: linted.add(text) or real(text, *a))
+    found = lintseq.from_files(files, per_file=1, seed=3, limit=6)
+    assert len(found) == 6 and all(e.kind == "lintseq" for e in found)
+    assert len(linted) < 10  # a sequence of one of these files is 3 to 5 samples: a few files, not fifty
+
+
 def test_split_holds_out_the_newest_groups_whole():
     examples = [Example("code", "", f"v{i}", float(i), f"f{i % 5}.py") for i in range(50)]
     examples += [Example("revision", "p", "t", 49.5, "f4.py::g")]
@@ -181,6 +202,8 @@ def test_points_are_added_lines_with_the_cursor_after_the_indentation():
     p = points.point_at("a.py", text, 1, 0.0)
     assert p.text == "def f():\n    \n\nx = f()\n" and p.offset == len("def f():\n    ")
     assert p.target == "return compute(1)"
+    a, b = points.points_at("a.py", text, [0, 2, 3], 0.0)  # the blank line has nothing to predict
+    assert (a.target, b.target) == ("def f():", "x = f()") and a.source is b.source  # one copy of the file
     assert points.point_at("a.py", text, 5, 0.0) is None
 
 
