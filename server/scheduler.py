@@ -5,7 +5,8 @@ starts when `adaptAuto` is on, at least `adaptMinExamples` new examples
 (settled edit steps, revised completions, test fixes) were recorded since the
 last run, at least `adaptMinHours` have passed since it, and the user has not
 typed for `adaptIdleMinutes` -- or a GPU is present, where training does not
-compete with typing. `selftune.adapt` starts a run at once. One run at a time.
+compete with typing. `selftune.adapt` starts a run at once. One run at a time;
+one that takes longer than `adaptMaxMinutes` is stopped with its process group.
 
 A run is `selftune adapt --json` in its own process (niced; the server never
 imports torch), whose JSON lines become `$/progress`. When it promotes an
@@ -21,6 +22,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -40,6 +42,13 @@ log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 60.0
 ADAPTER_FILE = "adapter.gguf"  # in each adapter's folder; adaptation/export.py writes it
+
+
+def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def gpu_present() -> bool:
@@ -171,25 +180,23 @@ class Scheduler:
         progress = Progress(self.server, asyncio.get_running_loop(), "selftune: adapting", f"starting in {root.name}",
                             kind="adapt")
         log_path = adapters_dir(root) / "last-run.log"
+        limit = self.server.settings.adapt_max_minutes
         result, error = None, None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("wb") as stderr:
+                # Its own process group, so that a run stopped for taking too long goes with its children.
                 proc = await asyncio.create_subprocess_exec(*self.command(root), stdout=asyncio.subprocess.PIPE,
-                                                            stderr=stderr, stdin=asyncio.subprocess.DEVNULL)
+                                                            stderr=stderr, stdin=asyncio.subprocess.DEVNULL,
+                                                            start_new_session=True)
                 self.running[root] = proc
-                async for raw in proc.stdout:
-                    try:
-                        line = json.loads(raw)
-                    except ValueError:
-                        continue
-                    if line.get("event") == "progress":
-                        progress.report(line.get("message", ""), line.get("percent"))
-                    elif line.get("event") == "result":
-                        result = line
-                    elif line.get("event") == "error":
-                        error = line.get("message")
-                code = await proc.wait()
+                try:
+                    result, error = await asyncio.wait_for(self._follow(proc, progress), limit * 60)
+                    code = await proc.wait()
+                except asyncio.TimeoutError:
+                    _signal_group(proc, signal.SIGKILL)
+                    await proc.wait()
+                    code, error = None, f"stopped after {limit:g} minutes (adaptMaxMinutes); see {log_path}"
             if result is None and error is None:
                 error = f"selftune adapt exited with code {code}; see {log_path}"
         except (OSError, sqlite3.Error) as exc:
@@ -209,9 +216,26 @@ class Scheduler:
         else:
             self.server.say(f"selftune: the new adapter was not better, the one in use stays: {result.get('reason')}")
 
+    @staticmethod
+    async def _follow(proc: asyncio.subprocess.Process, progress: Progress) -> tuple[dict | None, str | None]:
+        """The run's JSON lines, as `$/progress`, until it closes its output: (its result, its error)."""
+        result, error = None, None
+        async for raw in proc.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if line.get("event") == "progress":
+                progress.report(line.get("message", ""), line.get("percent"))
+            elif line.get("event") == "result":
+                result = line
+            elif line.get("event") == "error":
+                error = line.get("message")
+        return result, error
+
     def stop(self) -> None:
         for proc in self.running.values():
             if proc is not None and proc.returncode is None:
-                proc.terminate()
+                _signal_group(proc, signal.SIGTERM)
         if self._task is not None:
             self._task.cancel()

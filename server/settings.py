@@ -42,6 +42,7 @@ class Settings:
     adapt_min_examples: int = field(default=50, metadata=_meta("new examples (edit steps, revised completions, test fixes) since the last run before an automatic run", lo=1, hi=1000000))
     adapt_min_hours: float = field(default=12.0, metadata=_meta("hours since the last adaptation run before an automatic one", lo=0.0, hi=10000.0))
     adapt_idle_minutes: float = field(default=10.0, metadata=_meta("minutes without typing before an automatic run starts on a machine without a GPU", lo=0.0, hi=10000.0))
+    adapt_max_minutes: float = field(default=360.0, metadata=_meta("minutes an adaptation run may take before it is stopped (the adapter in use stays)", lo=1.0, hi=100000.0))
     test_scope: str = field(default="related", metadata=_meta("which tests run on save: the saved file's related tests, those then the rest, or the whole suite", choices=("related", "related-then-all", "all")))
 
     def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:

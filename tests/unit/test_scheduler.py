@@ -1,0 +1,72 @@
+"""The adaptation scheduler's run supervision, with a real child process standing in for `selftune adapt`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from selftune.server.scheduler import Scheduler
+from selftune.server.settings import Settings
+
+
+class _Server(SimpleNamespace):
+    def say(self, message, kind=None):
+        self.said.append(message)
+
+
+def _server(**settings) -> _Server:
+    return _Server(settings=dataclasses.replace(Settings(), **settings), said=[], status=None, completer=None,
+                   client_capabilities=SimpleNamespace(window=None))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_a_run_past_adapt_max_minutes_is_stopped_with_its_children(tmp_path: Path):
+    child_pid = tmp_path / "child.pid"
+    # A run that reports progress, starts a child of its own, and then never ends.
+    hang = ("import json, subprocess, sys, time\n"
+            "print(json.dumps({'event': 'progress', 'message': 'training', 'percent': 10}), flush=True)\n"
+            f"p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+            f"open({str(child_pid)!r}, 'w').write(str(p.pid))\n"
+            "time.sleep(600)\n")
+    server = _server(adapt_max_minutes=0.05)  # 3 s
+    scheduler = Scheduler(server)
+    scheduler.command = lambda root: [sys.executable, "-c", hang]
+    started = time.monotonic()
+    # A child left alive would hold the run's stdout open, and the run would never be seen to end.
+    await asyncio.wait_for(scheduler._run(tmp_path), 60)
+    assert 2.5 < time.monotonic() - started < 30
+    assert scheduler.running == {}  # the slot is free for the next run
+    assert scheduler.last_result["event"] == "error"
+    assert "stopped after 0.05 minutes (adaptMaxMinutes)" in scheduler.last_result["message"]
+    assert any("adaptation failed, the adapter in use stays" in m and "adaptMaxMinutes" in m for m in server.said)
+    pid = int(child_pid.read_text())
+    for _ in range(50):  # the kill reaches the child at once; reaping it may take a moment
+        if not _pid_alive(pid) or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the run's child {pid} outlived the stopped run")
+
+
+async def test_a_run_that_ends_in_time_reports_its_result(tmp_path: Path):
+    done = ("import json\n"
+            "print(json.dumps({'event': 'result', 'decision': 'kept', 'reason': 'edit similarity 0.4 does not beat 0.5'}))\n")
+    server = _server(adapt_max_minutes=5.0)
+    scheduler = Scheduler(server)
+    scheduler.command = lambda root: [sys.executable, "-c", done]
+    await scheduler._run(tmp_path)
+    assert scheduler.last_result["decision"] == "kept"
+    assert server.said == ["selftune: the new adapter was not better, the one in use stays: "
+                           "edit similarity 0.4 does not beat 0.5"]
