@@ -46,7 +46,7 @@ def git(cwd: Path, *args: str) -> str:
 
 
 def held_out_points(repo: Path, commits: list[str]) -> list[points.Point]:
-    """Lines added to Python files (not tests) by `commits`, at the state each commit left."""
+    """Lines added to Python files (tests included) by `commits`, at the state each commit left."""
     found = []
     for sha in commits:
         at = float(git(repo, "show", "-s", "--format=%ct", sha))
