@@ -40,7 +40,7 @@ from .journal.text import utf16_column_to_index, utf16_len
 from .models import ModelUnavailable
 from .recording import Recording, workspace_roots
 from .scheduler import Scheduler
-from .settings import Settings, parse
+from .settings import MODEL_KEYS, Settings, parse
 from .status import Status
 
 log = logging.getLogger(__name__)
@@ -125,12 +125,14 @@ class SelftuneServer(LanguageServer):
             self.status.changed()
         if self.completer is None:
             return
+        reload = settings.differs_in(self.completer.settings, MODEL_KEYS)
         try:
             self.completer.update_settings(settings)
         except ModelUnavailable as exc:
             self.say(f"selftune: {exc}", types.MessageType.Error)
             return
-        asyncio.ensure_future(self.report_model_load())
+        if reload:  # otherwise the load in progress (or done) is already reported
+            asyncio.ensure_future(self.report_model_load())
 
     def start_model(self) -> None:
         try:

@@ -35,6 +35,9 @@ async def test_workspace_configuration_is_read_after_initialize(client: Language
         if len(text) <= 8:
             break
     assert 0 < len(text) <= 8
+    # Settings that leave the model alone do not load it again, nor report it loaded again.
+    loaded = [m.message for m in client.log_messages if m.message.endswith("model gemma3-270m loaded")]
+    assert len(loaded) == 1, loaded
 
 
 async def test_missing_model_file_says_what_to_set_and_keeps_serving(client: LanguageClient):
