@@ -55,8 +55,9 @@ def broken_lines(lines: list[str]) -> set[int] | None:
     pyflakes.api.check("".join(lines), "<lintseq>", report)
     if report.syntax and not report.lines:
         report.lines.add(len(lines))
-    # A syntax error at the end of the text ("unexpected EOF") is reported on the line after the last one;
-    # a blamed line must be one that can be deleted, or the deletion loop would never end.
+    # In a file with CRLF line ends, Python puts an error at the end of the text (a `try:` that lost its
+    # `except`) on the line after the last one; a blamed line must be one that can be deleted, or the
+    # deletion loop would never end.
     return {min(max(n, 1), len(lines)) for n in report.lines} or None
 
 
