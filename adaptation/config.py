@@ -21,6 +21,10 @@ import dataclasses
 from dataclasses import dataclass
 
 
+# Knobs that run the project's code: only a trusted workspace may have them on.
+RUNS_CODE = ("run_tests", "self_revise")
+
+
 @dataclass
 class Config:
     # --- data ---
@@ -47,7 +51,7 @@ class Config:
     dpo_epochs: float = 1.0  # passes over the preference pairs per round
     samples_per_prompt: int = 2  # CodeLutra: answers sampled per prompt in rounds after the first
     # --- self-revision (SEED) ---
-    run_tests: bool = True  # run the project's tests in scratch copies (self-revision, pass@1, round labels); the server sets it from test feedback
+    run_tests: bool = True  # run the project's tests in scratch copies (self-revision, pass@1, round labels); trusted workspaces only; the server sets it from test feedback
     self_revise: bool = True  # let the model propose fixes for failing examples and keep those the tests pass
     revise_candidates: int = 3  # proposals per failing example
     revise_max_examples: int = 8  # failing examples tried per run
@@ -75,22 +79,39 @@ class Config:
                 raise ValueError(f"--set {key}={raw!r}: {key} takes a {kind.__name__}") from None
         return dataclasses.replace(self, **values)
 
-    def from_workspace(self, root) -> "Config":
-        """A copy with the `[adapt]` table of `root/.selftune/config.toml` applied (if there is one)."""
-        import tomllib
+    def from_workspace(self, root, *, trusted: bool) -> tuple["Config", list[str]]:
+        """A copy with the `[adapt]` table of `root/.selftune/config.toml` applied, and notes on what was not.
+
+        The file is the workspace's, which a repository can ship: unless the workspace is trusted it cannot
+        turn on what runs the project's code (`run_tests`, `self_revise`) nor lengthen `test_timeout`, and a
+        file git tracks is ignored entirely.
+        """
         from pathlib import Path
 
-        path = Path(root) / ".selftune" / "config.toml"
+        from selftune.server.workspace import read_config
+
+        found = read_config(Path(root))
+        if found.tracked and not trusted:
+            return self, [f"{found.path} is tracked by git, so it came with the repository: it is ignored until "
+                          f"you trust this workspace"]
+        table, bad = found.table("adapt")
+        if found.problems or bad:
+            raise ValueError("; ".join(found.problems + tuple(bad)))
+        if not table:
+            return self, []
+        table = dict(table)
+        notes = []
+        if not trusted:
+            for key in RUNS_CODE:
+                if key in table and str(table[key]).lower() in ("1", "true", "yes", "on"):
+                    notes.append(f"{found.path}: {key} = true is ignored: the workspace is not trusted")
+                    del table[key]
+            if "test_timeout" in table:
+                del table["test_timeout"]  # only what runs the project's code reads it, and nothing does here
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get("adapt", {})
-        except FileNotFoundError:
-            return self
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        try:
-            return self.override([f"{k}={v}" for k, v in table.items()])
+            return self.override([f"{k}={v}" for k, v in table.items()]), notes
         except ValueError as exc:
-            raise ValueError(f"{path} [adapt]: {exc}") from None
+            raise ValueError(f"{found.path} [adapt]: {exc}") from None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -16,6 +16,7 @@ and of the current adapter, written to `.selftune/reports/eval.json`.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -30,9 +31,10 @@ from selftune.server.journal import DIRNAME, journal_path
 from selftune.server.journal.queries import open_readonly
 from selftune.server.journal.store import connect
 from selftune.server.models import Manifest, load_manifest
+from selftune.server.trust import Trust, decide
 
 from . import base, evaluate, export, selfrevise, train
-from .config import Config
+from .config import RUNS_CODE, Config
 from .data import dataset
 from .progress import Reporter
 
@@ -104,12 +106,29 @@ def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, co
     return metrics
 
 
+def within_trust(root: Path, cfg: Config, trust: Trust | None, reporter: Reporter) -> tuple[Config, dict]:
+    """`cfg` with everything that runs the project's code turned off unless the workspace is trusted, and what
+    the run's report says about it."""
+    trust = trust or decide(root, None)
+    if trust.trusted:
+        return cfg, {"trusted": True, "why": trust.why()}
+    off = [key for key in RUNS_CODE if getattr(cfg, key)]
+    note = {"trusted": False, "why": trust.why(), "off": off, "how": trust.how()}
+    if off:
+        reporter.phase("data", f"the project's code does not run ({', '.join(off)} off): {trust.why()}")
+    return dataclasses.replace(cfg, **{key: False for key in RUNS_CODE}), note
+
+
 def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
-          reporter: Reporter | None = None) -> dict:
-    """One adaptation run; returns what meta.json holds. Raises AdaptError when it cannot run."""
+          reporter: Reporter | None = None, trust: Trust | None = None) -> dict:
+    """One adaptation run; returns what meta.json holds. Raises AdaptError when it cannot run.
+
+    `trust`: whether the project's code may run (tests in scratch copies, self-revision); by default the user's
+    trust list decides (server/trust.py)."""
     cfg = cfg or Config()
     reporter = reporter or Reporter()
     root = root.resolve()
+    cfg, trusted = within_trust(root, cfg, trust, reporter)
     manifest = load_manifest(model)
     with one_run(root):
         started = time.time()
@@ -117,7 +136,8 @@ def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: 
         out = adapters_dir(root) / adapter_id
         out.mkdir(parents=True)
         meta = {"id": adapter_id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-                "base": manifest.name, "base_sha256": manifest.weights.get("sha256"), "config": cfg.to_json()}
+                "base": manifest.name, "base_sha256": manifest.weights.get("sha256"), "config": cfg.to_json(),
+                "trust": trusted}
         try:
             meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta)
         except Exception as exc:
@@ -196,16 +216,18 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
                                 "device": result.device, "precision": result.precision,
                                 "losses": result.losses},
                    "compare": compare, "metrics": metrics}
-    reporter.emit("result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name)
+    reporter.emit("result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name,
+                  trust=meta["trust"])
     return result_meta
 
 
 def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
-                     reporter: Reporter | None = None) -> dict:
+                     reporter: Reporter | None = None, trust: Trust | None = None) -> dict:
     """Held-out metrics of the base model and of the current adapter (`selftune eval`)."""
     cfg = cfg or Config()
     reporter = reporter or Reporter()
     root = root.resolve()
+    cfg, trusted = within_trust(root, cfg, trust, reporter)
     manifest = load_manifest(model)
     conn = _journal(root)
     reporter.phase("data", "building the held-out data")
@@ -214,7 +236,7 @@ def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str 
     previous = current_adapter(root)
     try:
         reporter.phase("evaluate", f"base model at {len(data.points)} edit points")
-        report = {"base": _measure(gen, None, data, root, conn, cfg), "points": len(data.points)}
+        report = {"base": _measure(gen, None, data, root, conn, cfg), "points": len(data.points), "trust": trusted}
         if previous:
             reporter.phase("evaluate", f"adapter {previous[0]}", 0.5)
             report["current"] = _measure(gen, previous[1], data, root, conn, cfg) | {"id": previous[0]}

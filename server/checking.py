@@ -2,9 +2,10 @@
 
 `Checking` keeps one `feedback.TestFeedback` per workspace folder that has
 test feedback enabled (the ``testFeedback`` setting, or ``[tests]`` in the
-folder's `.selftune/config.toml`, read again at every save), except where the
-editor says it does not trust the workspace (``workspaceTrusted: false``):
-there the project's code never runs. A save that arrives before the
+folder's `.selftune/config.toml`, read again at every save) and is trusted
+(trust.py: the editor says so, or the user granted it); elsewhere the
+project's code never runs, and where something asked for it the user is told
+once why and how to allow it. A save that arrives before the
 workspace's settings (`workspace/configuration`) waits for them. It turns the
 feedback's problems into `textDocument/publishDiagnostics` with source
 ``selftune-tests``: the range is the line's text (from the open document, else
@@ -15,7 +16,6 @@ source line) as related information.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ from .feedback import config as test_config
 from .feedback.diagnostics import SOURCE, Problem
 from .journal.text import utf16_len
 from .progress import Progress
+from .trust import Trust, decide
 
 if TYPE_CHECKING:
     from .lsp import SelftuneServer
@@ -62,15 +63,27 @@ class Checking:
                 return root, resolved.relative_to(root).as_posix()
         return None
 
+    def trust(self, root: Path) -> Trust:
+        return decide(root, self.server.settings.workspace_trusted)
+
+    def trusted_roots(self) -> list[str]:
+        """The workspace folders that may run their own code."""
+        return [str(root) for root in self.server.recording.roots if self.trust(root).trusted]
+
     def config(self, root: Path) -> test_config.TestConfig:
         s = self.server.settings
+        trust = self.trust(root)
         config, problems = test_config.load(root, enabled=s.test_feedback, interpreter=s.test_interpreter,
-                                            timeout=float(s.test_timeout), scope=s.test_scope)
+                                            timeout=float(s.test_timeout), scope=s.test_scope,
+                                            trusted=trust.trusted)
         for problem in problems:
             self.server.say(f"selftune: {problem}", types.MessageType.Warning, once=True)
-        if not s.workspace_trusted and config.enabled:
-            log.info("tests stay off in %s: the editor does not trust this workspace", root)
-            config = dataclasses.replace(config, enabled=False)
+        if config.held_back:
+            log.info("tests stay off in %s: %s", root, trust.why())
+            self.server.say(f"selftune: tests on save stay off in {root}: {trust.why()}. {config.held_back} asks "
+                            f"for them, and they would run this workspace's code (pytest imports its conftest.py "
+                            f"and test files, with the interpreter the settings name or the workspace's "
+                            f".venv/bin/python). To allow it, {trust.how()}.", types.MessageType.Warning, once=True)
         return config
 
     def enabled_roots(self) -> list[str]:
@@ -96,10 +109,8 @@ class Checking:
         for root in self.server.recording.roots:
             if self.config(root).enabled:
                 self.for_root(root)
-            elif root in self.feedback:
-                feedback = self.feedback.pop(root)
-                feedback.stop()
-                self._clear(root, set(feedback.failures.by_path()))
+            else:
+                self._turn_off(root)
         early, self.early = self.early, []
         for uri in early:
             self.saved(uri)
@@ -119,8 +130,16 @@ class Checking:
             return  # selftune's own files and git's are not the project's code
         config = self.config(root)
         if not config.enabled:
+            self._turn_off(root)  # the trust may have been withdrawn since the last save
             return
         self.for_root(root).saved(rel, config)
+
+    def _turn_off(self, root: Path) -> None:
+        """Stop the run in progress and clear the diagnostics where tests are off now."""
+        feedback = self.feedback.pop(root, None)
+        if feedback is not None:
+            feedback.stop()
+            self._clear(root, set(feedback.failures.by_path()))
 
     def publish(self, root: Path, paths: set[str]) -> None:
         feedback = self.feedback.get(root)

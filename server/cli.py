@@ -8,6 +8,7 @@
     selftune report [--workspace DIR]  write .selftune/reports/report.html (journal, completions, tests, adapters)
     selftune adapt [--workspace DIR]   train a LoRA adapter on the workspace; promote it if it wins on held-out data
     selftune eval [--workspace DIR]    held-out metrics of the base model and the current adapter
+    selftune trust [DIR] / untrust [DIR]   allow a workspace to run its own code, or withdraw that
 
 Nothing but the protocol goes to stdout in `serve`: logs go to stderr (and to
 the editor's log once a client is connected).
@@ -79,7 +80,18 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe knob (see adaptation/config.py), e.g. --set epochs=2")
         p.add_argument("--json", action="store_true", help="progress and the result as JSON lines on stdout")
+        p.add_argument("--trusted", action="store_true",
+                       help="the editor trusts this workspace (the server passes it for a workspace the editor "
+                            "trusts); without it, only a workspace trusted with `selftune trust` runs its tests")
         p.set_defaults(run=run)
+
+    p = sub.add_parser("trust", help="allow a workspace to run its own code (tests on save, self-revision)")
+    p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
+    p.add_argument("--list", action="store_true", help="list the trusted folders instead")
+    p.set_defaults(run=_trust)
+    p = sub.add_parser("untrust", help="withdraw a workspace's trust")
+    p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
+    p.set_defaults(run=_untrust)
 
     args = parser.parse_args(argv)
     level = args.log_level.upper()
@@ -181,6 +193,38 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trust(args: argparse.Namespace) -> int:
+    from .trust import decide, grant, grants
+    from .workspace import read_config
+
+    if args.list:
+        for folder, grant_ in sorted(grants().items()):
+            state = "trusted" if decide(Path(folder), None).trusted else "config changed since: not trusted"
+            print(f"{folder}  (granted {grant_.get('granted', '?')}; {state})")
+        return 0
+    root = Path(args.workspace).resolve()
+    if not root.is_dir():
+        raise SystemExit(f"selftune trust: {root} is not a folder")
+    digest = grant(root)
+    print(f"trusted {root}: selftune may run its code (tests on save where they are on, self-revision)")
+    if digest is None:
+        print("it has no .selftune/config.toml; creating or changing one withdraws the trust")
+        return 0
+    found = read_config(root)
+    print(f"with {found.path} as it is now (sha256 {digest[:12]}); any change to it withdraws the trust:")
+    for line in found.path.read_text(encoding="utf-8", errors="replace").splitlines():
+        print(f"    {line}")
+    return 0
+
+
+def _untrust(args: argparse.Namespace) -> int:
+    from .trust import revoke
+
+    root = Path(args.workspace).resolve()
+    print(f"{root}: " + ("trust withdrawn" if revoke(root) else "was not trusted"))
+    return 0
+
+
 def _adaptation(args: argparse.Namespace):
     try:
         from selftune.adaptation.config import Config
@@ -189,26 +233,35 @@ def _adaptation(args: argparse.Namespace):
     except ImportError as exc:
         raise SystemExit(f"selftune {args.command}: the training packages are missing ({exc.name}); "
                          "install them with: pip install 'selftune[adapt]'")
+    from .trust import decide
+
+    root = Path(args.workspace).resolve()
+    trust = decide(root, True if args.trusted else None)
     try:
-        cfg = Config().from_workspace(Path(args.workspace)).override(args.set)
+        cfg, notes = Config().from_workspace(root, trusted=trust.trusted)
+        cfg = cfg.override(args.set)
     except ValueError as exc:
         raise SystemExit(f"selftune {args.command}: {exc}")
-    return run, cfg, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())
+    for note in notes:
+        print(f"selftune {args.command}: {note}", file=sys.stderr)
+    return run, cfg, trust, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())
 
 
 def _adapt(args: argparse.Namespace) -> int:
-    run, cfg, reporter = _adaptation(args)
+    run, cfg, trust, reporter = _adaptation(args)
     try:
         os.nice(10)  # training yields the machine to the editor and the completion server
     except OSError:
         pass
     try:
-        meta = run.adapt(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg, reporter=reporter)
+        meta = run.adapt(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg,
+                         reporter=reporter, trust=trust)
     except Exception as exc:
         if args.json:
             reporter.emit("error", message=str(exc))
         raise SystemExit(f"selftune adapt: {exc}")
     if not args.json:
+        _print_trust(meta["trust"])
         compare = meta.get("compare", {})
         for name in ("base", "previous", "candidate"):
             if name in compare:
@@ -222,16 +275,22 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0 if meta.get("decision") != "failed" else 1
 
 
+def _print_trust(trust: dict) -> None:
+    if trust.get("off"):
+        print(f"project code: not run ({', '.join(trust['off'])} off): {trust['why']}; to allow it, {trust['how']}")
+
+
 def _eval(args: argparse.Namespace) -> int:
-    run, cfg, reporter = _adaptation(args)
+    run, cfg, trust, reporter = _adaptation(args)
     try:
         report = run.evaluate_current(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg,
-                                      reporter=reporter)
+                                      reporter=reporter, trust=trust)
     except Exception as exc:
         raise SystemExit(f"selftune eval: {exc}")
     if args.json:
         reporter.emit("result", **report)
     else:
+        _print_trust(report["trust"])
         for name in ("base", "current"):
             if name in report:
                 m = report[name]

@@ -5,6 +5,9 @@
     selftune.report   write each folder's report page: {"reports": [path, ...]}
     selftune.adapt    start `selftune adapt` now in a workspace folder (argument: its path; default the first):
                       {"started": root}; progress comes as $/progress and `selftune/status`, the outcome as a message
+    selftune.trust    allow workspace folders to run their own code, as `selftune trust` does (argument: a folder's
+                      path or URI; default every folder of the session): {"trusted": [root, ...]}
+    selftune.untrust  withdraw that: {"untrusted": [root, ...]}
 
 Journal reads and the report run on a worker thread; the event loop keeps serving.
 """
@@ -16,15 +19,20 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lsprotocol import types
+from pygls.uris import to_fs_path
+
 from .errors import RequestFailed
 from .journal import journal_path
 from .journal.queries import describe_stats, open_readonly, stats
 from .report import write_report
+from .trust import grant, revoke
 
 if TYPE_CHECKING:
     from .lsp import SelftuneServer
 
 STATUS, STATS, REPORT, ADAPT = "selftune.status", "selftune.stats", "selftune.report", "selftune.adapt"
+TRUST, UNTRUST = "selftune.trust", "selftune.untrust"
 
 
 def folder_stats(root: Path) -> dict:
@@ -69,15 +77,46 @@ def register(server: "SelftuneServer") -> None:
             raise RequestFailed("selftune: no report written: " + "; ".join(problems))
         return {"reports": written, "problems": problems}
 
+    def chosen(ls: "SelftuneServer", args: tuple) -> list[Path]:
+        """The workspace folder the command's first argument names (a path or a file URI), else every folder."""
+        folders = roots(ls)
+        if not (args and isinstance(args[0], str) and args[0]):
+            return folders
+        wanted = Path(to_fs_path(args[0]) if args[0].startswith("file:") else args[0]).resolve()
+        if wanted not in folders:
+            raise RequestFailed(f"selftune: {args[0]} is not a workspace folder of this server")
+        return [wanted]
+
+    @server.command(TRUST)
+    async def trust_folders(ls, *args: object) -> dict:
+        folders = chosen(ls, args)
+        loop = asyncio.get_running_loop()
+        for root in folders:
+            await loop.run_in_executor(None, grant, root)
+        if ls.settings.workspace_trusted is False:
+            ls.say("selftune: trust recorded, but the editor says it does not trust this workspace, and that wins: "
+                   "nothing runs until the editor trusts it too", types.MessageType.Warning)
+        else:
+            ls.say(f"selftune: trusted {', '.join(map(str, folders))}: its code may run (tests on save where they "
+                   f"are on, self-revision); a change to its .selftune/config.toml withdraws the trust")
+        ls.checking.update()
+        ls.status.changed()
+        return {"trusted": [str(root) for root in folders]}
+
+    @server.command(UNTRUST)
+    async def untrust_folders(ls, *args: object) -> dict:
+        folders = chosen(ls, args)
+        loop = asyncio.get_running_loop()
+        for root in folders:
+            await loop.run_in_executor(None, revoke, root)
+        ls.say(f"selftune: trust withdrawn for {', '.join(map(str, folders))}: its code does not run")
+        ls.checking.update()
+        ls.status.changed()
+        return {"untrusted": [str(root) for root in folders]}
+
     @server.command(ADAPT)
     def adapt(ls, *args: object) -> dict:
-        folders = roots(ls)
-        root = folders[0]
-        if args and isinstance(args[0], str) and args[0]:
-            wanted = Path(args[0].removeprefix("file://")).resolve()
-            if wanted not in folders:
-                raise RequestFailed(f"selftune: {args[0]} is not a workspace folder of this server")
-            root = wanted
+        root = chosen(ls, args)[0]
         if not ls.recording.journals:
             raise RequestFailed("selftune: recording is off (setting `record`), so there is nothing to adapt to")
         try:

@@ -167,6 +167,9 @@ def adapter_table(found: list[dict]) -> str:
         cells = "".join(f"<td>{metrics[m]:.4g}</td>" if isinstance(metrics.get(m), (int, float)) else "<td></td>"
                         for m in metric_names)
         note = html.escape(str(d.get("error") or d.get("decision") or ""))
+        trust = d.get("trust") or {}
+        if trust.get("trusted") is False:  # the run kept the project's code from running: say so, and why
+            note += html.escape(f"; no project code ran: {trust.get('why', 'the workspace is not trusted')}")
         rows.append(f"<tr><td>{html.escape(d['id'])}{' (current)' if d['current'] else ''}</td>"
                     f"<td>{html.escape(str(d.get('created', '')))}</td>{cells}<td>{note}</td></tr>")
     return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"

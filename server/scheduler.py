@@ -172,6 +172,8 @@ class Scheduler:
         cmd = [sys.executable, "-m", "selftune.server", "adapt", "--json", "--workspace", str(root), "--model", s.model]
         if s.model_path:
             cmd += ["--model-path", s.model_path]
+        if self.server.checking.trust(root).trusted:
+            cmd += ["--trusted"]  # the editor's trust, which `selftune adapt` cannot see by itself
         if str(root) not in self.server.checking.enabled_roots():
             cmd += ["--set", "run_tests=false"]  # the project's code runs only where test feedback is on
         return cmd
@@ -210,11 +212,16 @@ class Scheduler:
             return
         decision = result.get("decision")
         progress.end(decision or "done")
+        trust = result.get("trust") or {}
+        untrusted = "" if trust.get("trusted", True) else (
+            f" The project's code did not run (no tests, no self-revision): {trust.get('why')}; to allow it, "
+            f"{trust.get('how')}.")
         if decision == "promoted":
-            self.server.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}")
+            self.server.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}.{untrusted}")
             self.apply_current()
         else:
-            self.server.say(f"selftune: the new adapter was not better, the one in use stays: {result.get('reason')}")
+            self.server.say(f"selftune: the new adapter was not better, the one in use stays: "
+                            f"{result.get('reason')}.{untrusted}")
 
     @staticmethod
     async def _follow(proc: asyncio.subprocess.Process, progress: Progress) -> tuple[dict | None, str | None]:

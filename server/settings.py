@@ -15,8 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
-def _meta(doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = ()) -> dict:
-    return {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+def _meta(doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = (),
+          kind: type | None = None) -> dict:
+    """`kind`: the value's type where the default (None: not set) does not tell it."""
+    return {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "kind": kind}
 
 
 @dataclass(frozen=True)
@@ -34,10 +36,10 @@ class Settings:
     cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))
     record: bool = field(default=True, metadata=_meta("record edits, completion outcomes and outside changes in the workspace's .selftune/journal.sqlite3"))
     history_depth: int = field(default=200, metadata=_meta("newest git commits imported into the journal on first use (and new ones on each start); 0 imports none", lo=0, hi=100000))
-    test_feedback: bool = field(default=False, metadata=_meta("run the project's tests on save and show failures as diagnostics (runs the project's code: off until you turn it on; `.selftune/config.toml` can turn it on for one workspace)"))
-    test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests; empty: the workspace's .venv/bin/python if there is one, else the server's"))
+    test_feedback: bool = field(default=False, metadata=_meta("run the project's tests on save and show failures as diagnostics (runs the project's code: off until you turn it on, and only in a trusted workspace; a trusted workspace's `.selftune/config.toml` can turn it on for that workspace)"))
+    test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests (in a trusted workspace); empty: the workspace's .venv/bin/python if there is one, else the server's"))
     test_timeout: int = field(default=60, metadata=_meta("seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600))
-    workspace_trusted: bool = field(default=True, metadata=_meta("false: the editor does not trust this workspace, so its code never runs (no tests on save, whatever testFeedback or .selftune/config.toml say); the VS Code extension sets it from workspace trust"))
+    workspace_trusted: bool | None = field(default=None, metadata=_meta("whether the editor trusts the workspace to run its code (tests on save, self-revision): true or false; not set: only a workspace trusted with `selftune trust` runs code; the VS Code extension sets it from workspace trust", kind=bool))
     adapt_auto: bool = field(default=True, metadata=_meta("train an adapter on this project by itself when enough new examples were recorded (runs `selftune adapt` in its own, niced process)"))
     adapt_min_examples: int = field(default=50, metadata=_meta("new examples (edit steps, revised completions, test fixes) since the last run before an automatic run", lo=1, hi=1000000))
     adapt_min_hours: float = field(default=12.0, metadata=_meta("hours since the last adaptation run before an automatic one", lo=0.0, hi=10000.0))
@@ -67,7 +69,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 def _check(f: dataclasses.Field, value: Any) -> tuple[Any, str | None]:
     """Return (value, None) if `value` is valid for field `f`, else (default, reason)."""
-    kind = type(f.default)
+    kind = f.metadata["kind"] or type(f.default)
     lo, hi = f.metadata["lo"], f.metadata["hi"]
     if kind is bool:
         if isinstance(value, bool):
@@ -118,6 +120,8 @@ def parse(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
             problems.append(f"unknown selftune setting '{key}' is ignored")
             continue
         if value is None:
+            if f.default is None:  # "not set" is a value of its own here
+                values[name] = None
             continue
         checked, reason = _check(f, value)
         if reason:

@@ -90,6 +90,7 @@ class Status:
             "recording": recording,
             "journals": [str(j.path) for j in server.recording.journals.values()],
             "testFeedback": server.checking.enabled_roots(),
+            "trusted": server.checking.trusted_roots(),
             "progress": None if activity is None else {
                 "title": activity.title, "message": activity.message, "percentage": activity.percentage},
             "activities": len(self.activities),

@@ -5,6 +5,7 @@
 ;;   (require 'selftune)
 ;;   (selftune-eglot-setup "/path/to/selftune/.venv/bin/selftune")
 ;;   then M-x eglot in a Python buffer; completions come through `completion-at-point'.
+;;   M-x selftune-trust lets the workspace run its own code (tests on save), M-x selftune-untrust withdraws it.
 ;;
 ;; Eglot inserts a completion item but (in the versions before it learnt to) does not run the item's
 ;; command, which is how selftune learns that a suggestion was accepted.  `selftune-eglot-setup' wraps
@@ -59,6 +60,27 @@
 (defun selftune--completion-at-point (orig &rest args)
   (let ((result (apply orig args)))
     (if (and (consp result) (eglot-current-server)) (selftune--wrap-exit result) result)))
+
+(defun selftune--command (command)
+  "Run the server COMMAND for the current buffer's eglot server."
+  (let ((server (eglot-current-server)))
+    (unless server
+      (user-error "selftune: no eglot server in this buffer (M-x eglot first)"))
+    (eglot-execute-command server command [])))
+
+;;;###autoload
+(defun selftune-trust ()
+  "Allow this workspace to run its own code (tests on save, self-revision), as `selftune trust DIR' does.
+The server records the folder with its .selftune/config.toml as it is now; a change to that file withdraws
+the trust until you trust it again."
+  (interactive)
+  (selftune--command "selftune.trust"))
+
+;;;###autoload
+(defun selftune-untrust ()
+  "Withdraw this workspace's trust: its code no longer runs."
+  (interactive)
+  (selftune--command "selftune.untrust"))
 
 ;;;###autoload
 (defun selftune-eglot-setup (executable)

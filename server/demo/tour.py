@@ -224,14 +224,14 @@ async def _until(predicate, timeout: float = 120.0):
 
 
 async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
-    print(f"\n{BOLD}5. Tests on save{RESET} (off by default: they run the project's code; "
-          f"the demo turns on the testFeedback setting)")
+    print(f"\n{BOLD}5. Tests on save{RESET} (off by default: they run the project's code; the demo, like an "
+          f"editor that trusts the workspace, sends workspaceTrusted and turns on the testFeedback setting)")
     stock = project / "inventory" / "stock.py"
     good = (project / "inventory" / "stock.py").read_text() + NEW_METHOD
     replace(session.client, doc, 0, len(doc.text), good)  # back to a file that parses, with the method from part 1
     session.save(stock, doc)
     session.client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"selftune": {"testFeedback": True}}))
+        types.DidChangeConfigurationParams(settings={"selftune": {"testFeedback": True, "workspaceTrusted": True}}))
     right, wrong = "return self.counts.get(sku, 0)", "return self.counts[sku]"
     at = doc.text.index(right)
     replace(session.client, doc, at, at + len(right), wrong)

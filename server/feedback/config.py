@@ -1,4 +1,4 @@
-"""Whether and how a workspace's tests run on save: the editor's settings, overridden by `.selftune/config.toml`.
+"""Whether and how a workspace's tests run on save: the editor's settings, the workspace's file, and trust.
 
 Running tests runs the project's code, so it is off until the user turns it
 on, either for every workspace with the ``testFeedback`` setting or for one
@@ -10,19 +10,24 @@ workspace in its ``.selftune/config.toml``::
     timeout = 60                        # seconds, per pytest run
     scope = "related-then-all"          # related | related-then-all | all
 
-A key in the file wins over the setting for that workspace. A bad value is
-reported (file, key, what was used instead) and the setting's value is kept.
+and in either case only in a trusted workspace (trust.py). In a trusted
+workspace a key in the file wins over the setting. In an untrusted one the
+file can only narrow what would run (tests off, a shorter timeout, a
+narrower scope); a file git tracks is ignored there entirely; and nothing
+runs, whatever the settings and the file say. A bad value is reported (file,
+key, what was used instead) and the setting's value is kept.
 """
 
 from __future__ import annotations
 
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-CONFIG_FILE = Path(".selftune") / "config.toml"
+from ..workspace import read_config
+
 SCOPES = ("related", "related-then-all", "all")
+BREADTH = {"related": 0, "related-then-all": 1, "all": 1}  # how much of the suite a scope runs
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class TestConfig:
     interpreter: str
     timeout: float
     scope: str
+    held_back: str = ""  # what asked for tests in an untrusted workspace ("" when nothing did)
 
 
 def default_interpreter(root: Path) -> str:
@@ -50,59 +56,58 @@ def resolve_interpreter(root: Path, value: str) -> str:
     return str(path)
 
 
-_cache: dict[Path, tuple[tuple[int, int], dict, list[str]]] = {}
+def untracked_note(path: Path) -> str:
+    return (f"{path} is tracked by git, so it came with the repository: selftune ignores it until you trust "
+            f"this workspace")
 
 
-def _read_file(root: Path) -> tuple[dict, list[str]]:
-    path = root / CONFIG_FILE
-    try:
-        st = path.stat()
-    except OSError:
-        return {}, []
-    stamp = (st.st_mtime_ns, st.st_size)
-    cached = _cache.get(path)
-    if cached and cached[0] == stamp:
-        return cached[1], cached[2]
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-        tests = data.get("tests", {})
-        problems = [] if isinstance(tests, dict) else [f"{path}: [tests] must be a table; it is ignored"]
-        tests = tests if isinstance(tests, dict) else {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        tests, problems = {}, [f"{path} cannot be read ({exc}); it is ignored"]
-    _cache[path] = (stamp, tests, problems)
-    return tests, problems
-
-
-def load(root: Path, *, enabled: bool, interpreter: str, timeout: float, scope: str) -> tuple[TestConfig, list[str]]:
-    """The test configuration for `root`: the settings given, overridden by the workspace's config file."""
-    tests, problems = _read_file(root)
-    problems = list(problems)
-    where = root / CONFIG_FILE
+def load(root: Path, *, enabled: bool, interpreter: str, timeout: float, scope: str,
+         trusted: bool) -> tuple[TestConfig, list[str]]:
+    """The test configuration for `root`: the settings given, with the workspace's file applied as trust allows."""
+    found = read_config(root)
+    problems = list(found.problems)
+    tests, bad = found.table("tests")
+    problems += bad
+    asked = "the testFeedback setting" if enabled else ""
+    if found.tracked and not trusted:
+        if tests:
+            problems.append(untracked_note(found.path))
+        if tests.get("enabled") is True:
+            asked = f"tests.enabled in {found.path}, which came with the repository"
+        tests = {}
+    where = found.path
     for key, value in tests.items():
         if key == "enabled":
-            if isinstance(value, bool):
-                enabled = value
-            else:
+            if not isinstance(value, bool):
                 problems.append(f"{where}: tests.enabled = {value!r} is not true or false; using {enabled}")
+            elif trusted or not value:
+                enabled = value
+                asked = f"tests.enabled in {where}" if value else ""
+            else:
+                asked = f"tests.enabled in {where}"
         elif key == "interpreter":
-            if isinstance(value, str):
+            if not isinstance(value, str):
+                problems.append(f"{where}: tests.interpreter = {value!r} is not a string; "
+                                f"using {interpreter or 'the default'}")
+            elif trusted:
                 interpreter = value
-            else:
-                problems.append(f"{where}: tests.interpreter = {value!r} is not a string; using {interpreter or 'the default'}")
         elif key == "timeout":
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 3600:
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 3600):
+                problems.append(f"{where}: tests.timeout = {value!r} is not a number of seconds in 1..3600; "
+                                f"using {timeout:g}")
+            elif trusted or value < timeout:
                 timeout = float(value)
-            else:
-                problems.append(f"{where}: tests.timeout = {value!r} is not a number of seconds in 1..3600; using {timeout:g}")
         elif key == "scope":
-            if value in SCOPES:
-                scope = value
-            else:
+            if value not in SCOPES:
                 problems.append(f"{where}: tests.scope = {value!r} is not one of {', '.join(SCOPES)}; using {scope}")
+            elif trusted or BREADTH[value] <= BREADTH.get(scope, 0):
+                scope = value
         else:
             problems.append(f"{where}: unknown key tests.{key} is ignored")
     if scope not in SCOPES:
         problems.append(f"selftune setting 'testScope' = {scope!r} is not one of {', '.join(SCOPES)}; using related")
         scope = "related"
+    if not trusted:
+        # Nothing runs here; the workspace's own interpreter is not even looked for.
+        return TestConfig(False, interpreter or sys.executable, timeout, scope, held_back=asked), problems
     return TestConfig(enabled, resolve_interpreter(root, interpreter), timeout, scope), problems

@@ -134,7 +134,7 @@ async def overhead(trials: int) -> dict:
         git(root, "add", ".")
         git(root, "commit", "-qm", "calc")
         python = make_venv(root)  # the project's own, as a user has it: pytest and nothing else
-        session = await Session.start(root, {"testFeedback": True, "historyDepth": 0})
+        session = await Session.start(root, {"testFeedback": True, "workspaceTrusted": True, "historyDepth": 0})
         to_diag, to_end, peer = [], [], []
         try:
             doc = session.open(root / "calc.py", MODULE)
@@ -180,7 +180,7 @@ async def related_first(repo: str, trials: int) -> dict:
         tests = subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider"],
                                cwd=root, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         print(f"the project's suite: {tests}", flush=True)
-        session = await Session.start(root, {"testFeedback": True, "historyDepth": 0, "testTimeout": 600})
+        session = await Session.start(root, {"testFeedback": True, "workspaceTrusted": True, "historyDepth": 0, "testTimeout": 600})
         try:
             for path, good, bad in BUGS:
                 original = (root / path).read_text()

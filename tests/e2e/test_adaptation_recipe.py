@@ -68,7 +68,8 @@ def test_the_gate_refuses_an_adapter_trained_on_shuffled_targets(tmp_path: Path,
         return data
 
     monkeypatch.setattr(run.dataset, "build", shuffled)
-    meta = run.adapt(root, cfg=Config().from_workspace(root), reporter=Reporter(json_lines=False, bar=False))
+    meta = run.adapt(root, cfg=Config().from_workspace(root, trusted=False)[0],
+                     reporter=Reporter(json_lines=False, bar=False))
     compare = meta["compare"]
     assert meta["decision"] == "kept", meta["reason"]
     assert compare["candidate"]["edit_similarity"] < compare["base"]["edit_similarity"]

@@ -64,7 +64,7 @@ def project(tmp_path_factory) -> Path:
 @pytest_lsp.fixture(config=config(), scope="module")
 async def client(lsp_client: LanguageClient, project: Path):
     lsp_client.root = project
-    await start(lsp_client, project, {"testFeedback": True, "historyDepth": 0})
+    await start(lsp_client, project, {"testFeedback": True, "historyDepth": 0, "workspaceTrusted": True})
     yield
     await lsp_client.shutdown_session()
 
@@ -79,9 +79,9 @@ async def unsettled_client(lsp_client: LanguageClient, tmp_path):
     @lsp_client.feature(types.WORKSPACE_CONFIGURATION)
     async def configuration(params: types.ConfigurationParams):
         await lsp_client.answer.wait()
-        return [{"testFeedback": True, "historyDepth": 0}]
+        return [{"testFeedback": True, "historyDepth": 0, "workspaceTrusted": True}]
 
-    await start(lsp_client, lsp_client.root, {"testFeedback": True, "historyDepth": 0})
+    await start(lsp_client, lsp_client.root, {"testFeedback": True, "historyDepth": 0, "workspaceTrusted": True})
     yield
     await lsp_client.shutdown_session()
 

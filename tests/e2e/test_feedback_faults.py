@@ -1,7 +1,8 @@
 """Test feedback when the tests misbehave: hangs, dead interpreters, broken collection, no pytest, floods.
 
 The workspace turns test feedback on in `.selftune/config.toml` (the editor's
-setting stays off), with a 6-second timeout.
+setting stays off), with a 6-second timeout, and the user trusts it as a
+Neovim or Emacs user does (`selftune trust`: the client does not say).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
+
+from selftune.server import trust
 
 from .conftest import Editor, config, start, wait_for_message
 from .test_feedback import ours, runs_ended, until
@@ -89,6 +92,7 @@ def project(tmp_path_factory) -> Path:
     (root / "test_parser_mod.py").write_text(PARSER_TESTS)
     (root / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    trust.grant(root)
     return root
 
 

@@ -37,6 +37,10 @@ DRIVE = '''
     (unless (> (point) start) (sleep-for 0.5))))
 (princ (format "LINE:%s\\n" (buffer-substring (line-beginning-position) (line-end-position))))
 (save-buffer)
+(selftune-trust)
+(princ (format "TRUSTED:%S\n" (plist-get (jsonrpc-request (eglot-current-server) :workspace/executeCommand
+                                                             '(:command "selftune.status" :arguments []))
+                                          :trusted)))
 (sleep-for 1)
 (kill-emacs 0)
 '''
@@ -70,6 +74,8 @@ def test_eglot_completes_and_the_acceptance_is_recorded(tmp_path: Path):
     assert line is not None, run.stdout[-2000:] + run.stderr[-3000:]
     assert line.startswith("        return ") and line.strip() != "return", line
     assert (project / "shapes.py").read_text().rstrip("\n").endswith(line)
+    # M-x selftune-trust reaches the server, which then counts the workspace as trusted.
+    assert f'TRUSTED:["{project.resolve()}"]' in run.stdout, run.stdout[-2000:]
 
     conn = sqlite3.connect(f"file:{project / '.selftune' / 'journal.sqlite3'}?mode=ro", uri=True)
     rows = conn.execute("SELECT c.text, e.kind, e.survived FROM completions c JOIN completion_events e "

@@ -144,10 +144,19 @@ def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):
     until(lambda: "adaptation started" in nvim.exec_lua("return vim.fn.execute('messages')"),
           "the adapt command's message")
 
-    # Toggling test feedback reaches the server: its status then lists the workspace.
+    # Toggling test feedback reaches the server, but Neovim does not say whether it trusts the workspace, so
+    # tests stay off and the server says why; `:Selftune trust` grants it, and the status lists the workspace.
+    def messages() -> str:
+        return nvim.exec_lua("return vim.fn.execute('messages')")
+
     nvim.command("Selftune tests")
+    until(lambda: "tests on save stay off" in messages(), "the server to say why tests stay off")
+    assert "selftune trust" in messages() and nvim.exec_lua("return #require('selftune').state.testFeedback") == 0
+    nvim.command("Selftune trust")
     until(lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 1"),
           "selftune/status to show tests on")
-    nvim.command("Selftune tests")
+    assert nvim.exec_lua("return require('selftune').state.trusted[1]") == str(project.resolve())
+    nvim.command("Selftune untrust")
     until(lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 0"),
           "selftune/status to show tests off")
+    assert nvim.exec_lua("return #require('selftune').state.trusted") == 0

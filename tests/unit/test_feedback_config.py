@@ -6,7 +6,7 @@ from selftune.server.feedback import config
 from selftune.server.feedback.diagnostics import Failures, Problem, result_problems
 from selftune.server.settings import parse
 
-DEFAULTS = dict(enabled=False, interpreter="", timeout=60.0, scope="related")
+DEFAULTS = dict(enabled=False, interpreter="", timeout=60.0, scope="related", trusted=True)
 
 
 def test_off_unless_turned_on_and_the_default_interpreter(tmp_path):

@@ -68,4 +68,4 @@ async def test_a_run_that_ends_in_time_reports_its_result(tmp_path: Path):
     await scheduler._run(tmp_path)
     assert scheduler.last_result["decision"] == "kept"
     assert server.said == ["selftune: the new adapter was not better, the one in use stays: "
-                           "edit similarity 0.4 does not beat 0.5"]
+                           "edit similarity 0.4 does not beat 0.5."]

@@ -16,6 +16,7 @@ export interface ServerStatus {
   recording: boolean;
   journals: string[];
   testFeedback: string[];
+  trusted?: string[]; // workspace folders that may run their own code
   progress: Progress | null;
 }
 

@@ -9,7 +9,8 @@
 local M = {}
 
 M.defaults = {
-  -- The server command; nil: the workspace's .venv/bin/selftune if there is one, else `selftune` on PATH.
+  -- The server command; nil: `selftune serve` from PATH. (Never a program inside the workspace, such as its
+  -- .venv/bin/selftune: a repository can ship one, and opening a file would run it.)
   cmd = nil,
   filetypes = {
     "python", "lua", "javascript", "javascriptreact", "typescript", "typescriptreact", "go", "rust", "c",
@@ -40,17 +41,9 @@ local function has_inline()
   return vim.lsp.inline_completion ~= nil and vim.lsp.inline_completion.enable ~= nil
 end
 
---- The server command for a workspace folder.
-function M.server_cmd(root)
-  if M.config.cmd then
-    return M.config.cmd
-  end
-  for _, candidate in ipairs({ "/.venv/bin/selftune", "/.venv/Scripts/selftune.exe" }) do
-    if root and vim.fn.executable(root .. candidate) == 1 then
-      return { root .. candidate, "serve" }
-    end
-  end
-  return { "selftune", "serve" }
+--- The server command.
+function M.server_cmd()
+  return M.config.cmd or { "selftune", "serve" }
 end
 
 --- The running selftune client for a buffer (or any), or nil.
@@ -178,6 +171,14 @@ M.commands = {
   tests = function()
     toggle("testFeedback", false)
   end,
+  -- Allow this workspace to run its own code (tests on save, self-revision), as `selftune trust DIR` does;
+  -- the server says what it recorded. A change to the workspace's .selftune/config.toml withdraws it.
+  trust = function()
+    execute("selftune.trust")
+  end,
+  untrust = function()
+    execute("selftune.untrust")
+  end,
 }
 
 local function user_command(opts)
@@ -280,7 +281,7 @@ function M.setup(opts)
   vim.lsp.config(NAME, {
     cmd = function(dispatchers)
       local root = vim.fs.root(0, M.config.root_markers) or vim.fn.getcwd()
-      return vim.lsp.rpc.start(M.server_cmd(root), dispatchers, { cwd = root })
+      return vim.lsp.rpc.start(M.server_cmd(), dispatchers, { cwd = root })
     end,
     filetypes = M.config.filetypes,
     root_markers = M.config.root_markers,
@@ -296,7 +297,7 @@ function M.setup(opts)
     complete = function()
       return vim.tbl_keys(M.commands)
     end,
-    desc = "selftune: status | stats | adapt | report | record | tests",
+    desc = "selftune: status | stats | adapt | report | record | tests | trust | untrust",
   })
 end
 

@@ -1,0 +1,98 @@
+"""The workspace's own selftune folder, `.selftune/`, and its settings file.
+
+Everything selftune keeps about a project lives in the project, in
+`.selftune/` (never committed: the journal adds it to `.git/info/exclude`).
+This module is the one place that spells its paths; the server, the CLI and
+`selftune adapt` all ask it.
+
+It also reads `.selftune/config.toml`, the workspace's own settings (a
+`[tests]` table for tests on save, an `[adapt]` table for the recipe). A
+repository can ship that file, so what it may do depends on trust (trust.py):
+a file git tracks came with the repository and is ignored entirely until the
+user trusts the workspace, and in an untrusted workspace the file can only
+narrow what runs (feedback/config.py, adaptation/config.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DIRNAME = ".selftune"
+CONFIG = "config.toml"
+
+
+def folder(root: Path) -> Path:
+    return root / DIRNAME
+
+
+def config_path(root: Path) -> Path:
+    return root / DIRNAME / CONFIG
+
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """The tables of `.selftune/config.toml` as read, before trust is applied."""
+
+    path: Path
+    tables: dict = field(default_factory=dict)  # table name -> its keys; {} when there is no file
+    problems: tuple[str, ...] = ()  # the file cannot be read, or a table is not a table
+    tracked: bool = False  # git tracks the file: it came with the repository
+
+    def table(self, name: str) -> tuple[dict, list[str]]:
+        """One table's keys, and a problem if it is there but not a table."""
+        value = self.tables.get(name, {})
+        if isinstance(value, dict):
+            return value, []
+        return {}, [f"{self.path}: [{name}] must be a table; it is ignored"]
+
+
+_cache: dict[Path, tuple[tuple, WorkspaceConfig]] = {}
+
+
+def _stamp(path: Path) -> tuple | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _index_stamp(root: Path) -> tuple | None:
+    """When git's index last changed, for the repository holding `root` (None if there is none)."""
+    for where in (root, *root.parents):
+        if (where / ".git").exists():
+            return _stamp(where / ".git" / "index")
+    return None
+
+
+def tracked_by_git(root: Path, rel: str) -> bool:
+    """Whether git tracks `rel` (relative to `root`); False outside a repository or without git."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", "--", rel],
+                              capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def read_config(root: Path) -> WorkspaceConfig:
+    """`root/.selftune/config.toml` as read now (cached while neither it nor git's index changes)."""
+    path = config_path(root)
+    stamp = _stamp(path)
+    if stamp is None:
+        return WorkspaceConfig(path)
+    key = (stamp, _index_stamp(root))
+    cached = _cache.get(path)
+    if cached and cached[0] == key:
+        return cached[1]
+    tracked = tracked_by_git(root, f"{DIRNAME}/{CONFIG}")
+    try:
+        tables = tomllib.loads(path.read_text(encoding="utf-8"))
+        found = WorkspaceConfig(path, tables, (), tracked)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        found = WorkspaceConfig(path, {}, (f"{path} cannot be read ({exc}); it is ignored",), tracked)
+    _cache[path] = (key, found)
+    return found
