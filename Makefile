@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test test-vscode vscode bench bench-journal bench-feedback bench-adapt clean
+.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -38,8 +38,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 run: install
 	$(VENV)/bin/selftune demo
 
-test: install test-vscode
+test: install lint test-vscode
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# ruff (lint and format, configured in pyproject.toml) on the whole tree, and mypy on server/ and adaptation/.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 # The VS Code extension (editor-clients/vscode): dependencies from the npm registry as package-lock.json pins
 # them, then compile, lint, its unit tests (node's test runner) and the .vsix package.

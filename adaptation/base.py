@@ -39,7 +39,9 @@ def prepare(manifest: Manifest, model_path: str = "", progress=print) -> tuple[s
     if source == "hub":
         return manifest.training["hub"], gguf
     if source != "gguf":
-        raise ModelUnavailable(f"model manifest {manifest.source}: [training] source must be 'gguf' or 'hub', not {source!r}")
+        raise ModelUnavailable(
+            f"model manifest {manifest.source}: [training] source must be 'gguf' or 'hub', not {source!r}"
+        )
     key = _file_key(gguf, manifest, model_path)
     target = cache_dir() / "hf" / f"{manifest.name}-{key}"
     if (target / "done.json").is_file():

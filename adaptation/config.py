@@ -1,25 +1,19 @@
 """The adaptation recipe's knobs, each with what it does.
 
 A workspace can set any of them in the `[adapt]` table of its
-`.selftune/config.toml` (what the server's automatic runs use), and
-`selftune adapt --set key=value` overrides one for a single run.
-
-The learning rate and the code share come from tests/benchmarks/adaptation.py
-on pallets/click's history (README, "Tests and benchmarks"): 30 steps at 5e-5
-drawing every kind in turn moved held-out exact match 20.0 % → 22.5 % and edit
-similarity +1 %; 30 steps at 1e-4 on project code first, 20.0 % → 25.0 % and
-+7 %; 50 steps of the same, 22.5 % and +6 %; 2e-4 over every code window,
-20.0 % and +6 %; whole windows (as pieces), 25.0 % and +7 %; with the history's
-inserted blocks, 25.0 % and +7 %. On openai-agents-python, which postdates the
-model's training data, 240 examples moved 23.3 % → 22.7 % and +2 %. None reaches
-the issue's targets; the gate keeps what does not win.
+`.selftune/config.toml` (what the server's automatic runs use; see
+`from_workspace` for what an untrusted workspace may not turn on), and
+`selftune adapt --set key=value` (or `selftune eval --set`) overrides one for
+a single run, over the workspace's value (`override`). The defaults are the
+best the adaptation benchmark has found so far; its figures are in
+docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-
+from typing import Any
 
 # Knobs that run the project's code: only a trusted workspace may have them on.
 RUNS_CODE = ("run_tests", "self_revise")
@@ -34,7 +28,8 @@ class Config:
     lintseq_per_file: int = 1  # synthetic LintSeq sequences per project file (0: none)
     lintseq_share: float = 0.15  # at most this share of training examples are LintSeq samples
     max_train_examples: int = 400  # examples per epoch, sampled across kinds (bounds CPU time)
-    code_share: float = 1.0  # share of those taken from project code first (continuation/FIM, the serving format); the rest go round the kinds
+    # share of those taken from project code first (continuation/FIM, the serving format); the rest go round the kinds
+    code_share: float = 1.0
     max_points: int = 60  # held-out edit points for next-line exact match / similarity
     # --- LoRA ---
     rank: int = 16  # LoRA rank r
@@ -44,14 +39,18 @@ class Config:
     epochs: float = 1.0  # passes over the (sampled) SFT examples
     learning_rate: float = 1e-4  # AdamW rate for the LoRA weights
     batch_size: int = 4  # examples per optimizer step (by gradient accumulation on the CPU)
-    max_length: int = 512  # tokens per example; a longer prompt loses its beginning, a longer code window is split into pieces
+    max_length: int = (
+        512  # tokens per example; a longer prompt loses its beginning, a longer code window is split into pieces
+    )
     warmup_ratio: float = 0.05  # share of steps with a linearly rising rate
     dpo_rounds: int = 1  # CodeLutra rounds on preference pairs (each samples rejected answers from the last round)
     dpo_beta: float = 0.1  # DPO temperature: how far the policy may move from the reference
     dpo_epochs: float = 1.0  # passes over the preference pairs per round
     samples_per_prompt: int = 2  # CodeLutra: answers sampled per prompt in rounds after the first
     # --- self-revision (SEED) ---
-    run_tests: bool = True  # run the project's tests in scratch copies (self-revision, pass@1, round labels); trusted workspaces only; the server sets it from test feedback
+    # run the project's tests in scratch copies (self-revision, pass@1, round labels); trusted workspaces only;
+    # the server sets it from test feedback
+    run_tests: bool = True
     self_revise: bool = True  # let the model propose fixes for failing examples and keep those the tests pass
     revise_candidates: int = 3  # proposals per failing example
     revise_max_examples: int = 8  # failing examples tried per run
@@ -59,14 +58,17 @@ class Config:
     test_timeout: float = 60.0  # seconds one scratch test run may take
     # --- machine ---
     device: str = "auto"  # "auto" (CUDA if present), "cuda" or "cpu"
-    cpu_bf16: bool = True  # on a CPU with native bf16 (AVX512-BF16, AMX), matrix products in bf16 under autocast (weights stay fp32); 1.2-1.3x faster here; false: plain fp32
-    threads: int = 0  # CPU threads for torch and llama.cpp; 0: every core (`selftune adapt` runs niced, so the editor's server comes first)
+    # on a CPU with native bf16 (AVX512-BF16, AMX), matrix products in bf16 under autocast (weights stay fp32),
+    # faster (docs/benchmarks.md); false: plain fp32
+    cpu_bf16: bool = True
+    # CPU threads for torch and llama.cpp; 0: every core (`selftune adapt` runs niced: the editor's server comes first)
+    threads: int = 0
     seed: int = 0  # makes sampling, shuffling and initialization reproducible
 
-    def override(self, pairs: list[str]) -> "Config":
+    def override(self, pairs: list[str]) -> Config:
         """A copy with `key=value` overrides; the error names the knob and what it takes."""
         fields = {f.name: f for f in dataclasses.fields(self)}
-        values = {}
+        values: dict[str, Any] = {}
         for pair in pairs:
             key, sep, raw = pair.partition("=")
             key = key.strip().replace("-", "_")
@@ -79,7 +81,7 @@ class Config:
                 raise ValueError(f"--set {key}={raw!r}: {key} takes a {kind.__name__}") from None
         return dataclasses.replace(self, **values)
 
-    def from_workspace(self, root, *, trusted: bool) -> tuple["Config", list[str]]:
+    def from_workspace(self, root, *, trusted: bool) -> tuple[Config, list[str]]:
         """A copy with the `[adapt]` table of `root/.selftune/config.toml` applied, and notes on what was not.
 
         The file is the workspace's, which a repository can ship: unless the workspace is trusted it cannot
@@ -92,8 +94,10 @@ class Config:
 
         found = read_config(Path(root))
         if found.tracked and not trusted:
-            return self, [f"{found.path} is tracked by git, so it came with the repository: it is ignored until "
-                          f"you trust this workspace"]
+            return self, [
+                f"{found.path} is tracked by git, so it came with the repository: it is ignored until "
+                f"you trust this workspace"
+            ]
         table, bad = found.table("adapt")
         if found.problems or bad:
             raise ValueError("; ".join(found.problems + tuple(bad)))

@@ -40,8 +40,16 @@ class Generator:
     """The server's completion path on one model; adapters are switched without reloading it."""
 
     def __init__(self, model: str, model_path: str = "", *, context_size: int = 2048, threads: int = 0):
-        self.settings = Settings(model=model, model_path=model_path, context_size=context_size, threads=threads,
-                                 multiline=False, max_tokens=48, block_wait_ms=60000, cached_documents=0)
+        self.settings = Settings(
+            model=model,
+            model_path=model_path,
+            context_size=context_size,
+            threads=threads,
+            multiline=False,
+            max_tokens=48,
+            block_wait_ms=60000,
+            cached_documents=0,
+        )
         self.completer = Completer(self.settings)
         self.completer.engine.loaded.wait()
         if self.completer.engine.load_error:
@@ -59,9 +67,12 @@ class Generator:
         self.completer.engine.set_adapter(path, lambda error: loop.call_soon_threadsafe(future.set_result, error))
         return await future
 
-    def complete(self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48,
-                 temperature: float = 0.0) -> str:
-        settings = dataclasses.replace(self.settings, multiline=multiline, max_tokens=max_tokens, temperature=temperature)
+    def complete(
+        self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48, temperature: float = 0.0
+    ) -> str:
+        settings = dataclasses.replace(
+            self.settings, multiline=multiline, max_tokens=max_tokens, temperature=temperature
+        )
         if settings != self.completer.settings:
             self.completer.update_settings(settings)
         self._n += 1  # a fresh key each time: points are unrelated documents
@@ -76,8 +87,9 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
-def completion_metrics(gen: Generator, points: list[Point], progress=lambda done, total: None,
-                       lines: list[str] | None = None) -> dict:
+def completion_metrics(
+    gen: Generator, points: list[Point], progress=lambda done, total: None, lines: list[str] | None = None
+) -> dict:
     """Next-line exact match and edit similarity at `points`; each completed line is appended to `lines`."""
     exact, sims = [], []
     for i, p in enumerate(points):
@@ -129,8 +141,9 @@ def generate_function(gen: Generator, prompt: str, temperature: float = 0.0) -> 
     return take_function(gen.complete(prompt, len(prompt), multiline=True, max_tokens=320, temperature=temperature))
 
 
-def pass_at_1(gen: Generator, root: Path, conn: sqlite3.Connection | None, examples: list[Example],
-              timeout: float) -> dict:
+def pass_at_1(
+    gen: Generator, root: Path, conn: sqlite3.Connection | None, examples: list[Example], timeout: float
+) -> dict:
     if conn is None:
         return {"pass_examples": 0}
     results = []
@@ -189,7 +202,7 @@ def parity(engine, model, tokenizer, texts: list[str]) -> float | None:
             backend.clear()
             ours = []
             for start in range(0, len(tokens), backend.prefill_chunk):
-                part = tokens[start:start + backend.prefill_chunk]
+                part = tokens[start : start + backend.prefill_chunk]
                 backend.decode(part, all_logits=True)
                 ours += [int(np.argmax(backend.logits(i))) for i in range(len(part))]
             out.append(ours)

@@ -18,7 +18,7 @@ import gguf
 import numpy as np
 from safetensors.numpy import load_file
 
-from selftune.server.scheduler import ADAPTER_FILE  # one name for the server and the trainer
+from selftune.server.workspace import ADAPTER_FILE  # one name for the server and the trainer
 
 
 class ExportError(RuntimeError):

@@ -15,8 +15,15 @@ import time
 from tqdm import tqdm
 
 # Share of a run's wall time each phase takes (roughly), for one overall percentage.
-PHASES = {"data": (0, 5), "base": (5, 10), "revise": (10, 20), "sft": (20, 65), "dpo": (65, 75),
-          "evaluate": (75, 95), "export": (95, 100)}
+PHASES = {
+    "data": (0, 5),
+    "base": (5, 10),
+    "revise": (10, 20),
+    "sft": (20, 65),
+    "dpo": (65, 75),
+    "evaluate": (75, 95),
+    "export": (95, 100),
+}
 
 
 class Reporter:

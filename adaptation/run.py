@@ -26,9 +26,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from selftune.server import scheduler
-from selftune.server.journal import DIRNAME, journal_path
+from selftune.server import workspace
+from selftune.server.journal.migrations import migrate
 from selftune.server.journal.queries import open_readonly
+from selftune.server.journal.rows import insert
 from selftune.server.journal.store import connect
 from selftune.server.models import Manifest, load_manifest
 from selftune.server.trust import Trust, decide
@@ -45,27 +46,22 @@ class AdaptError(RuntimeError):
     """A run that cannot go on; the message says why and what to do."""
 
 
-def adapters_dir(root: Path) -> Path:
-    return scheduler.adapters_dir(root)
-
-
 def current_adapter(root: Path) -> tuple[str, Path] | None:
     """(id, GGUF path) of the promoted adapter, if its file is there (the server reads it the same way)."""
-    found = scheduler.current_adapter(root)
+    found = workspace.current_adapter(root)
     return found if found and found[1].is_file() else None
 
 
 def promote(root: Path, adapter_id: str) -> None:
-    tmp = adapters_dir(root) / f".current.{os.getpid()}"
+    tmp = workspace.adapters_dir(root) / f".current.{os.getpid()}"
     tmp.write_text(adapter_id + "\n")
-    os.replace(tmp, adapters_dir(root) / "current")
+    os.replace(tmp, workspace.current_file(root))
 
 
 @contextmanager
 def one_run(root: Path):
-    folder = adapters_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as lock:
+    workspace.adapters_dir(root).mkdir(parents=True, exist_ok=True)
+    with open(workspace.run_lock(root), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -74,28 +70,27 @@ def one_run(root: Path):
 
 
 def _journal(root: Path) -> sqlite3.Connection | None:
-    path = journal_path(root)
+    path = workspace.journal_path(root)
     return open_readonly(path) if path.exists() else None
 
 
-def record(root: Path, row: tuple) -> None:
+def record(root: Path, row: dict) -> None:
     """The run in the journal's adaptation_runs (the server may be writing too: WAL, busy timeout)."""
-    path = journal_path(root)
+    path = workspace.journal_path(root)
     if not path.exists():
         return
-    from selftune.server.journal.migrations import migrate
-
     conn = connect(path)
     try:
         migrate(conn)
-        conn.execute("INSERT OR REPLACE INTO adaptation_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+        insert(conn, "adaptation_runs", row, verb="INSERT OR REPLACE")
     finally:
         conn.close()
 
 
 def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Generator:
-    return evaluate.Generator(manifest.name, model_path, context_size=min(2048, manifest.context_size),
-                              threads=cfg.threads)
+    return evaluate.Generator(
+        manifest.name, model_path, context_size=min(2048, manifest.context_size), threads=cfg.threads
+    )
 
 
 def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
@@ -116,11 +111,18 @@ def within_trust(root: Path, cfg: Config, trust: Trust | None, reporter: Reporte
     note = {"trusted": False, "why": trust.why(), "off": off, "how": trust.how()}
     if off:
         reporter.phase("data", f"the project's code does not run ({', '.join(off)} off): {trust.why()}")
-    return dataclasses.replace(cfg, **{key: False for key in RUNS_CODE}), note
+    return dataclasses.replace(cfg, run_tests=False, self_revise=False), note
 
 
-def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
-          reporter: Reporter | None = None, trust: Trust | None = None) -> dict:
+def adapt(
+    root: Path,
+    *,
+    model: str = "gemma3-270m",
+    model_path: str = "",
+    cfg: Config | None = None,
+    reporter: Reporter | None = None,
+    trust: Trust | None = None,
+) -> dict:
     """One adaptation run; returns what meta.json holds. Raises AdaptError when it cannot run.
 
     `trust`: whether the project's code may run (tests in scratch copies, self-revision); by default the user's
@@ -133,11 +135,16 @@ def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: 
     with one_run(root):
         started = time.time()
         adapter_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(2)
-        out = adapters_dir(root) / adapter_id
+        out = workspace.adapters_dir(root) / adapter_id
         out.mkdir(parents=True)
-        meta = {"id": adapter_id, "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-                "base": manifest.name, "base_sha256": manifest.weights.get("sha256"), "config": cfg.to_json(),
-                "trust": trusted}
+        meta = {
+            "id": adapter_id,
+            "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+            "base": manifest.name,
+            "base_sha256": manifest.weights.get("sha256"),
+            "config": cfg.to_json(),
+            "trust": trusted,
+        }
         try:
             meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta)
         except Exception as exc:
@@ -146,15 +153,26 @@ def adapt(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: 
         finally:
             meta["seconds"] = round(time.time() - started, 1)
             (out / "meta.json").write_text(json.dumps(meta, indent=2))
-            record(root, (adapter_id, started, time.time(), manifest.name, meta.get("decision", "failed"),
-                          meta.get("reason") or meta.get("error"), meta.get("examples"),
-                          json.dumps(meta.get("compare", {}))))
+            record(
+                root,
+                {
+                    "id": adapter_id,
+                    "started": started,
+                    "ended": time.time(),
+                    "base": manifest.name,
+                    "decision": meta.get("decision", "failed"),
+                    "reason": meta.get("reason") or meta.get("error"),
+                    "examples": meta.get("examples"),
+                    "metrics": json.dumps(meta.get("compare", {})),
+                },
+            )
             reporter.close()
         return meta
 
 
-def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporter: Reporter, out: Path,
-           meta: dict) -> dict:
+def _adapt(
+    root: Path, manifest: Manifest, model_path: str, cfg: Config, reporter: Reporter, out: Path, meta: dict
+) -> dict:
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
     data = dataset.build(root, conn, manifest.prompt, cfg)
@@ -164,13 +182,18 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
     previous = current_adapter(root)
     gen = _generator(manifest, model_path, cfg)
     try:
-        revised = {}
+        revised: dict = {}
         if cfg.self_revise and cfg.run_tests and conn is not None and evaluate.runnable(data.train):
             reporter.phase("revise", "self-revision: the model fixes failing code, the tests decide")
             gen.set_adapter(previous[1] if previous else None)
             found, revised = selfrevise.revise(
-                gen, root, conn, data.train, cfg,
-                progress=lambda d, t: reporter.phase("revise", f"self-revision {d}/{t}", d / t))
+                gen,
+                root,
+                conn,
+                data.train,
+                cfg,
+                progress=lambda d, t: reporter.phase("revise", f"self-revision {d}/{t}", d / t),
+            )
             data.train += found
 
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
@@ -200,29 +223,57 @@ def _adapt(root: Path, manifest: Manifest, model_path: str, cfg: Config, reporte
     promote_it, reason = evaluate.gate(compare["candidate"], reference)
     parity = compare["candidate"].get("parity_top1")
     if promote_it and parity is not None and parity < PARITY_MIN:
-        promote_it, reason = False, f"llama.cpp and transformers agree on only {parity:.1%} of top-1 tokens: export is suspect"
+        promote_it, reason = (
+            False,
+            f"llama.cpp and transformers agree on only {parity:.1%} of top-1 tokens: export is suspect",
+        )
     if promote_it:
         promote(root, out.name)
     cand = compare["candidate"]
     metrics = {k: v for k, v in cand.items() if isinstance(v, (int, float))}
-    metrics |= {f"base_{k}": v for k, v in compare["base"].items() if k in ("exact_match", "edit_similarity", "pass_at_1", "heldout_loss")}
+    metrics |= {
+        f"base_{k}": v
+        for k, v in compare["base"].items()
+        if k in ("exact_match", "edit_similarity", "pass_at_1", "heldout_loss")
+    }
     metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
-    result_meta = {"decision": "promoted" if promote_it else "kept", "reason": reason,
-                   "previous": previous[0] if previous else None, "examples": len(data.train),
-                   "data": data.counts() | {"self_revision": revised,
-                                            "newest_trained": max((e.time for e in data.train), default=None),
-                                            "newest_held": max((e.time for e in data.held), default=None)},
-                   "training": {"steps": result.steps, "tokens": result.tokens, "seconds": round(result.seconds, 1),
-                                "device": result.device, "precision": result.precision,
-                                "losses": result.losses},
-                   "compare": compare, "metrics": metrics}
-    reporter.emit("result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name,
-                  trust=meta["trust"])
+    result_meta = {
+        "decision": "promoted" if promote_it else "kept",
+        "reason": reason,
+        "previous": previous[0] if previous else None,
+        "examples": len(data.train),
+        "data": data.counts()
+        | {
+            "self_revision": revised,
+            "newest_trained": max((e.time for e in data.train), default=None),
+            "newest_held": max((e.time for e in data.held), default=None),
+        },
+        "training": {
+            "steps": result.steps,
+            "tokens": result.tokens,
+            "seconds": round(result.seconds, 1),
+            "device": result.device,
+            "precision": result.precision,
+            "losses": result.losses,
+        },
+        "compare": compare,
+        "metrics": metrics,
+    }
+    reporter.emit(
+        "result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name, trust=meta["trust"]
+    )
     return result_meta
 
 
-def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str = "", cfg: Config | None = None,
-                     reporter: Reporter | None = None, trust: Trust | None = None) -> dict:
+def evaluate_current(
+    root: Path,
+    *,
+    model: str = "gemma3-270m",
+    model_path: str = "",
+    cfg: Config | None = None,
+    reporter: Reporter | None = None,
+    trust: Trust | None = None,
+) -> dict:
     """Held-out metrics of the base model and of the current adapter (`selftune eval`)."""
     cfg = cfg or Config()
     reporter = reporter or Reporter()
@@ -243,7 +294,7 @@ def evaluate_current(root: Path, *, model: str = "gemma3-270m", model_path: str 
     finally:
         gen.close()
         reporter.close()
-    out = root / DIRNAME / "reports" / "eval.json"
+    out = workspace.reports_dir(root) / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     report["written"] = str(out)

@@ -23,8 +23,9 @@ from pathlib import Path
 from selftune.server.feedback.pairs import functions
 from selftune.server.journal.privacy import Rules
 from selftune.server.journal.queries import blob
+from selftune.server.workspace import DIRNAME
 
-COPY_IGNORE = shutil.ignore_patterns(".git", ".selftune", ".venv", "venv", "__pycache__", "node_modules", ".tox")
+COPY_IGNORE = shutil.ignore_patterns(".git", DIRNAME, ".venv", "venv", "__pycache__", "node_modules", ".tox")
 
 
 def materialize(root: Path, conn: sqlite3.Connection, run_id: int, dest: Path) -> Path:
@@ -63,7 +64,7 @@ def replace_function(text: str, qualname: str, new: str) -> str | None:
         return None
     f = found[qualname]
     lines = text.splitlines(keepends=True)
-    result = "".join(lines[:f.start]) + new.rstrip("\n") + "\n" + "".join(lines[f.end:])
+    result = "".join(lines[: f.start]) + new.rstrip("\n") + "\n" + "".join(lines[f.end :])
     return result if functions(result) is not None else None
 
 
@@ -81,8 +82,9 @@ def run_tests(where: Path, tests: list[str], python: str, timeout: float) -> tup
     env["PYTHONPATH"] = os.pathsep.join(paths + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     cmd = [python, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--color=no", "--rootdir", str(where), *tests]
-    proc = subprocess.Popen(cmd, cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

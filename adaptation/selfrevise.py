@@ -28,8 +28,14 @@ def prompt_for(e: Example) -> str:
     return (context + "\n\n" if context else "") + failing + "\n\n" + error_comment(e.meta["error"])
 
 
-def revise(gen: Generator, root: Path, conn: sqlite3.Connection, examples: list[Example], cfg: Config,
-           progress=lambda done, total: None) -> tuple[list[Example], dict]:
+def revise(
+    gen: Generator,
+    root: Path,
+    conn: sqlite3.Connection,
+    examples: list[Example],
+    cfg: Config,
+    progress=lambda done, total: None,
+) -> tuple[list[Example], dict]:
     """New examples from self-revision of the failing `examples`, and what happened."""
     todo = runnable(examples)[: cfg.revise_max_examples]
     deadline = time.monotonic() + cfg.revise_seconds
@@ -54,10 +60,30 @@ def revise(gen: Generator, root: Path, conn: sqlite3.Connection, examples: list[
             if ok:
                 stats["passed"] += 1
                 found.append(Example("revision", e.prompt, candidate, e.time, e.group, tests=e.tests, meta=meta))
-                found.append(Example("preference", e.meta["context"], candidate, e.time, e.group,
-                                     rejected=e.meta["failing"], tests=e.tests, meta=meta))
+                found.append(
+                    Example(
+                        "preference",
+                        e.meta["context"],
+                        candidate,
+                        e.time,
+                        e.group,
+                        rejected=e.meta["failing"],
+                        tests=e.tests,
+                        meta=meta,
+                    )
+                )
             else:
-                found.append(Example("preference", e.meta["context"], e.target, e.time, e.group,
-                                     rejected=candidate, tests=e.tests, meta=meta))
+                found.append(
+                    Example(
+                        "preference",
+                        e.meta["context"],
+                        e.target,
+                        e.time,
+                        e.group,
+                        rejected=candidate,
+                        tests=e.tests,
+                        meta=meta,
+                    )
+                )
         progress(i + 1, len(todo))
     return found, stats

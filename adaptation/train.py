@@ -16,7 +16,7 @@ its beginning here, because TRL only keeps the start and the target is at the en
 CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
 bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
 (the process is niced by `selftune adapt`), and the model's own SFT loss in place
-of TRL's fused LM head (`_PlainLossSFT`: the same loss, 1.9x faster on the CPU).
+of TRL's fused LM head (`_PlainLossSFT`: the same loss, faster on the CPU).
 Seeded: the same data and config give the same adapter.
 """
 
@@ -27,9 +27,10 @@ import os
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 from .config import Config
 from .data import Example
@@ -50,7 +51,7 @@ class TrainResult:
     losses: dict = field(default_factory=dict)  # phase -> every logged loss
     device: str = "cpu"
     precision: str = "fp32"  # "fp32", or "bf16" (autocast over the matrix products)
-    model: object = None  # the peft model, still in memory for evaluation
+    model: Any = None  # the peft model, still in memory for evaluation
     tokenizer: object = None
 
     @property
@@ -71,8 +72,14 @@ def setup_torch(cfg: Config):
 def with_lora(model, cfg: Config, targets: tuple[str, ...]):
     from peft import LoraConfig, get_peft_model
 
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(targets),
-                      bias="none", task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.rank,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=list(targets),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, lora)
 
 
@@ -155,8 +162,11 @@ class _Progress:
         class Callback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
                 if state.max_steps:
-                    reporter.phase(phase, f"{label}: step {state.global_step}/{state.max_steps}",
-                                   state.global_step / state.max_steps)
+                    reporter.phase(
+                        phase,
+                        f"{label}: step {state.global_step}/{state.max_steps}",
+                        state.global_step / state.max_steps,
+                    )
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
@@ -177,13 +187,26 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
     extra.setdefault("activation_checkpointing", False)
     return cls(
-        output_dir=str(out), num_train_epochs=epochs, learning_rate=cfg.learning_rate,
+        output_dir=str(out),
+        num_train_epochs=epochs,
+        learning_rate=cfg.learning_rate,
         per_device_train_batch_size=1 if device == "cpu" else cfg.batch_size,
         gradient_accumulation_steps=cfg.batch_size if device == "cpu" else 1,
-        lr_scheduler_type="linear", warmup_steps=cfg.warmup_ratio, logging_steps=1, save_strategy="no",
-        report_to=[], seed=cfg.seed, data_seed=cfg.seed, bf16=uses_bf16(cfg, device), use_cpu=device == "cpu",
-        max_length=cfg.max_length, disable_tqdm=True, dataloader_num_workers=0, remove_unused_columns=True,
-        **extra)
+        lr_scheduler_type="linear",
+        warmup_steps=cfg.warmup_ratio,
+        logging_steps=1,
+        save_strategy="no",
+        report_to=[],
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=uses_bf16(cfg, device),
+        use_cpu=device == "cpu",
+        max_length=cfg.max_length,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        remove_unused_columns=True,
+        **extra,
+    )
 
 
 class _PlainLossSFT:
@@ -192,8 +215,7 @@ class _PlainLossSFT:
     TRL scores the tokens through its fused LM head: the logits in chunks, recomputed in the backward pass,
     with entropy and top-1 metrics. That spares a GPU the (tokens x 262k vocabulary) logits, but on the CPU
     it doubles the head's work, and the head is most of a 270M model's. The model's own loss is the same
-    cross-entropy over the same completion tokens (identical losses) at 1.9x the tokens/s here
-    (88 against 46 tokens/s, 2 steps x 4 x 384 tokens, Gemma 3 270M, bf16 autocast, 2 cores)."""
+    cross-entropy over the same completion tokens (identical losses), and faster on a CPU (docs/benchmarks.md)."""
 
     @staticmethod
     def make():
@@ -207,8 +229,16 @@ class _PlainLossSFT:
         return PlainLossSFTTrainer
 
 
-def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, reporter: Reporter,
-        result: TrainResult) -> None:
+def sft(
+    model,
+    tokenizer,
+    examples: list[Example],
+    cfg: Config,
+    out: Path,
+    device: str,
+    reporter: Reporter,
+    result: TrainResult,
+) -> None:
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -220,16 +250,30 @@ def sft(model, tokenizer, examples: list[Example], cfg: Config, out: Path, devic
     losses: list[float] = []
     args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
     trainer_class = SFTTrainer if device == "cuda" else _PlainLossSFT.make()
-    trainer = trainer_class(model=model, args=args, train_dataset=Dataset.from_list(rows), processing_class=tokenizer,
-                            callbacks=[_Progress.make(reporter, "sft", "training", losses)])
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[_Progress.make(reporter, "sft", "training", losses)],
+    )
     trainer.train()
     result.steps += trainer.state.global_step
     result.tokens += int(tokens * cfg.epochs)
     result.losses["sft"] = losses
 
 
-def dpo_round(model, tokenizer, pairs: list[Example], cfg: Config, out: Path, device: str, reporter: Reporter,
-              result: TrainResult, round_no: int) -> None:
+def dpo_round(
+    model,
+    tokenizer,
+    pairs: list[Example],
+    cfg: Config,
+    out: Path,
+    device: str,
+    reporter: Reporter,
+    result: TrainResult,
+    round_no: int,
+) -> None:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -239,11 +283,17 @@ def dpo_round(model, tokenizer, pairs: list[Example], cfg: Config, out: Path, de
         rows.append({"prompt": prompt, "chosen": e.target, "rejected": e.rejected})
         tokens += 2 * n
     losses: list[float] = []
-    args = _args(DPOConfig, cfg, out / f"dpo{round_no}", device, cfg.dpo_epochs,
-                 loss_type=["sigmoid", "sft"], beta=cfg.dpo_beta)
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer,
-                         callbacks=[_Progress.make(reporter, "dpo", f"preferences, round {round_no}", losses)])
+    args = _args(
+        DPOConfig, cfg, out / f"dpo{round_no}", device, cfg.dpo_epochs, loss_type=["sigmoid", "sft"], beta=cfg.dpo_beta
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=[_Progress.make(reporter, "dpo", f"preferences, round {round_no}", losses)],
+    )
     trainer.train()
     # TRL kept the adapter as it was at the round's start as the frozen reference ("ref"): a copy of
     # the LoRA weights only. The next round's reference is this round's result, so drop it.
@@ -259,31 +309,56 @@ def sample_answers(model, tokenizer, prompt: str, n: int, max_new_tokens: int, d
 
     ids = tokenizer(prompt[-4000:], return_tensors="pt").to(device)
     with torch.no_grad():
-        out = model.generate(**ids, do_sample=True, temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens,
-                             num_return_sequences=n, pad_token_id=tokenizer.pad_token_id)
-    return [tokenizer.decode(o[ids.input_ids.shape[1]:], skip_special_tokens=True) for o in out]
+        out = model.generate(
+            **ids,
+            do_sample=True,
+            temperature=0.8,
+            top_p=0.95,
+            max_new_tokens=max_new_tokens,
+            num_return_sequences=n,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return [tokenizer.decode(o[ids.input_ids.shape[1] :], skip_special_tokens=True) for o in out]
 
 
-def next_round_pairs(model, tokenizer, pairs: list[Example], cfg: Config, device: str,
-                     judge: Callable[[Example, str], bool | None]) -> list[Example]:
+def next_round_pairs(
+    model, tokenizer, pairs: list[Example], cfg: Config, device: str, judge: Callable[[Example, str], bool | None]
+) -> list[Example]:
     """CodeLutra's next round: answers sampled from the current model, judged, paired with a correct one."""
     fresh = []
     for e in pairs:
         lines = max(1, e.target.count("\n"))
         for answer in sample_answers(model, tokenizer, e.prompt, cfg.samples_per_prompt, 24 * lines + 16, device):
-            answer = "\n".join(answer.splitlines()[:lines + 2]) + ("\n" if e.target.endswith("\n") else "")
+            answer = "\n".join(answer.splitlines()[: lines + 2]) + ("\n" if e.target.endswith("\n") else "")
             verdict = judge(e, answer)
             if verdict is None:  # no tests to ask: anything but the known good answer counts as worse
                 verdict = answer.strip() == e.target.strip()
             if verdict:
                 continue
-            fresh.append(Example("preference", e.prompt, e.target, e.time, e.group, rejected=answer,
-                                 tests=e.tests, meta={**e.meta, "source": "sampled"}))
+            fresh.append(
+                Example(
+                    "preference",
+                    e.prompt,
+                    e.target,
+                    e.time,
+                    e.group,
+                    rejected=answer,
+                    tests=e.tests,
+                    meta={**e.meta, "source": "sampled"},
+                )
+            )
     return fresh
 
 
-def train(location: str, targets: tuple[str, ...], examples: list[Example], cfg: Config, out: Path,
-          reporter: Reporter, judge: Callable[[Example, str], bool | None] = lambda e, a: None) -> TrainResult:
+def train(
+    location: str,
+    targets: tuple[str, ...],
+    examples: list[Example],
+    cfg: Config,
+    out: Path,
+    reporter: Reporter,
+    judge: Callable[[Example, str], bool | None] = lambda e, a: None,
+) -> TrainResult:
     from . import base
 
     # --- setup ---

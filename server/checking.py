@@ -15,23 +15,23 @@ source line) as related information.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from lsprotocol import types
-from pygls.uris import from_fs_path, to_fs_path
+from pygls.uris import from_fs_path
 
 from .feedback import TestFeedback
 from .feedback import config as test_config
 from .feedback.diagnostics import SOURCE, Problem
+from .host import Host
+from .journal import Journal
 from .journal.text import utf16_len
 from .progress import Progress
+from .recording import Recording
 from .trust import Trust, decide
-
-if TYPE_CHECKING:
-    from .lsp import SelftuneServer
+from .workspace import DIRNAME, locate
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +48,54 @@ def line_range(text: str | None, line: int) -> types.Range:
 
 
 class Checking:
-    def __init__(self, server: "SelftuneServer"):
-        self.server = server
+    def __init__(
+        self,
+        host: Host,
+        *,
+        recording: Recording,
+        publish: Callable[[types.PublishDiagnosticsParams], None],
+        open_text: Callable[[str], str | None],
+    ):
+        """`recording`: the workspace folders and their journals; `publish`: send diagnostics;
+        `open_text`: the text of an open document by URI (None when it is not open)."""
+        self.host = host
+        self.recording = recording
+        self.send_diagnostics = publish
+        self.open_text = open_text
+        self.settled = False  # the workspace's settings have arrived (or will not): trust is known
         self.feedback: dict[Path, TestFeedback] = {}
         self.early: list[str] = []  # documents saved before the settings settled, tested once they have
 
-    def root_of(self, uri: str) -> tuple[Path, str] | None:
-        path = to_fs_path(uri) if uri.startswith("file:") else None
-        if not path:
-            return None
-        resolved = Path(path).resolve()
-        for root in self.server.recording.roots:  # most specific first
-            if resolved.is_relative_to(root):
-                return root, resolved.relative_to(root).as_posix()
-        return None
-
     def trust(self, root: Path) -> Trust:
-        return decide(root, self.server.settings.workspace_trusted)
+        return decide(root, self.host.settings.workspace_trusted)
 
     def trusted_roots(self) -> list[str]:
         """The workspace folders that may run their own code."""
-        return [str(root) for root in self.server.recording.roots if self.trust(root).trusted]
+        return [str(root) for root in self.recording.roots if self.trust(root).trusted]
 
     def config(self, root: Path) -> test_config.TestConfig:
-        s = self.server.settings
+        s = self.host.settings
         trust = self.trust(root)
-        config, problems = test_config.load(root, enabled=s.test_feedback, interpreter=s.test_interpreter,
-                                            timeout=float(s.test_timeout), scope=s.test_scope,
-                                            trusted=trust.trusted)
+        config, problems = test_config.load(
+            root,
+            enabled=s.test_feedback,
+            interpreter=s.test_interpreter,
+            timeout=float(s.test_timeout),
+            scope=s.test_scope,
+            trusted=trust.trusted,
+        )
         for problem in problems:
-            self.server.say(f"selftune: {problem}", types.MessageType.Warning, once=True)
+            self.host.say(f"selftune: {problem}", types.MessageType.Warning, once=True)
         if config.held_back:
             log.info("tests stay off in %s: %s", root, trust.why())
-            self.server.say(f"selftune: tests on save stay off in {root}: {trust.why()}. {config.held_back} asks "
-                            f"for them, and they would run this workspace's code (pytest imports its conftest.py "
-                            f"and test files, with the interpreter the settings name or the workspace's "
-                            f".venv/bin/python). To allow it, {trust.how()}.", types.MessageType.Warning, once=True)
+            self.host.say(
+                f"selftune: tests on save stay off in {root}: {trust.why()}. {config.held_back} asks "
+                f"for them, and they would run this workspace's code (pytest imports its conftest.py "
+                f"and test files, with the interpreter the settings name or the workspace's "
+                f".venv/bin/python). To allow it, {trust.how()}.",
+                types.MessageType.Warning,
+                once=True,
+            )
         return config
 
     def enabled_roots(self) -> list[str]:
@@ -92,21 +104,27 @@ class Checking:
 
     def for_root(self, root: Path) -> TestFeedback:
         if root not in self.feedback:
-            self.feedback[root] = TestFeedback(
-                root,
-                publish=lambda paths, root=root: self.publish(root, paths),
-                progress=lambda title, message: Progress(self.server, asyncio.get_running_loop(), title, message,
-                                                         kind="tests"),
-                say=lambda message: self.server.say(message, types.MessageType.Warning, once=True),
-                journal=lambda root=root: self.server.recording.journals.get(root),
-            )
+
+            def publish(paths: set[str]) -> None:
+                self.publish(root, paths)
+
+            def progress(title: str, message: str) -> Progress:
+                return self.host.start_progress(title, message, kind="tests")
+
+            def say(message: str) -> None:
+                self.host.say(message, types.MessageType.Warning, once=True)
+
+            def journal() -> Journal | None:
+                return self.recording.journals.get(root)
+
+            self.feedback[root] = TestFeedback(root, publish=publish, progress=progress, say=say, journal=journal)
             self.feedback[root].warm()
         return self.feedback[root]
 
     def update(self) -> None:
         """Settings changed: start reading imports where tests are now on; where they are now off, stop the
         run in progress and clear the diagnostics."""
-        for root in self.server.recording.roots:
+        for root in self.recording.roots:
             if self.config(root).enabled:
                 self.for_root(root)
             else:
@@ -116,17 +134,17 @@ class Checking:
             self.saved(uri)
 
     def saved(self, uri: str) -> None:
-        if not self.server.settled:
+        if not self.settled:
             # Until the workspace's settings arrive, it is not known whether tests may run here (trust,
             # testFeedback) nor is the journal open that keeps the run's state: a run now could not learn.
             if uri not in self.early:
                 self.early.append(uri)
             return
-        found = self.root_of(uri)
+        found = locate(uri, self.recording.roots)
         if found is None:
             return
         root, rel = found
-        if rel.split("/", 1)[0] in (".selftune", ".git"):
+        if rel.split("/", 1)[0] in (DIRNAME, ".git"):
             return  # selftune's own files and git's are not the project's code
         config = self.config(root)
         if not config.enabled:
@@ -150,18 +168,18 @@ class Checking:
         for rel in sorted(paths):
             problems = by_path.get(rel, [])
             uri = from_fs_path(str(root / rel))
-            self.server.text_document_publish_diagnostics(types.PublishDiagnosticsParams(
-                uri=uri, diagnostics=[self.diagnostic(root, p, texts) for p in problems]))
+            self.send_diagnostics(
+                types.PublishDiagnosticsParams(uri=uri, diagnostics=[self.diagnostic(root, p, texts) for p in problems])
+            )
 
     def _clear(self, root: Path, paths: set[str]) -> None:
         for rel in sorted(paths):
-            self.server.text_document_publish_diagnostics(
-                types.PublishDiagnosticsParams(uri=from_fs_path(str(root / rel)), diagnostics=[]))
+            self.send_diagnostics(types.PublishDiagnosticsParams(uri=from_fs_path(str(root / rel)), diagnostics=[]))
 
     def _text(self, root: Path, rel: str) -> str | None:
-        doc = self.server.workspace.text_documents.get(from_fs_path(str(root / rel)))
-        if doc is not None:
-            return doc.source
+        text = self.open_text(from_fs_path(str(root / rel)))
+        if text is not None:
+            return text
         try:
             return (root / rel).read_text(encoding="utf-8", errors="replace")
         except OSError:

@@ -25,12 +25,19 @@ import sys
 import threading
 from pathlib import Path
 
+from . import cli_adapt
 from .settings import Settings, describe
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="selftune", description="A code-completion language server that learns your project.")
-    parser.add_argument("--log-level", default=os.environ.get("SELFTUNE_LOG", "INFO"), help="DEBUG, INFO, WARNING (default INFO; env SELFTUNE_LOG)")
+    parser = argparse.ArgumentParser(
+        prog="selftune", description="A code-completion language server that learns your project."
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("SELFTUNE_LOG", "INFO"),
+        help="DEBUG, INFO, WARNING (default INFO; env SELFTUNE_LOG)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the language server")
@@ -71,27 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
     p.set_defaults(run=_report)
 
-    for name, run, what in (("adapt", _adapt, "train a LoRA adapter on this workspace and promote it if it wins"),
-                            ("eval", _eval, "held-out metrics of the base model and the current adapter")):
-        p = sub.add_parser(name, help=what)
-        p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
-        p.add_argument("--model", default=Settings.model, help="model manifest name or .toml path (default %(default)s)")
-        p.add_argument("--model-path", default="", help="GGUF file served instead of the manifest's weights")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a recipe knob (see adaptation/config.py), e.g. --set epochs=2")
-        p.add_argument("--json", action="store_true", help="progress and the result as JSON lines on stdout")
-        p.add_argument("--trusted", action="store_true",
-                       help="the editor trusts this workspace (the server passes it for a workspace the editor "
-                            "trusts); without it, only a workspace trusted with `selftune trust` runs its tests")
-        p.set_defaults(run=run)
-
-    p = sub.add_parser("trust", help="allow a workspace to run its own code (tests on save, self-revision)")
-    p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
-    p.add_argument("--list", action="store_true", help="list the trusted folders instead")
-    p.set_defaults(run=_trust)
-    p = sub.add_parser("untrust", help="withdraw a workspace's trust")
-    p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
-    p.set_defaults(run=_untrust)
+    cli_adapt.add_commands(sub)
 
     args = parser.parse_args(argv)
     level = args.log_level.upper()
@@ -102,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _add_time_range(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--since", type=_when, help="from this time: ISO date/time (2026-11-22T10:00) or an age (30m, 2h, 7d)")
+    p.add_argument(
+        "--since", type=_when, help="from this time: ISO date/time (2026-11-22T10:00) or an age (30m, 2h, 7d)"
+    )
     p.add_argument("--until", type=_when, help="before this time, same forms")
 
 
@@ -118,19 +107,21 @@ def _when(text: str) -> float:
     try:
         moment = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is neither an ISO date/time nor an age like 30m, 2h or 7d") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither an ISO date/time nor an age like 30m, 2h or 7d"
+        ) from None
     return moment.timestamp()
 
 
 def _journal(args: argparse.Namespace):
-    from .journal import journal_path
     from .journal.queries import open_readonly
+    from .workspace import journal_path
 
     path = journal_path(Path(args.workspace).resolve())
     try:
         return path, open_readonly(path)
     except (FileNotFoundError, sqlite3.Error) as exc:
-        raise SystemExit(f"selftune journal: {exc}")
+        raise SystemExit(f"selftune journal: {exc}") from None
 
 
 def _journal_stats(args: argparse.Namespace) -> int:
@@ -167,9 +158,9 @@ def _journal_export(args: argparse.Namespace) -> int:
 
 
 def _journal_forget(args: argparse.Namespace) -> int:
-    from .journal import journal_path
     from .journal.queries import forget
     from .journal.store import connect
+    from .workspace import journal_path
 
     path = journal_path(Path(args.workspace).resolve())
     if not path.exists():
@@ -177,7 +168,7 @@ def _journal_forget(args: argparse.Namespace) -> int:
     try:
         deleted = forget(connect(path), args.paths or None, args.since, args.until)
     except ValueError as exc:
-        raise SystemExit(f"selftune journal forget: {exc}")
+        raise SystemExit(f"selftune journal forget: {exc}") from None
     print("deleted: " + (", ".join(f"{n} {table}" for table, n in sorted(deleted.items())) or "nothing matched"))
     return 0
 
@@ -188,116 +179,8 @@ def _report(args: argparse.Namespace) -> int:
     try:
         path = write_report(Path(args.workspace).resolve())
     except (FileNotFoundError, sqlite3.Error) as exc:
-        raise SystemExit(f"selftune report: {exc}")
+        raise SystemExit(f"selftune report: {exc}") from None
     print(path)
-    return 0
-
-
-def _trust(args: argparse.Namespace) -> int:
-    from .trust import decide, grant, grants
-    from .workspace import read_config
-
-    if args.list:
-        for folder, grant_ in sorted(grants().items()):
-            state = "trusted" if decide(Path(folder), None).trusted else "config changed since: not trusted"
-            print(f"{folder}  (granted {grant_.get('granted', '?')}; {state})")
-        return 0
-    root = Path(args.workspace).resolve()
-    if not root.is_dir():
-        raise SystemExit(f"selftune trust: {root} is not a folder")
-    digest = grant(root)
-    print(f"trusted {root}: selftune may run its code (tests on save where they are on, self-revision)")
-    if digest is None:
-        print("it has no .selftune/config.toml; creating or changing one withdraws the trust")
-        return 0
-    found = read_config(root)
-    print(f"with {found.path} as it is now (sha256 {digest[:12]}); any change to it withdraws the trust:")
-    for line in found.path.read_text(encoding="utf-8", errors="replace").splitlines():
-        print(f"    {line}")
-    return 0
-
-
-def _untrust(args: argparse.Namespace) -> int:
-    from .trust import revoke
-
-    root = Path(args.workspace).resolve()
-    print(f"{root}: " + ("trust withdrawn" if revoke(root) else "was not trusted"))
-    return 0
-
-
-def _adaptation(args: argparse.Namespace):
-    try:
-        from selftune.adaptation.config import Config
-        from selftune.adaptation.progress import Reporter
-        from selftune.adaptation import run
-    except ImportError as exc:
-        raise SystemExit(f"selftune {args.command}: the training packages are missing ({exc.name}); "
-                         "install them with: pip install 'selftune[adapt]'")
-    from .trust import decide
-
-    root = Path(args.workspace).resolve()
-    trust = decide(root, True if args.trusted else None)
-    try:
-        cfg, notes = Config().from_workspace(root, trusted=trust.trusted)
-        cfg = cfg.override(args.set)
-    except ValueError as exc:
-        raise SystemExit(f"selftune {args.command}: {exc}")
-    for note in notes:
-        print(f"selftune {args.command}: {note}", file=sys.stderr)
-    return run, cfg, trust, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())
-
-
-def _adapt(args: argparse.Namespace) -> int:
-    run, cfg, trust, reporter = _adaptation(args)
-    try:
-        os.nice(10)  # training yields the machine to the editor and the completion server
-    except OSError:
-        pass
-    try:
-        meta = run.adapt(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg,
-                         reporter=reporter, trust=trust)
-    except Exception as exc:
-        if args.json:
-            reporter.emit("error", message=str(exc))
-        raise SystemExit(f"selftune adapt: {exc}")
-    if not args.json:
-        _print_trust(meta["trust"])
-        compare = meta.get("compare", {})
-        for name in ("base", "previous", "candidate"):
-            if name in compare:
-                m = compare[name]
-                print(f"{name:>9}: exact match {m.get('exact_match', 0):.1%}, edit similarity "
-                      f"{m.get('edit_similarity', 0):.3f}" + (f", pass@1 {m['pass_at_1']:.1%}" if "pass_at_1" in m else "")
-                      + (f", held-out loss {m['heldout_loss']:.3f}" if m.get("heldout_loss") else ""))
-        t = meta["training"]
-        print(f"training: {t['steps']} steps, {t['tokens']} tokens in {t['seconds']} s on {t['device']}")
-        print(f"adapter {meta['id']}: {meta['decision']} ({meta['reason']})")
-    return 0 if meta.get("decision") != "failed" else 1
-
-
-def _print_trust(trust: dict) -> None:
-    if trust.get("off"):
-        print(f"project code: not run ({', '.join(trust['off'])} off): {trust['why']}; to allow it, {trust['how']}")
-
-
-def _eval(args: argparse.Namespace) -> int:
-    run, cfg, trust, reporter = _adaptation(args)
-    try:
-        report = run.evaluate_current(Path(args.workspace), model=args.model, model_path=args.model_path, cfg=cfg,
-                                      reporter=reporter, trust=trust)
-    except Exception as exc:
-        raise SystemExit(f"selftune eval: {exc}")
-    if args.json:
-        reporter.emit("result", **report)
-    else:
-        _print_trust(report["trust"])
-        for name in ("base", "current"):
-            if name in report:
-                m = report[name]
-                print(f"{name:>7}: {m.get('points', 0)} points, exact match {m.get('exact_match', 0):.1%}, "
-                      f"edit similarity {m.get('edit_similarity', 0):.3f}"
-                      + (f", pass@1 {m['pass_at_1']:.1%}" if "pass_at_1" in m else ""))
-        print(report["written"])
     return 0
 
 
@@ -326,7 +209,7 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             server.start_tcp(host or "127.0.0.1", int(port))
         finally:
-            server.recording.stop()
+            server.stop_parts()
         return 0
     # Keep the real stdout for the protocol and point fd 1 at stderr, so that
     # nothing else (native libraries included) can corrupt the stream.
@@ -337,12 +220,13 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.start_io(sys.stdin.buffer, protocol_out)
     finally:
-        server.recording.stop()
+        server.stop_parts()
     return 0
 
 
 def _complete(args: argparse.Namespace) -> int:
     from .completion.completer import Completer
+    from .completion.engine import Outcome
     from .models import ModelUnavailable
 
     path_text, line, col = _parse_where(args.where)
@@ -367,8 +251,13 @@ def _complete(args: argparse.Namespace) -> int:
         print(f"selftune: {exc}", file=sys.stderr)
         return 2
     done = threading.Event()
-    result = []
-    completer.request(str(path.resolve()), text, offset, lambda o: (result.append(o), done.set()), language_id=_language(path))
+    result: list[Outcome] = []
+
+    def answered(outcome: Outcome) -> None:
+        result.append(outcome)
+        done.set()
+
+    completer.request(str(path.resolve()), text, offset, answered, language_id=_language(path))
     done.wait()
     completer.close()
     outcome = result[0]
@@ -376,8 +265,11 @@ def _complete(args: argparse.Namespace) -> int:
         print(f"selftune: {outcome.error}", file=sys.stderr)
         return 2
     if args.stats:
-        print(f"{outcome.seconds * 1000:.0f} ms, {outcome.prefill_tokens} prompt tokens evaluated, "
-              f"{outcome.generated_tokens} generated", file=sys.stderr)
+        print(
+            f"{outcome.seconds * 1000:.0f} ms, {outcome.prefill_tokens} prompt tokens evaluated, "
+            f"{outcome.generated_tokens} generated",
+            file=sys.stderr,
+        )
     sys.stdout.write((outcome.text or "") + "\n")
     return 0
 
@@ -390,8 +282,19 @@ def _parse_where(where: str) -> tuple[str, int, int]:
 
 
 def _language(path: Path) -> str:
-    return {".py": "python", ".md": "markdown", ".txt": "plaintext", ".js": "javascript", ".ts": "typescript",
-            ".rs": "rust", ".go": "go", ".c": "c", ".h": "c", ".cpp": "cpp", ".java": "java"}.get(path.suffix, "")
+    return {
+        ".py": "python",
+        ".md": "markdown",
+        ".txt": "plaintext",
+        ".js": "javascript",
+        ".ts": "typescript",
+        ".rs": "rust",
+        ".go": "go",
+        ".c": "c",
+        ".h": "c",
+        ".cpp": "cpp",
+        ".java": "java",
+    }.get(path.suffix, "")
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@
     selftune.trust    allow workspace folders to run their own code, as `selftune trust` does (argument: a folder's
                       path or URI; default every folder of the session): {"trusted": [root, ...]}
     selftune.untrust  withdraw that: {"untrusted": [root, ...]}
+    selftune.flush    a barrier: answers once everything the notifications before it recorded is committed to the
+                      journals: {"flushed": true, "journals": [path, ...]} (false: the writer did not catch up in 10 s)
 
 Journal reads and the report run on a worker thread; the event loop keeps serving.
 """
@@ -22,16 +24,22 @@ from typing import TYPE_CHECKING
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
+from .checking import Checking
 from .errors import RequestFailed
-from .journal import journal_path
+from .host import Host
 from .journal.queries import describe_stats, open_readonly, stats
+from .recording import Recording
 from .report import write_report
+from .scheduler import Scheduler
+from .status import Status
 from .trust import grant, revoke
+from .workspace import CONFIG_NAME, journal_path
 
 if TYPE_CHECKING:
-    from .lsp import SelftuneServer
+    from pygls.lsp.server import LanguageServer
 
 STATUS, STATS, REPORT, ADAPT = "selftune.status", "selftune.stats", "selftune.report", "selftune.adapt"
+FLUSH = "selftune.flush"
 TRUST, UNTRUST = "selftune.trust", "selftune.untrust"
 
 
@@ -48,27 +56,53 @@ def folder_stats(root: Path) -> dict:
     return {"root": str(root), "text": describe_stats(s), "stats": s}
 
 
-def register(server: "SelftuneServer") -> None:
-    def roots(ls: "SelftuneServer") -> list[Path]:
-        if not ls.recording.roots:
+def register(
+    server: LanguageServer,
+    *,
+    host: Host,
+    recording: Recording,
+    checking: Checking,
+    status: Status,
+    scheduler: Scheduler,
+) -> None:
+    """Register the commands on `server`; each uses only the parts it is given."""
+
+    def roots() -> list[Path]:
+        if not recording.roots:
             raise RequestFailed("selftune: no workspace folder is open, so there is no journal")
-        return ls.recording.roots
+        return recording.roots
+
+    def chosen(args: tuple) -> list[Path]:
+        """The workspace folder the command's first argument names (a path or a file URI), else every folder."""
+        folders = roots()
+        if not (args and isinstance(args[0], str) and args[0]):
+            return folders
+        wanted = Path((to_fs_path(args[0]) or args[0]) if args[0].startswith("file:") else args[0]).resolve()
+        if wanted not in folders:
+            raise RequestFailed(f"selftune: {args[0]} is not a workspace folder of this server")
+        return [wanted]
 
     @server.command(STATUS)
-    def status(ls, *args: object) -> dict:
-        return ls.status.snapshot()
+    def status_(ls, *args: object) -> dict:
+        return status.snapshot()
 
     @server.command(STATS)
     async def journal_stats(ls, *args: object) -> dict:
         loop = asyncio.get_running_loop()
-        folders = [await loop.run_in_executor(None, folder_stats, root) for root in roots(ls)]
+        folders = [await loop.run_in_executor(None, folder_stats, root) for root in roots()]
         return {"folders": folders}
+
+    @server.command(FLUSH)
+    async def flush(ls, *args: object) -> dict:
+        # Every notification sent before this request has been handled: what they recorded is queued.
+        done = await asyncio.get_running_loop().run_in_executor(None, recording.flush)
+        return {"flushed": done, "journals": [str(j.path) for j in recording.journals.values()]}
 
     @server.command(REPORT)
     async def report(ls, *args: object) -> dict:
         loop = asyncio.get_running_loop()
         written, problems = [], []
-        for root in roots(ls):
+        for root in roots():
             try:
                 written.append(str(await loop.run_in_executor(None, write_report, root)))
             except (OSError, sqlite3.Error) as exc:
@@ -77,50 +111,45 @@ def register(server: "SelftuneServer") -> None:
             raise RequestFailed("selftune: no report written: " + "; ".join(problems))
         return {"reports": written, "problems": problems}
 
-    def chosen(ls: "SelftuneServer", args: tuple) -> list[Path]:
-        """The workspace folder the command's first argument names (a path or a file URI), else every folder."""
-        folders = roots(ls)
-        if not (args and isinstance(args[0], str) and args[0]):
-            return folders
-        wanted = Path(to_fs_path(args[0]) if args[0].startswith("file:") else args[0]).resolve()
-        if wanted not in folders:
-            raise RequestFailed(f"selftune: {args[0]} is not a workspace folder of this server")
-        return [wanted]
-
     @server.command(TRUST)
     async def trust_folders(ls, *args: object) -> dict:
-        folders = chosen(ls, args)
+        folders = chosen(args)
         loop = asyncio.get_running_loop()
         for root in folders:
             await loop.run_in_executor(None, grant, root)
-        if ls.settings.workspace_trusted is False:
-            ls.say("selftune: trust recorded, but the editor says it does not trust this workspace, and that wins: "
-                   "nothing runs until the editor trusts it too", types.MessageType.Warning)
+        if host.settings.workspace_trusted is False:
+            host.say(
+                "selftune: trust recorded, but the editor says it does not trust this workspace, and that "
+                "wins: nothing runs until the editor trusts it too",
+                types.MessageType.Warning,
+            )
         else:
-            ls.say(f"selftune: trusted {', '.join(map(str, folders))}: its code may run (tests on save where they "
-                   f"are on, self-revision); a change to its .selftune/config.toml withdraws the trust")
-        ls.checking.update()
-        ls.status.changed()
+            host.say(
+                f"selftune: trusted {', '.join(map(str, folders))}: its code may run (tests on save where "
+                f"they are on, self-revision); a change to its {CONFIG_NAME} withdraws the trust"
+            )
+        checking.update()
+        status.changed()
         return {"trusted": [str(root) for root in folders]}
 
     @server.command(UNTRUST)
     async def untrust_folders(ls, *args: object) -> dict:
-        folders = chosen(ls, args)
+        folders = chosen(args)
         loop = asyncio.get_running_loop()
         for root in folders:
             await loop.run_in_executor(None, revoke, root)
-        ls.say(f"selftune: trust withdrawn for {', '.join(map(str, folders))}: its code does not run")
-        ls.checking.update()
-        ls.status.changed()
+        host.say(f"selftune: trust withdrawn for {', '.join(map(str, folders))}: its code does not run")
+        checking.update()
+        status.changed()
         return {"untrusted": [str(root) for root in folders]}
 
     @server.command(ADAPT)
     def adapt(ls, *args: object) -> dict:
-        root = chosen(ls, args)[0]
-        if not ls.recording.journals:
+        root = chosen(args)[0]
+        if not recording.journals:
             raise RequestFailed("selftune: recording is off (setting `record`), so there is nothing to adapt to")
         try:
-            ls.scheduler.launch(root)
+            scheduler.launch(root)
         except RuntimeError as exc:
             raise RequestFailed(f"selftune: {exc}") from None
         return {"started": str(root)}

@@ -51,9 +51,15 @@ class DocumentWorkspace(Workspace):
     """pygls's workspace, holding `Document`s."""
 
     @classmethod
-    def like(cls, other: Workspace) -> "DocumentWorkspace":
+    def like(cls, other: Workspace) -> DocumentWorkspace:
         return cls(other.root_uri, other._sync_kind, list(other.folders.values()), other.position_encoding)
 
     def _create_text_document(self, doc_uri, source=None, version=None, language_id=None) -> Document:
-        return Document(doc_uri, source=source, version=version, language_id=language_id,
-                        sync_kind=self._sync_kind, position_codec=self._position_codec)
+        return Document(
+            doc_uri,
+            source=source,
+            version=version,
+            language_id=language_id,
+            sync_kind=self._sync_kind,
+            position_codec=self._position_codec,
+        )

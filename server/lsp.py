@@ -19,71 +19,36 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
-from cattrs import ClassValidationError, transform_error
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol, lsp_method
 
 from . import __version__
+from .background import Background
 from .checking import Checking
+from .commands import register as register_commands
 from .completion.completer import Completer
 from .completion.engine import Outcome
-from .commands import register as register_commands
-from .errors import RequestFailed
 from .documents import Document, DocumentWorkspace
+from .errors import RequestFailed
 from .journal.text import utf16_column_to_index, utf16_len
+from .logs import LogForwarder
 from .models import ModelUnavailable
+from .progress import Progress
+from .protocol import SelftuneProtocol
+from .recent import Recent
 from .recording import Recording, workspace_roots
 from .scheduler import Scheduler
 from .settings import MODEL_KEYS, Settings, parse
-from .status import Status
+from .status import NOTIFICATION, Status
 
 log = logging.getLogger(__name__)
 
 ACCEPT_COMMAND = "selftune.accept"
-SHOWN_KEPT = 256  # suggestions remembered for their accept command
-
-
-class SelftuneProtocol(LanguageServerProtocol):
-    """pygls's protocol, except that a request whose params do not fit the LSP schema is answered.
-
-    pygls logs such a request and drops it, which leaves the client waiting for ever;
-    here it gets an InvalidParams error naming the fields that are wrong.
-    """
-
-    def structure_message(self, data: dict):
-        try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if not (isinstance(data, dict) and "id" in data and "method" in data):
-                raise
-            cause = exc.__cause__
-            detail = "; ".join(transform_error(cause)) if isinstance(cause, ClassValidationError) else str(cause or exc)
-            message = f"invalid params for {data['method']}: {detail}"
-            log.warning(message)
-            self._send_response(data["id"], error=types.ResponseError(code=JsonRpcInvalidParams.CODE, message=message))
-            return _ANSWERED
-
-    def handle_message(self, message):
-        if message is not _ANSWERED:
-            super().handle_message(message)
-
-    @lsp_method(types.INITIALIZE)
-    def lsp_initialize(self, params: types.InitializeParams):
-        # Positions are UTF-16 throughout selftune, the encoding every client supports; pygls would
-        # otherwise take the client's first preference (Neovim offers UTF-8 first).
-        general = params.capabilities.general
-        if general is not None and general.position_encodings:
-            general.position_encodings = [types.PositionEncodingKind.Utf16]
-        return (yield from super().lsp_initialize(params))
-
-
-_ANSWERED = object()
 
 
 @dataclass
@@ -94,23 +59,69 @@ class Shown:
     offset: int  # of the position in the document's text
     text: str
     outcome: Outcome
+    model: str  # the manifest that made it
 
 
 class SelftuneServer(LanguageServer):
+    """The one place that knows every part of the server and wires them together (their `Host`)."""
+
     def __init__(self) -> None:
-        super().__init__("selftune", __version__, protocol_cls=SelftuneProtocol,
-                         text_document_sync_kind=types.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "selftune",
+            __version__,
+            protocol_cls=SelftuneProtocol,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+        )
         self.settings = Settings()
         self.completer: Completer | None = None
-        self.shown: OrderedDict[str, Shown] = OrderedDict()
-        self.recording = Recording(self)
-        self.checking = Checking(self)
-        self.status = Status(self)
-        self.scheduler = Scheduler(self)
+        self.shown: Recent[str, Shown] = Recent()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.recording = Recording(self, documents=lambda: self.workspace.text_documents.values())
+        self.checking = Checking(
+            self, recording=self.recording, publish=self.text_document_publish_diagnostics, open_text=self.open_text
+        )
+        self.scheduler = Scheduler(
+            self,
+            recording=self.recording,
+            checking=self.checking,
+            completer=lambda: self.completer,
+            changed=lambda: self.status.changed(),
+        )
+        self.status = Status(
+            completer=lambda: self.completer,
+            recording=self.recording,
+            checking=self.checking,
+            scheduler=self.scheduler,
+            wanted=self.wants_status,
+            send=lambda snapshot: self.protocol.notify(NOTIFICATION, snapshot),
+        )
         self.settled = False  # settings from workspace/configuration have arrived (or will not)
+        self.background = Background()
         self._ids = itertools.count(1)
         self._warned: set[str] = set()
         self.log_forwarder: LogForwarder | None = None
+
+    # --- what the parts ask of the server (host.Host) -------------------------------
+
+    def start_progress(self, title: str, message: str = "", *, kind: str = "work") -> Progress:
+        window = self.client_capabilities.window
+        work_done = self.work_done_progress if window and window.work_done_progress else None
+        assert self.loop is not None, "progress before initialize"
+        return Progress(work_done, self.loop, self.status, title, message, kind=kind)
+
+    def stop_parts(self) -> None:
+        """Stop the adaptation run and the test runs, and commit what was recorded (safe to call twice)."""
+        self.scheduler.stop()
+        self.checking.stop()
+        self.recording.stop()
+
+    def open_text(self, uri: str) -> str | None:
+        doc = self.workspace.text_documents.get(uri)
+        return doc.source if doc is not None else None
+
+    def wants_status(self) -> bool:
+        experimental: Any = self.client_capabilities.experimental
+        return isinstance(experimental, dict) and bool(experimental.get("selftuneStatus"))
 
     # --- settings ---------------------------------------------------------------
 
@@ -132,7 +143,7 @@ class SelftuneServer(LanguageServer):
             self.say(f"selftune: {exc}", types.MessageType.Error)
             return
         if reload:  # otherwise the load in progress (or done) is already reported
-            asyncio.ensure_future(self.report_model_load())
+            self.background.start(self.report_model_load())
 
     def start_model(self) -> None:
         try:
@@ -145,12 +156,15 @@ class SelftuneServer(LanguageServer):
 
     async def report_model_load(self) -> None:
         """Once the model has loaded (or failed to), tell the user if it failed."""
-        engine = self.completer.engine
+        completer = self.completer
+        if completer is None:
+            return
+        engine = completer.engine
         await asyncio.get_running_loop().run_in_executor(None, engine.loaded.wait)
         if engine.load_error:
             self.say(f"selftune: no completions: {engine.load_error}", types.MessageType.Error)
         else:
-            log.info("model %s loaded", self.completer.manifest.name)
+            log.info("model %s loaded", completer.manifest.name)
             self.scheduler.apply_current()
         self.status.changed()
 
@@ -196,62 +210,61 @@ class SelftuneServer(LanguageServer):
 
     def completable(self, doc: Document) -> bool:
         if "\x00" in doc.source:
-            self.say(f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
-                     types.MessageType.Warning, once=True)
+            self.say(
+                f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
+                types.MessageType.Warning,
+                once=True,
+            )
             return False
         return True
 
-    async def suggest(self, params: types.TextDocumentPositionParams) -> tuple[Shown, str] | None:
+    async def suggest(self, params: types.InlineCompletionParams | types.CompletionParams) -> tuple[Shown, str] | None:
         """The suggestion at a position, with an id for its accept command; None when there is none."""
         doc, offset, position = self.locate(params.text_document.uri, params.position)
         self.recording.cursor(params.text_document.uri, position.line)
-        if self.completer is None or not self.completable(doc):
+        completer = self.completer
+        if completer is None or not self.completable(doc):
             return None
         version = doc.version
-        outcome = await self.completer.complete(doc.uri, doc.source, offset, language_id=doc.language_id or "")
+        outcome = await completer.complete(doc.uri, doc.source, offset, language_id=doc.language_id or "")
         if outcome.error:
             raise RequestFailed(f"selftune: {outcome.error}")
         if not outcome.text or doc.version != version:
-            log.debug("no suggestion at %s:%s: %s", doc.uri, offset,
-                      "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer")
+            log.debug(
+                "no suggestion at %s:%s: %s",
+                doc.uri,
+                offset,
+                "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer",
+            )
             return None
-        shown = Shown(params.text_document.uri, version or 0, position, offset, outcome.text, outcome)
+        shown = Shown(
+            params.text_document.uri, version or 0, position, offset, outcome.text, outcome, completer.manifest.name
+        )
         item_id = f"c{next(self._ids)}"
-        self.shown[item_id] = shown
-        self.recording.shown(shown.uri, item_id, offset=offset, line=position.line, character=position.character,
-                             text=outcome.text, model=self.completer.manifest.name, adapter=self.status.adapter,
-                             latency_ms=round(outcome.seconds * 1000, 1), context_hash=outcome.context_hash)
-        while len(self.shown) > SHOWN_KEPT:
-            self.shown.popitem(last=False)
-        log.debug("suggestion %s after %.0f ms (%s)", item_id, outcome.seconds * 1000,
-                  "reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens")
+        self.shown.add(item_id, shown)
+        self.recording.shown(
+            shown.uri,
+            item_id,
+            offset=offset,
+            line=position.line,
+            character=position.character,
+            text=outcome.text,
+            model=shown.model,
+            adapter=self.scheduler.serving,
+            latency_ms=round(outcome.seconds * 1000, 1),
+            context_hash=outcome.context_hash,
+        )
+        log.debug(
+            "suggestion %s after %.0f ms (%s)",
+            item_id,
+            outcome.seconds * 1000,
+            "reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens",
+        )
         return shown, item_id
 
 
-class LogForwarder(logging.Handler):
-    """Sends log records to the editor as window/logMessage once a client is connected (from any thread)."""
-
-    LEVELS = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning,
-              logging.INFO: types.MessageType.Info}
-
-    def __init__(self, server: SelftuneServer):
-        super().__init__(logging.INFO)
-        self.server = server
-        self.loop: asyncio.AbstractEventLoop | None = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if self.loop is None or self.loop.is_closed():
-            return
-        kind = self.LEVELS.get(record.levelno, types.MessageType.Log)
-        params = types.LogMessageParams(type=kind, message=self.format(record))
-        try:
-            self.loop.call_soon_threadsafe(self.server.window_log_message, params)
-        except RuntimeError:  # the loop closed meanwhile
-            pass
-
-
 def forward_logs(server: SelftuneServer) -> None:
-    handler = LogForwarder(server)
+    handler = LogForwarder(server.window_log_message)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     server.log_forwarder = handler
     logging.getLogger("selftune").addHandler(handler)
@@ -266,8 +279,9 @@ def create_server() -> SelftuneServer:
 
     @server.feature(types.INITIALIZE)
     def initialize(ls: SelftuneServer, params: types.InitializeParams) -> None:
+        ls.loop = asyncio.get_running_loop()
         if ls.log_forwarder is not None:
-            ls.log_forwarder.loop = asyncio.get_running_loop()
+            ls.log_forwarder.loop = ls.loop
         ls.protocol._workspace = DocumentWorkspace.like(ls.workspace)  # no document is open yet
         ls.apply_settings(params.initialization_options)
         ls.recording.roots = workspace_roots(params)
@@ -275,7 +289,7 @@ def create_server() -> SelftuneServer:
 
     @server.feature(types.INITIALIZED)
     async def initialized(ls: SelftuneServer, params: types.InitializedParams) -> None:
-        asyncio.ensure_future(ls.report_model_load())
+        ls.background.start(ls.report_model_load())
         workspace_caps = ls.client_capabilities.workspace
         if workspace_caps is not None and workspace_caps.configuration:
             try:
@@ -287,7 +301,7 @@ def create_server() -> SelftuneServer:
             except Exception as exc:  # a client that advertises but fails: keep what we have
                 log.warning("workspace/configuration failed: %s", exc)
         # Only now is it known whether to record: with `record: false` nothing may be written.
-        ls.settled = True
+        ls.settled = ls.checking.settled = True
         ls.recording.update()
         ls.checking.update()
         ls.status.changed()
@@ -330,7 +344,9 @@ def create_server() -> SelftuneServer:
         ls.recording.closed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
-    async def inline_completion(ls: SelftuneServer, params: types.InlineCompletionParams) -> types.InlineCompletionList | None:
+    async def inline_completion(
+        ls: SelftuneServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList | None:
         if not ls.settings.inline_completion:
             return None
         found = await ls.suggest(params)
@@ -370,7 +386,7 @@ def create_server() -> SelftuneServer:
                 types.CompletionItem(
                     label=label[:80],
                     kind=types.CompletionItemKind.Snippet,
-                    detail=f"selftune · {ls.completer.manifest.name}",
+                    detail=f"selftune · {shown.model}",
                     documentation=ls.documentation(word + shown.text),
                     filter_text=word + shown.text,
                     sort_text="0",
@@ -394,7 +410,9 @@ def create_server() -> SelftuneServer:
             log.info("accept for an unknown suggestion %r", item_id)
             return False
         if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
-            raise JsonRpcInvalidParams(f"{ACCEPT_COMMAND}: the accepted length must be a whole number >= 0, got {length!r}")
+            raise JsonRpcInvalidParams(
+                f"{ACCEPT_COMMAND}: the accepted length must be a whole number >= 0, got {length!r}"
+            )
         log.info("suggestion %s accepted%s", item_id, "" if length is None else f" ({length} characters)")
         shown = ls.shown[item_id]
         if length is not None:  # the editor counts UTF-16 code units
@@ -402,20 +420,24 @@ def create_server() -> SelftuneServer:
         ls.recording.accepted(shown.uri, item_id, length)
         return True
 
-    register_commands(server)
+    register_commands(
+        server,
+        host=server,
+        recording=server.recording,
+        checking=server.checking,
+        status=server.status,
+        scheduler=server.scheduler,
+    )
 
     @server.feature(types.SHUTDOWN)
     def shutdown(ls: SelftuneServer, params: None) -> None:
-        ls.scheduler.stop()
-        ls.checking.stop()
-        ls.recording.stop()
+        ls.background.cancel()
+        ls.stop_parts()
         if ls.completer is not None:
             ls.completer.close()
 
     @server.feature(types.EXIT)
     def exit_(ls: SelftuneServer, params: None) -> None:
-        ls.scheduler.stop()
-        ls.checking.stop()
-        ls.recording.stop()  # an exit without shutdown still commits what was recorded
+        ls.stop_parts()  # an exit without shutdown still commits what was recorded
 
     return server

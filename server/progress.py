@@ -13,39 +13,56 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lsprotocol import types
 
+from .background import Background
+
 if TYPE_CHECKING:
-    from pygls.lsp.server import LanguageServer
+    from pygls.progress import Progress as ProgressHandler
 
 log = logging.getLogger(__name__)
 
 
-def supported(server: "LanguageServer") -> bool:
-    window = server.client_capabilities.window
-    return bool(window and window.work_done_progress)
+class Activities(Protocol):
+    """Where progress is mirrored (status.Status): begin, report and end of each activity."""
+
+    def begin(self, token: str, kind: str, title: str, message: str = "", percentage: int | None = None) -> None: ...
+    def report(self, token: str, message: str, percentage: int | None = None) -> None: ...
+    def end(self, token: str) -> None: ...
 
 
 class Progress:
-    def __init__(self, server: "LanguageServer", loop: asyncio.AbstractEventLoop, title: str, message: str = "",
-                 *, kind: str = "work"):
-        self.server = server
+    """One piece of long work. `work_done`: pygls's progress handler where the client shows progress, else None."""
+
+    def __init__(
+        self,
+        work_done: ProgressHandler | None,
+        loop: asyncio.AbstractEventLoop,
+        activities: Activities | None,
+        title: str,
+        message: str = "",
+        *,
+        kind: str = "work",
+    ):
+        self.work_done = work_done
         self.loop = loop
         self.title = title
-        self.enabled = supported(server)
-        self.status = getattr(server, "status", None)
+        self.enabled = work_done is not None
+        self.status = activities
         self.token = f"selftune-{kind}-{uuid.uuid4().hex[:8]}"
         self.last: tuple[str, int | None] = (message, None)
         self.created: asyncio.Future | None = None
         self.ended = False
+        self._background = Background()
         if self.status is not None:
             self._call(self.status.begin, self.token, kind, title, message)
         if self.enabled:
             self._call(self._create)
 
-    def _call(self, fn, *args) -> None:
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -56,17 +73,22 @@ class Progress:
             self.loop.call_soon_threadsafe(fn, *args)
 
     def _create(self) -> None:
-        self.created = asyncio.ensure_future(self._begin())
+        self.created = self._background.start(self._begin())
 
     async def _begin(self) -> bool:
+        assert self.work_done is not None
         try:
-            await self.server.work_done_progress.create_async(self.token)
+            await self.work_done.create_async(self.token)
         except Exception as exc:  # the client refused a progress token: carry on without one
             log.info("no progress shown for %s: %s", self.title, exc)
             return False
         message, percent = self.last
-        self.server.work_done_progress.begin(self.token, types.WorkDoneProgressBegin(
-            title=self.title, message=message or None, percentage=percent, cancellable=False))
+        self.work_done.begin(
+            self.token,
+            types.WorkDoneProgressBegin(
+                title=self.title, message=message or None, percentage=percent, cancellable=False
+            ),
+        )
         return True
 
     def report(self, message: str, percent: int | None = None) -> None:
@@ -79,10 +101,16 @@ class Progress:
 
     def _report(self, message: str, percent: int | None) -> None:
         created = self.created
-        if created is not None and created.done() and not created.cancelled() and not created.exception() \
-                and created.result() and not self.ended:
-            self.server.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message,
-                                                                                          percentage=percent))
+        if (
+            created is not None
+            and created.done()
+            and not created.cancelled()
+            and not created.exception()
+            and created.result()
+            and not self.ended
+        ):
+            assert self.work_done is not None
+            self.work_done.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percent))
 
     def end(self, message: str) -> None:
         if not self.ended:
@@ -90,8 +118,8 @@ class Progress:
             if self.status is not None:
                 self._call(self.status.end, self.token)
             if self.enabled:
-                self._call(lambda: asyncio.ensure_future(self._end(message)))
+                self._call(lambda: self._background.start(self._end(message)))
 
     async def _end(self, message: str) -> None:
-        if self.created is not None and await self.created:
-            self.server.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+        if self.created is not None and await self.created and self.work_done is not None:
+            self.work_done.end(self.token, types.WorkDoneProgressEnd(message=message))

@@ -12,23 +12,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 from lsprotocol import types
 from pygls.uris import to_fs_path
 
 from . import __version__
+from .background import Background
+from .documents import Document
+from .host import Host
 from .journal import Journal
 from .journal.text import Range
 from .progress import Progress
-
-if TYPE_CHECKING:
-    from .lsp import SelftuneServer
+from .workspace import locate
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
+LOCATED_KEPT = 10_000  # documents whose workspace folder is remembered
 
 
 def workspace_roots(params: types.InitializeParams) -> list[Path]:
@@ -48,36 +50,31 @@ def lsp_range(change: types.TextDocumentContentChangeEvent) -> Range | None:
 
 
 class Recording:
-    def __init__(self, server: "SelftuneServer"):
-        self.server = server
+    def __init__(self, host: Host, *, documents: Callable[[], Iterable[Document]]):
+        """`documents`: the documents open now (recorded as opened when recording starts)."""
+        self.host = host
+        self.documents = documents
         self.roots: list[Path] = []
         self.journals: dict[Path, Journal] = {}
         self._located: dict[str, tuple[Journal, str] | None] = {}
-        self._ticker: asyncio.Task | None = None
+        self._background = Background()
 
     def for_uri(self, uri: str) -> tuple[Journal, str] | None:
         """The journal of the workspace folder holding `uri`, and the path relative to it."""
         if not self.journals:
             return None
         if uri not in self._located:  # resolving a path costs system calls: once per document
-            if len(self._located) > 10_000:
+            if len(self._located) > LOCATED_KEPT:
                 self._located.clear()
-            self._located[uri] = self._locate(uri)
+            found = locate(uri, self.journals)
+            self._located[uri] = (self.journals[found[0]], found[1]) if found else None
         return self._located[uri]
-
-    def _locate(self, uri: str) -> tuple[Journal, str] | None:
-        path = to_fs_path(uri) if uri.startswith("file:") else None
-        for journal in self.journals.values() if path else ():
-            rel = journal.relative(path)
-            if rel is not None:
-                return journal, rel
-        return None
 
     # --- starting and stopping -------------------------------------------------------
 
     def update(self) -> None:
         """Open or close the journals to match the `record` setting."""
-        settings = self.server.settings
+        settings = self.host.settings
         if settings.record and not self.journals:
             self.start()
         elif not settings.record and self.journals:
@@ -89,32 +86,36 @@ class Recording:
         loop = asyncio.get_running_loop()
         for root in self.roots:
             try:
-                journal = Journal(root, version=__version__, model=self.server.settings.model,
-                                  on_problem=self._problem(loop), call_soon=loop.call_soon_threadsafe)
+                journal = Journal(
+                    root,
+                    version=__version__,
+                    model=self.host.settings.model,
+                    on_problem=self._problem(loop),
+                    call_soon=loop.call_soon_threadsafe,
+                )
             except OSError as exc:
-                self.server.say(f"selftune: cannot record in {root}: {exc}", types.MessageType.Warning)
+                self.host.say(f"selftune: cannot record in {root}: {exc}", types.MessageType.Warning)
                 continue
             self.journals[root] = journal
             log.info("recording in %s", journal.path)
             journal.watch()
             self._import_history(journal)
-        for doc in list(self.server.workspace.text_documents.values()):
+        for doc in list(self.documents()):
             self.opened(doc.uri, doc.language_id or "", doc.version or 0, doc.source)
-        if self.journals and self._ticker is None:
-            self._ticker = asyncio.ensure_future(self._tick())
+        if self.journals and not len(self._background):
+            self._background.start(self._tick())
 
     def stop(self) -> None:
         self._located.clear()
         journals, self.journals = self.journals, {}
         for journal in journals.values():
             journal.close()
-        if self._ticker is not None:
-            self._ticker.cancel()
-            self._ticker = None
+        self._background.cancel()
 
     def _problem(self, loop: asyncio.AbstractEventLoop) -> Callable[[str], None]:
         def say(message: str) -> None:
-            loop.call_soon_threadsafe(self.server.say, message, types.MessageType.Warning)
+            loop.call_soon_threadsafe(self.host.say, message, types.MessageType.Warning)
+
         return say
 
     async def _tick(self) -> None:
@@ -127,9 +128,10 @@ class Recording:
                     log.exception("journal tick failed")
 
     def _import_history(self, journal: Journal) -> None:
-        progress = HistoryProgress(self.server, asyncio.get_running_loop())
-        journal.import_history(self.server.settings.history_depth, progress.update,
-                               lambda count: progress.finish(count, journal.path))
+        progress = HistoryProgress(self.host)
+        journal.import_history(
+            self.host.settings.history_depth, progress.update, lambda count: progress.finish(count, journal.path)
+        )
 
     # --- events ---------------------------------------------------------------------
 
@@ -163,15 +165,18 @@ class Recording:
 
     def accepted(self, uri: str, item: str, length: int | None) -> bool:
         found = self.for_uri(uri)
-        return bool(found) and found[0].recorder.accepted(item, length)
+        return found is not None and found[0].recorder.accepted(item, length)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is committed in every journal (a barrier, off the event loop)."""
+        return all(journal.store.flush(timeout) for journal in list(self.journals.values()))
 
 
 class HistoryProgress:
     """The git-history import as `$/progress` (called from the import thread)."""
 
-    def __init__(self, server: "SelftuneServer", loop: asyncio.AbstractEventLoop):
-        self.server = server
-        self.loop = loop
+    def __init__(self, host: Host):
+        self.host = host
         self.progress: Progress | None = None
         self.percent = -1
 
@@ -181,7 +186,7 @@ class HistoryProgress:
             return
         self.percent = percent
         if self.progress is None:
-            self.progress = Progress(self.server, self.loop, "selftune: importing git history", kind="history")
+            self.progress = self.host.start_progress("selftune: importing git history", kind="history")
         self.progress.report(f"{done}/{total} commits", percent)
 
     def finish(self, count: int, where: Path) -> None:

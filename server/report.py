@@ -19,14 +19,16 @@ import html
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from .journal import journal_path
-from .journal.queries import OUTCOMES, has_table, describe_stats, open_readonly, stats
+from .journal.queries import OUTCOMES, describe_stats, has_table, open_readonly, stats
+from .workspace import adapters_dir, current_file, journal_path, reports_dir
 
 
 def report_path(root: Path) -> Path:
-    return root / ".selftune" / "reports" / "report.html"
+    return reports_dir(root) / "report.html"
 
 
 def per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
@@ -37,7 +39,8 @@ def per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
         "FROM completions c LEFT JOIN ("
         "  SELECT completion_id, kind, max(id) FROM completion_events "
         f"  WHERE kind IN {OUTCOMES} GROUP BY completion_id) f ON f.completion_id = c.id "
-        "GROUP BY day ORDER BY day").fetchall()
+        "GROUP BY day ORDER BY day"
+    ).fetchall()
 
 
 def test_runs_per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
@@ -48,14 +51,14 @@ def test_runs_per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
         "SELECT date(started, 'unixepoch', 'localtime') AS day, "
         "       sum(status = 'finished' AND coalesce(failed, 0) + coalesce(errors, 0) = 0), "
         "       sum(NOT (status = 'finished' AND coalesce(failed, 0) + coalesce(errors, 0) = 0)) "
-        "FROM test_runs WHERE status IS NOT 'cancelled' GROUP BY day ORDER BY day").fetchall()
+        "FROM test_runs WHERE status IS NOT 'cancelled' GROUP BY day ORDER BY day"
+    ).fetchall()
 
 
 def adapters(root: Path) -> list[dict]:
     """Each adapter's meta.json (with its id and whether it is the current one), oldest first."""
-    folder = root / ".selftune" / "adapters"
-    current_file = folder / "current"
-    current = current_file.read_text().strip() if current_file.is_file() else None
+    folder = adapters_dir(root)
+    current = current_file(root).read_text().strip() if current_file(root).is_file() else None
     found = []
     for meta in sorted(folder.glob("*/meta.json")):
         try:
@@ -71,14 +74,22 @@ def adapters(root: Path) -> list[dict]:
 
 def _frame(width: int, height: int, left: int, top: int, plot_w: float, plot_h: float, top_value) -> list[str]:
     """The opening of a chart: the SVG element, the x axis, and the y axis's top and zero labels."""
-    return [f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
-            f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
-            f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{top_value}</text>',
-            f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>']
+    return [
+        f'<svg viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img">',
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{left + plot_w}" y2="{top + plot_h}" stroke="#999"/>',
+        f'<text x="{left - 4}" y="{top + 10}" text-anchor="end">{top_value}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end">0</text>',
+    ]
 
 
-def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *, line: list[float | None] | None = None,
-              width: int = 720, height: int = 220) -> str:
+def bar_chart(
+    rows: Sequence[Sequence[Any]],
+    series: list[tuple[int, str, str]],
+    *,
+    line: list[float | None] | None = None,
+    width: int = 720,
+    height: int = 220,
+) -> str:
     """Stacked bars per row (`series`: column index, colour, name), optionally a 0..1 line on a right-hand axis."""
     if not rows:
         return "<p class=empty>nothing recorded yet</p>"
@@ -88,42 +99,58 @@ def bar_chart(rows: list[tuple[str, ...]], series: list[tuple[int, str, str]], *
     step = plot_w / len(rows)
     parts = _frame(width, height, left, top, plot_w, plot_h, top_value)
     for k, row in enumerate(rows):
-        x, base = left + k * step + step * 0.15, top + plot_h
+        x, base = left + k * step + step * 0.15, float(top + plot_h)
         for index, colour, name in series:
             value = int(row[index] or 0)
             h = plot_h * value / top_value
             base -= h
-            parts.append(f'<rect x="{x:.1f}" y="{base:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" fill="{colour}">'
-                         f'<title>{html.escape(str(row[0]))}: {value} {name}</title></rect>')
+            parts.append(
+                f'<rect x="{x:.1f}" y="{base:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{html.escape(str(row[0]))}: {value} {name}</title></rect>"
+            )
         if len(rows) <= 14 or k % max(1, len(rows) // 10) == 0:
-            parts.append(f'<text x="{x + step * 0.35:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
-                         f'{html.escape(str(row[0])[5:])}</text>')
+            parts.append(
+                f'<text x="{x + step * 0.35:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+                f"{html.escape(str(row[0])[5:])}</text>"
+            )
     if line:
         points = [(left + (k + 0.5) * step, top + plot_h * (1 - v)) for k, v in enumerate(line) if v is not None]
-        parts.append('<polyline fill="none" stroke="#c33" stroke-width="2" points="'
-                     + " ".join(f"{x:.1f},{y:.1f}" for x, y in points) + '"/>')
+        parts.append(
+            '<polyline fill="none" stroke="#c33" stroke-width="2" points="'
+            + " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            + '"/>'
+        )
         parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#c33"/>' for x, y in points]
-        parts.append(f'<text x="{left + plot_w + 4}" y="{top + 10}">100%</text>'
-                     f'<text x="{left + plot_w + 4}" y="{top + plot_h}">0%</text>')
+        parts.append(
+            f'<text x="{left + plot_w + 4}" y="{top + 10}">100%</text>'
+            f'<text x="{left + plot_w + 4}" y="{top + plot_h}">0%</text>'
+        )
     legend = [(colour, name) for _, colour, name in series] + ([("#c33", "acceptance rate")] if line else [])
     for k, (colour, name) in enumerate(legend):
         x = left + k * 170
-        parts.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
-                     f'<text x="{x + 14}" y="{height - 5}">{html.escape(name)}</text>')
+        parts.append(
+            f'<rect x="{x}" y="{height - 14}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{x + 14}" y="{height - 5}">{html.escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
 # (metrics key, colour, dashed, legend) of the held-out chart: each adapter next to the base model on the same data
-HELD_OUT_SERIES = [("edit_similarity", "#36c", False, "edit similarity"),
-                   ("base_edit_similarity", "#36c", True, "base model"),
-                   ("exact_match", "#4a8", False, "exact match"),
-                   ("base_exact_match", "#4a8", True, "base model")]
+HELD_OUT_SERIES = [
+    ("edit_similarity", "#36c", False, "edit similarity"),
+    ("base_edit_similarity", "#36c", True, "base model"),
+    ("exact_match", "#4a8", False, "exact match"),
+    ("base_exact_match", "#4a8", True, "base model"),
+]
 
 
 def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> str:
-    """Held-out edit similarity and exact match of each evaluated adapter (solid) and of the base model (dashed), 0..1."""
-    rows = [d for d in found if any(isinstance((d.get("metrics") or {}).get(k), (int, float)) for k, *_ in HELD_OUT_SERIES)]
+    """Held-out edit similarity and exact match (0..1) of each evaluated adapter (solid) and of the base model
+    (dashed)."""
+    rows = [
+        d for d in found if any(isinstance((d.get("metrics") or {}).get(k), (int, float)) for k, *_ in HELD_OUT_SERIES)
+    ]
     if not rows:
         return "<p class=empty>no adapter has been evaluated yet</p>"
     left, right, top, bottom = 40, 20, 10, 40
@@ -134,44 +161,68 @@ def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> s
         x = left + (k + 0.5) * step
         mark = "★ " if d.get("current") else ""
         label = str(d.get("created", ""))[5:16] or d["id"]  # MM-DD HH:MM
-        parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(label)}'
-                     f'<title>{html.escape(d["id"])}: {html.escape(str(d.get("decision", "")))}</title></text>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(label)}'
+            f"<title>{html.escape(d['id'])}: {html.escape(str(d.get('decision', '')))}</title></text>"
+        )
     dash = {True: ' stroke-dasharray="4 3"', False: ""}
     for key, colour, dashed, _ in HELD_OUT_SERIES:
-        points = [(left + (k + 0.5) * step, top + plot_h * (1 - float(v)), float(v)) for k, d in enumerate(rows)
-                  if isinstance(v := (d.get("metrics") or {}).get(key), (int, float))]
+        points = [
+            (left + (k + 0.5) * step, top + plot_h * (1 - float(v)), float(v))
+            for k, d in enumerate(rows)
+            if isinstance(v := (d.get("metrics") or {}).get(key), (int, float))
+        ]
         if len(points) > 1:
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash[dashed]} '
-                         'points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points) + '"/>')
-        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{"#fff" if dashed else colour}" stroke="{colour}">'
-                  f'<title>{html.escape(key)} {v:.3f}</title></circle>' for x, y, v in points]
+            parts.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash[dashed]} '
+                'points="' + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in points) + '"/>'
+            )
+        parts += [
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{"#fff" if dashed else colour}" stroke="{colour}">'
+            f"<title>{html.escape(key)} {v:.3f}</title></circle>"
+            for x, y, v in points
+        ]
     for k, (_, colour, dashed, name) in enumerate(HELD_OUT_SERIES):
         x = left + k * 170
-        parts.append(f'<line x1="{x}" y1="{height - 9}" x2="{x + 16}" y2="{height - 9}" stroke="{colour}" stroke-width="2"'
-                     f'{dash[dashed]}/><text x="{x + 20}" y="{height - 5}">'
-                     f'{html.escape(name)}</text>')
+        parts.append(
+            f'<line x1="{x}" y1="{height - 9}" x2="{x + 16}" y2="{height - 9}" stroke="{colour}" stroke-width="2"'
+            f'{dash[dashed]}/><text x="{x + 20}" y="{height - 5}">'
+            f"{html.escape(name)}</text>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
 
 def adapter_table(found: list[dict]) -> str:
     if not found:
-        return ("<p class=empty>No adapter has been trained in this workspace yet: completions come from the "
-                "base model.</p>")
-    metric_names = sorted({k for d in found for k, v in (d.get("metrics") or {}).items()
-                           if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        return (
+            "<p class=empty>No adapter has been trained in this workspace yet: completions come from the "
+            "base model.</p>"
+        )
+    metric_names = sorted(
+        {
+            k
+            for d in found
+            for k, v in (d.get("metrics") or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+    )
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metric_names)
     rows = []
     for d in found:
         metrics = d.get("metrics") or {}
-        cells = "".join(f"<td>{metrics[m]:.4g}</td>" if isinstance(metrics.get(m), (int, float)) else "<td></td>"
-                        for m in metric_names)
+        cells = "".join(
+            f"<td>{metrics[m]:.4g}</td>" if isinstance(metrics.get(m), (int, float)) else "<td></td>"
+            for m in metric_names
+        )
         note = html.escape(str(d.get("error") or d.get("decision") or ""))
         trust = d.get("trust") or {}
         if trust.get("trusted") is False:  # the run kept the project's code from running: say so, and why
             note += html.escape(f"; no project code ran: {trust.get('why', 'the workspace is not trusted')}")
-        rows.append(f"<tr><td>{html.escape(d['id'])}{' (current)' if d['current'] else ''}</td>"
-                    f"<td>{html.escape(str(d.get('created', '')))}</td>{cells}<td>{note}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(d['id'])}{' (current)' if d['current'] else ''}</td>"
+            f"<td>{html.escape(str(d.get('created', '')))}</td>{cells}<td>{note}</td></tr>"
+        )
     return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"
 
 
@@ -195,8 +246,13 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 {metric_chart(found)}
 {adapter_table(found)}
 <h2>Completions per day</h2>
-{bar_chart([(day, accepted, shown - accepted) for day, shown, accepted in days],
-           [(1, "#4a8", "accepted"), (2, "#ccc", "not accepted")], line=rates)}
+{
+        bar_chart(
+            [(day, accepted, shown - accepted) for day, shown, accepted in days],
+            [(1, "#4a8", "accepted"), (2, "#ccc", "not accepted")],
+            line=rates,
+        )
+    }
 <h2>Test runs per day</h2>
 {bar_chart(runs, [(1, "#4a8", "all passed"), (2, "#d66", "failures or no result")])}
 <h2>The journal</h2>

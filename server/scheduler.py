@@ -26,22 +26,26 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
 
-from .journal import DIRNAME, journal_path
+from .background import Background
+from .host import Host
 from .journal.queries import has_table, open_readonly
 from .progress import Progress
+from .workspace import current_adapter, journal_path, run_log
 
 if TYPE_CHECKING:
-    from .lsp import SelftuneServer
+    from .checking import Checking
+    from .completion.completer import Completer
+    from .recording import Recording
 
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 60.0
-ADAPTER_FILE = "adapter.gguf"  # in each adapter's folder; adaptation/export.py writes it
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -56,20 +60,6 @@ def gpu_present() -> bool:
     return os.path.exists("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
 
 
-def adapters_dir(root: Path) -> Path:
-    return root / DIRNAME / "adapters"
-
-
-def current_adapter(root: Path) -> tuple[str, Path] | None:
-    """(id, GGUF path) that `.selftune/adapters/current` names, if it names one."""
-    folder = adapters_dir(root)
-    try:
-        name = (folder / "current").read_text().strip()
-    except OSError:
-        return None
-    return (name, folder / name / ADAPTER_FILE) if name else None
-
-
 def new_examples(root: Path) -> tuple[int, float | None]:
     """(examples recorded since the last adaptation run, when that run ended)."""
     path = journal_path(root)
@@ -77,8 +67,11 @@ def new_examples(root: Path) -> tuple[int, float | None]:
         return 0, None
     conn = open_readonly(path)
     try:
-        last = conn.execute("SELECT max(ended) FROM adaptation_runs").fetchone()[0] \
-            if has_table(conn, "adaptation_runs") else None
+        last = (
+            conn.execute("SELECT max(ended) FROM adaptation_runs").fetchone()[0]
+            if has_table(conn, "adaptation_runs")
+            else None
+        )
         since = last or 0.0
         count = conn.execute("SELECT count(*) FROM steps WHERE time > ?", (since,)).fetchone()[0]
         count += conn.execute("SELECT count(*) FROM revisions WHERE time > ?", (since,)).fetchone()[0]
@@ -90,19 +83,35 @@ def new_examples(root: Path) -> tuple[int, float | None]:
 
 
 class Scheduler:
-    def __init__(self, server: "SelftuneServer"):
-        self.server = server
+    def __init__(
+        self,
+        host: Host,
+        *,
+        recording: Recording,
+        checking: Checking,
+        completer: Callable[[], Completer | None],
+        changed: Callable[[], None],
+    ):
+        """`completer`: the model's completer, once there is one; `changed`: the status may have changed."""
+        self.host = host
+        self.recording = recording
+        self.checking = checking
+        self.completer = completer
+        self.changed = changed
+        self.serving: str | None = None  # the id of the adapter in use; None: the base model
         self.last_typing = time.monotonic()
-        self.running: dict[Path, asyncio.subprocess.Process] = {}
-        self._task: asyncio.Task | None = None
+        self.reserved: Path | None = None  # the folder of the one run, from its launch until it ends
+        self.process: asyncio.subprocess.Process | None = None  # that run's process, once it exists
         self.last_result: dict | None = None
+        self._background = Background()
+        self._loop: asyncio.Future | None = None
 
     # --- the served adapter ------------------------------------------------------------
 
     def apply_current(self) -> None:
         """Serve the current adapter of the first workspace folder (after start, a reload, or a promotion)."""
-        completer = self.server.completer
-        roots = self.server.recording.roots
+        completer = self.completer()
+        roots = self.recording.roots
         if completer is None or not roots:
             return
         found = current_adapter(roots[0])
@@ -118,12 +127,14 @@ class Scheduler:
 
     def _applied(self, found: tuple[str, Path] | None, error: str | None) -> None:
         if error:
-            self.server.say(f"selftune: adapter {found[0] if found else ''} not used, the one in use stays: {error}",
-                            types.MessageType.Error)
+            self.host.say(
+                f"selftune: adapter {found[0] if found else ''} not used, the one in use stays: {error}",
+                types.MessageType.Error,
+            )
         else:
-            self.server.status.adapter = found[0] if found else None
+            self.serving = found[0] if found else None
             log.info("serving adapter %s", found[0] if found else "none (base model)")
-        self.server.status.changed()
+        self.changed()
 
     # --- when to run -------------------------------------------------------------------
 
@@ -131,10 +142,10 @@ class Scheduler:
         self.last_typing = time.monotonic()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._loop())
+        if self._loop is None:
+            self._loop = self._background.start(self._check_every())
 
-    async def _loop(self) -> None:
+    async def _check_every(self) -> None:
         while True:
             await asyncio.sleep(CHECK_SECONDS)
             try:
@@ -144,14 +155,14 @@ class Scheduler:
 
     async def check(self) -> Path | None:
         """Start a run where one is due; returns the folder it started in."""
-        s = self.server.settings
-        if not s.adapt_auto or self.running or not self.server.recording.journals:
+        s = self.host.settings
+        if not s.adapt_auto or self.reserved is not None or not self.recording.journals:
             return None
         idle = time.monotonic() - self.last_typing >= s.adapt_idle_minutes * 60
         if not (idle or gpu_present()):
             return None
         loop = asyncio.get_running_loop()
-        for root in self.server.recording.roots:
+        for root in self.recording.roots:
             count, last = await loop.run_in_executor(None, new_examples, root)
             if count >= s.adapt_min_examples and (last is None or time.time() - last >= s.adapt_min_hours * 3600):
                 log.info("adapting %s: %d new examples", root, count)
@@ -162,40 +173,43 @@ class Scheduler:
     # --- a run ---------------------------------------------------------------------------
 
     def launch(self, root: Path) -> None:
-        if self.running:
-            raise RuntimeError(f"an adaptation run is already going on in {next(iter(self.running))}")
-        self.running[root] = None  # reserved until the process exists
-        asyncio.ensure_future(self._run(root))
+        if self.reserved is not None:
+            raise RuntimeError(f"an adaptation run is already going on in {self.reserved}")
+        self.reserved = root
+        self._background.start(self._run(root))
 
     def command(self, root: Path) -> list[str]:
-        s = self.server.settings
+        s = self.host.settings
         cmd = [sys.executable, "-m", "selftune.server", "adapt", "--json", "--workspace", str(root), "--model", s.model]
         if s.model_path:
             cmd += ["--model-path", s.model_path]
-        if self.server.checking.trust(root).trusted:
+        if self.checking.trust(root).trusted:
             cmd += ["--trusted"]  # the editor's trust, which `selftune adapt` cannot see by itself
-        if str(root) not in self.server.checking.enabled_roots():
+        if str(root) not in self.checking.enabled_roots():
             cmd += ["--set", "run_tests=false"]  # the project's code runs only where test feedback is on
         return cmd
 
     async def _run(self, root: Path) -> None:
-        progress = Progress(self.server, asyncio.get_running_loop(), "selftune: adapting", f"starting in {root.name}",
-                            kind="adapt")
-        log_path = adapters_dir(root) / "last-run.log"
-        limit = self.server.settings.adapt_max_minutes
+        progress = self.host.start_progress("selftune: adapting", f"starting in {root.name}", kind="adapt")
+        log_path = run_log(root)
+        limit = self.host.settings.adapt_max_minutes
         result, error = None, None
         try:
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with log_path.open("wb") as stderr:
                 # Its own process group, so that a run stopped for taking too long goes with its children.
-                proc = await asyncio.create_subprocess_exec(*self.command(root), stdout=asyncio.subprocess.PIPE,
-                                                            stderr=stderr, stdin=asyncio.subprocess.DEVNULL,
-                                                            start_new_session=True)
-                self.running[root] = proc
+                proc = await asyncio.create_subprocess_exec(
+                    *self.command(root),
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                self.process = proc
                 try:
                     result, error = await asyncio.wait_for(self._follow(proc, progress), limit * 60)
                     code = await proc.wait()
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     _signal_group(proc, signal.SIGKILL)
                     await proc.wait()
                     code, error = None, f"stopped after {limit:g} minutes (adaptMaxMinutes); see {log_path}"
@@ -204,29 +218,36 @@ class Scheduler:
         except (OSError, sqlite3.Error) as exc:
             error = f"could not run selftune adapt: {exc}"
         finally:
-            self.running.pop(root, None)
+            self.reserved, self.process = None, None
         self.last_result = result or {"event": "error", "message": error}
-        if error:
+        if error or result is None:
             progress.end("failed")
-            self.server.say(f"selftune: adaptation failed, the adapter in use stays: {error}", types.MessageType.Error)
+            self.host.say(f"selftune: adaptation failed, the adapter in use stays: {error}", types.MessageType.Error)
             return
         decision = result.get("decision")
         progress.end(decision or "done")
         trust = result.get("trust") or {}
-        untrusted = "" if trust.get("trusted", True) else (
-            f" The project's code did not run (no tests, no self-revision): {trust.get('why')}; to allow it, "
-            f"{trust.get('how')}.")
+        untrusted = (
+            ""
+            if trust.get("trusted", True)
+            else (
+                f" The project's code did not run (no tests, no self-revision): {trust.get('why')}; to allow it, "
+                f"{trust.get('how')}."
+            )
+        )
         if decision == "promoted":
-            self.server.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}.{untrusted}")
+            self.host.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}.{untrusted}")
             self.apply_current()
         else:
-            self.server.say(f"selftune: the new adapter was not better, the one in use stays: "
-                            f"{result.get('reason')}.{untrusted}")
+            self.host.say(
+                f"selftune: the new adapter was not better, the one in use stays: {result.get('reason')}.{untrusted}"
+            )
 
     @staticmethod
     async def _follow(proc: asyncio.subprocess.Process, progress: Progress) -> tuple[dict | None, str | None]:
         """The run's JSON lines, as `$/progress`, until it closes its output: (its result, its error)."""
         result, error = None, None
+        assert proc.stdout is not None  # a pipe: asked for at its start
         async for raw in proc.stdout:
             try:
                 line = json.loads(raw)
@@ -241,8 +262,7 @@ class Scheduler:
         return result, error
 
     def stop(self) -> None:
-        for proc in self.running.values():
-            if proc is not None and proc.returncode is None:
-                _signal_group(proc, signal.SIGTERM)
-        if self._task is not None:
-            self._task.cancel()
+        proc = self.process
+        if proc is not None and proc.returncode is None:
+            _signal_group(proc, signal.SIGTERM)
+        self._background.cancel()

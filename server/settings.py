@@ -11,43 +11,135 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
-def _meta(doc: str, *, lo: float | None = None, hi: float | None = None, choices: tuple[str, ...] = (),
-          kind: type | None = None) -> dict:
+def _meta(
+    doc: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] = (),
+    kind: type | None = None,
+) -> dict:
     """`kind`: the value's type where the default (None: not set) does not tell it."""
     return {"doc": doc, "lo": lo, "hi": hi, "choices": choices, "kind": kind}
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: str = field(default="gemma3-270m", metadata=_meta("model manifest name (see `selftune models`) or a path to a .toml manifest"))
+    model: str = field(
+        default="gemma3-270m",
+        metadata=_meta("model manifest name (see `selftune models`) or a path to a .toml manifest"),
+    )
     model_path: str = field(default="", metadata=_meta("GGUF file to serve instead of the manifest's weights"))
     max_tokens: int = field(default=64, metadata=_meta("most tokens generated for one suggestion", lo=1, hi=1024))
-    temperature: float = field(default=0.0, metadata=_meta("sampling temperature; 0 is greedy and deterministic", lo=0.0, hi=2.0))
+    temperature: float = field(
+        default=0.0, metadata=_meta("sampling temperature; 0 is greedy and deterministic", lo=0.0, hi=2.0)
+    )
     inline_completion: bool = field(default=True, metadata=_meta("answer textDocument/inlineCompletion"))
-    completion: bool = field(default=True, metadata=_meta("answer textDocument/completion (for clients without inline completion)"))
-    multiline: bool = field(default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line"))
-    block_wait_ms: int = field(default=300, metadata=_meta("a multi-line suggestion waits at most this long, then offers the lines it has", lo=0, hi=60000))
-    context_size: int = field(default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072))
+    completion: bool = field(
+        default=True, metadata=_meta("answer textDocument/completion (for clients without inline completion)")
+    )
+    multiline: bool = field(
+        default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line")
+    )
+    block_wait_ms: int = field(
+        default=300,
+        metadata=_meta("a multi-line suggestion waits at most this long, then offers the lines it has", lo=0, hi=60000),
+    )
+    context_size: int = field(
+        default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072)
+    )
     threads: int = field(default=0, metadata=_meta("CPU threads for inference; 0 uses every core", lo=0, hi=256))
-    cached_documents: int = field(default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64))
-    record: bool = field(default=True, metadata=_meta("record edits, completion outcomes and outside changes in the workspace's .selftune/journal.sqlite3"))
-    history_depth: int = field(default=200, metadata=_meta("newest git commits imported into the journal on first use (and new ones on each start); 0 imports none", lo=0, hi=100000))
-    test_feedback: bool = field(default=False, metadata=_meta("run the project's tests on save and show failures as diagnostics (runs the project's code: off until you turn it on, and only in a trusted workspace; a trusted workspace's `.selftune/config.toml` can turn it on for that workspace)"))
-    test_interpreter: str = field(default="", metadata=_meta("Python that runs the tests (in a trusted workspace); empty: the workspace's .venv/bin/python if there is one, else the server's"))
-    test_timeout: int = field(default=60, metadata=_meta("seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600))
-    workspace_trusted: bool | None = field(default=None, metadata=_meta("whether the editor trusts the workspace to run its code (tests on save, self-revision): true or false; not set: only a workspace trusted with `selftune trust` runs code; the VS Code extension sets it from workspace trust", kind=bool))
-    adapt_auto: bool = field(default=True, metadata=_meta("train an adapter on this project by itself when enough new examples were recorded (runs `selftune adapt` in its own, niced process)"))
-    adapt_min_examples: int = field(default=50, metadata=_meta("new examples (edit steps, revised completions, test fixes) since the last run before an automatic run", lo=1, hi=1000000))
-    adapt_min_hours: float = field(default=12.0, metadata=_meta("hours since the last adaptation run before an automatic one", lo=0.0, hi=10000.0))
-    adapt_idle_minutes: float = field(default=10.0, metadata=_meta("minutes without typing before an automatic run starts on a machine without a GPU", lo=0.0, hi=10000.0))
-    adapt_max_minutes: float = field(default=360.0, metadata=_meta("minutes an adaptation run may take before it is stopped (the adapter in use stays)", lo=1.0, hi=100000.0))
-    test_scope: str = field(default="related", metadata=_meta("which tests run on save: the saved file's related tests, those then the rest, or the whole suite", choices=("related", "related-then-all", "all")))
+    cached_documents: int = field(
+        default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64)
+    )
+    record: bool = field(
+        default=True,
+        metadata=_meta(
+            "record edits, completion outcomes and outside changes in the workspace's .selftune/journal.sqlite3"
+        ),
+    )
+    history_depth: int = field(
+        default=200,
+        metadata=_meta(
+            "newest git commits imported into the journal on first use (and new ones on each start); 0 imports none",
+            lo=0,
+            hi=100000,
+        ),
+    )
+    test_feedback: bool = field(
+        default=False,
+        metadata=_meta(
+            "run the project's tests on save and show failures as diagnostics (runs the project's code: off until "
+            "you turn it on, and only in a trusted workspace; a trusted workspace's `.selftune/config.toml` can turn "
+            "it on for that workspace)"
+        ),
+    )
+    test_interpreter: str = field(
+        default="",
+        metadata=_meta(
+            "Python that runs the tests (in a trusted workspace); empty: the workspace's .venv/bin/python if there "
+            "is one, else the server's"
+        ),
+    )
+    test_timeout: int = field(
+        default=60,
+        metadata=_meta(
+            "seconds a pytest run may take before it is killed (with every process it started)", lo=1, hi=3600
+        ),
+    )
+    workspace_trusted: bool | None = field(
+        default=None,
+        metadata=_meta(
+            "whether the editor trusts the workspace to run its code (tests on save, self-revision): true or false; "
+            "not set: only a workspace trusted with `selftune trust` runs code; the VS Code extension sets it from "
+            "workspace trust",
+            kind=bool,
+        ),
+    )
+    adapt_auto: bool = field(
+        default=True,
+        metadata=_meta(
+            "train an adapter on this project by itself when enough new examples were recorded (runs `selftune "
+            "adapt` in its own, niced process)"
+        ),
+    )
+    adapt_min_examples: int = field(
+        default=50,
+        metadata=_meta(
+            "new examples (edit steps, revised completions, test fixes) since the last run before an automatic run",
+            lo=1,
+            hi=1000000,
+        ),
+    )
+    adapt_min_hours: float = field(
+        default=12.0, metadata=_meta("hours since the last adaptation run before an automatic one", lo=0.0, hi=10000.0)
+    )
+    adapt_idle_minutes: float = field(
+        default=10.0,
+        metadata=_meta(
+            "minutes without typing before an automatic run starts on a machine without a GPU", lo=0.0, hi=10000.0
+        ),
+    )
+    adapt_max_minutes: float = field(
+        default=360.0,
+        metadata=_meta(
+            "minutes an adaptation run may take before it is stopped (the adapter in use stays)", lo=1.0, hi=100000.0
+        ),
+    )
+    test_scope: str = field(
+        default="related",
+        metadata=_meta(
+            "which tests run on save: the saved file's related tests, those then the rest, or the whole suite",
+            choices=("related", "related-then-all", "all"),
+        ),
+    )
 
-    def differs_in(self, other: "Settings", names: tuple[str, ...]) -> bool:
+    def differs_in(self, other: Settings, names: tuple[str, ...]) -> bool:
         return any(getattr(self, n) != getattr(other, n) for n in names)
 
 
@@ -125,9 +217,7 @@ def parse(raw: Any, base: Settings | None = None) -> tuple[Settings, list[str]]:
             continue
         checked, reason = _check(f, value)
         if reason:
-            problems.append(
-                f"selftune setting '{camel(name)}' = {value!r} {reason}; using the default {f.default!r}"
-            )
+            problems.append(f"selftune setting '{camel(name)}' = {value!r} {reason}; using the default {f.default!r}")
         values[name] = checked
     return dataclasses.replace(base, **values), problems
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .lsp import SelftuneServer
+    from .checking import Checking
+    from .completion.completer import Completer
+    from .recording import Recording
+    from .scheduler import Scheduler
 
 NOTIFICATION = "selftune/status"
 INTERVAL = 0.1  # seconds between two notifications at most
@@ -39,10 +43,24 @@ class Activity:
 
 
 class Status:
-    def __init__(self, server: "SelftuneServer"):
-        self.server = server
+    def __init__(
+        self,
+        *,
+        completer: Callable[[], Completer | None],
+        recording: Recording,
+        checking: Checking,
+        scheduler: Scheduler,
+        wanted: Callable[[], bool],
+        send: Callable[[dict[str, Any]], None],
+    ):
+        """`wanted`: whether the client asked for `selftune/status`; `send`: notify it."""
+        self.completer = completer
+        self.recording = recording
+        self.checking = checking
+        self.scheduler = scheduler
+        self.wanted = wanted
+        self.send = send
         self.activities: dict[str, Activity] = {}
-        self.adapter: str | None = None  # the adapter in use; None is the base model
         self._sent: dict[str, Any] | None = None
         self._pending: asyncio.TimerHandle | None = None
         self._last_sent = 0.0
@@ -66,19 +84,12 @@ class Status:
     # --- the snapshot ------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        server = self.server
-        completer = server.completer
+        completer = self.completer()
         model, model_state, model_error = None, "none", None
         if completer is not None:
-            engine = completer.engine
             model = completer.manifest.name
-            if not engine.loaded.is_set():
-                model_state = "loading"
-            elif engine.load_error:
-                model_state, model_error = "error", str(engine.load_error)
-            else:
-                model_state = "ready"
-        recording = bool(server.recording.journals)
+            model_state, model_error = completer.model_state()
+        recording = bool(self.recording.journals)
         activity = min(self.activities.values(), key=lambda a: (STATES.index(a.state), -a.since), default=None)
         state = activity.state if activity else "recording" if recording else "idle"
         return {
@@ -86,21 +97,18 @@ class Status:
             "model": model,
             "modelState": model_state,
             "modelError": model_error,
-            "adapter": self.adapter,
+            "adapter": self.scheduler.serving,
             "recording": recording,
-            "journals": [str(j.path) for j in server.recording.journals.values()],
-            "testFeedback": server.checking.enabled_roots(),
-            "trusted": server.checking.trusted_roots(),
-            "progress": None if activity is None else {
-                "title": activity.title, "message": activity.message, "percentage": activity.percentage},
+            "journals": [str(j.path) for j in self.recording.journals.values()],
+            "testFeedback": self.checking.enabled_roots(),
+            "trusted": self.checking.trusted_roots(),
+            "progress": None
+            if activity is None
+            else {"title": activity.title, "message": activity.message, "percentage": activity.percentage},
             "activities": len(self.activities),
         }
 
     # --- telling the client ---------------------------------------------------------
-
-    def wanted(self) -> bool:
-        experimental = self.server.client_capabilities.experimental
-        return isinstance(experimental, dict) and bool(experimental.get("selftuneStatus"))
 
     def changed(self) -> None:
         """Something the snapshot shows may have changed: notify, coalesced."""
@@ -119,4 +127,4 @@ class Status:
         snapshot = self.snapshot()
         if snapshot != self._sent:
             self._sent = snapshot
-            self.server.protocol.notify(NOTIFICATION, snapshot)
+            self.send(snapshot)

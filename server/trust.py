@@ -32,7 +32,7 @@ from pathlib import Path
 
 import platformdirs
 
-from .workspace import config_path
+from .workspace import CONFIG_NAME, config_path
 
 DATA_ENV = "SELFTUNE_DATA"
 FILENAME = "trusted.json"
@@ -84,8 +84,9 @@ def _editing():
         folders = _read()
         yield folders
         tmp = folder / f".{FILENAME}.{os.getpid()}"
-        tmp.write_text(json.dumps({"version": 1, "folders": folders}, indent=2, sort_keys=True) + "\n",
-                       encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"version": 1, "folders": folders}, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
         os.replace(tmp, folder / FILENAME)
 
 
@@ -121,16 +122,18 @@ class Trust:
             GRANTED: "you trusted this workspace (selftune trust)",
             EDITOR_DISTRUSTS: "the editor does not trust this workspace",
             NOT_GRANTED: "this workspace is not trusted (the editor does not say whether it trusts it, and it "
-                         "was never trusted with selftune trust)",
-            CONFIG_CHANGED: "its .selftune/config.toml changed since you trusted it, which withdraws the trust",
+            "was never trusted with selftune trust)",
+            CONFIG_CHANGED: f"its {CONFIG_NAME} changed since you trusted it, which withdraws the trust",
         }[self.reason]
 
     def how(self) -> str:
         """How the user can allow it."""
         if self.reason == EDITOR_DISTRUSTS:
             return "trust the workspace in the editor (VS Code: Workspaces: Manage Workspace Trust)"
-        return (f"run `selftune trust {self.root}` (it records the folder and its .selftune/config.toml as it is "
-                f"now), or the editor command selftune.trust (Neovim: :Selftune trust; Emacs: M-x selftune-trust)")
+        return (
+            f"run `selftune trust {self.root}` (it records the folder and its {CONFIG_NAME} as it is now), "
+            f"or the editor command selftune.trust (Neovim: :Selftune trust; Emacs: M-x selftune-trust)"
+        )
 
 
 def decide(root: Path, editor: bool | None) -> Trust:

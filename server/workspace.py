@@ -17,15 +17,73 @@ from __future__ import annotations
 
 import subprocess
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pygls.uris import to_fs_path
+
 DIRNAME = ".selftune"
 CONFIG = "config.toml"
+CONFIG_NAME = f"{DIRNAME}/{CONFIG}"  # the settings file as messages name it
+JOURNAL = "journal.sqlite3"
+ADAPTER_FILE = "adapter.gguf"  # in each adapter's folder, for llama.cpp (adaptation/export.py writes it)
 
 
 def folder(root: Path) -> Path:
     return root / DIRNAME
+
+
+def journal_path(root: Path) -> Path:
+    return root / DIRNAME / JOURNAL
+
+
+def adapters_dir(root: Path) -> Path:
+    """One folder per adapter (its PEFT weights, `adapter.gguf`, `meta.json`), and `current`."""
+    return root / DIRNAME / "adapters"
+
+
+def current_file(root: Path) -> Path:
+    """Names the promoted adapter; replaced atomically."""
+    return adapters_dir(root) / "current"
+
+
+def run_log(root: Path) -> Path:
+    """The last adaptation run's log (its stderr), when the server started it."""
+    return adapters_dir(root) / "last-run.log"
+
+
+def run_lock(root: Path) -> Path:
+    """Held by the one `selftune adapt` running in the workspace."""
+    return adapters_dir(root) / ".lock"
+
+
+def reports_dir(root: Path) -> Path:
+    """What `selftune report` and `selftune eval` write."""
+    return root / DIRNAME / "reports"
+
+
+def current_adapter(root: Path) -> tuple[str, Path] | None:
+    """(id, GGUF path) that `adapters/current` names, if it names one (the file may be missing)."""
+    try:
+        name = current_file(root).read_text().strip()
+    except OSError:
+        return None
+    return (name, adapters_dir(root) / name / ADAPTER_FILE) if name else None
+
+
+def locate(uri: str, roots: Iterable[Path]) -> tuple[Path, str] | None:
+    """The workspace folder holding the file at `uri` and its path relative to it (POSIX), or None.
+
+    `roots` are resolved folders, most specific first (a folder nested in another comes before it)."""
+    path = to_fs_path(uri) if uri.startswith("file:") else None
+    if not path:
+        return None
+    resolved = Path(path).resolve()
+    for root in roots:
+        if resolved.is_relative_to(root):
+            return root, resolved.relative_to(root).as_posix()
+    return None
 
 
 def config_path(root: Path) -> Path:
@@ -71,8 +129,12 @@ def _index_stamp(root: Path) -> tuple | None:
 def tracked_by_git(root: Path, rel: str) -> bool:
     """Whether git tracks `rel` (relative to `root`); False outside a repository or without git."""
     try:
-        done = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", "--", rel],
-                              capture_output=True, timeout=10, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "--error-unmatch", "--", rel],
+            capture_output=True,
+            timeout=10,
+            stdin=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0

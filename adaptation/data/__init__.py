@@ -37,5 +37,13 @@ class Example:
     meta: dict = field(default_factory=dict, compare=False)  # where it came from (run ids, commit, ...)
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "prompt": self.prompt, "target": self.target, "time": self.time,
-                "group": self.group, "rejected": self.rejected, "tests": list(self.tests), "meta": self.meta}
+        return {
+            "kind": self.kind,
+            "prompt": self.prompt,
+            "target": self.target,
+            "time": self.time,
+            "group": self.group,
+            "rejected": self.rejected,
+            "tests": list(self.tests),
+            "meta": self.meta,
+        }

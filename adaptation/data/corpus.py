@@ -27,7 +27,9 @@ MAX_FILE_CHARS = 200_000  # generated or vendored files are not the project's st
 SKIP_DIRS = NEVER_DIRS | {".venv", "venv", "node_modules", "__pycache__", "build", "dist", ".tox", ".mypy_cache"}
 
 
-def project_files(root: Path, *, suffixes: tuple[str, ...] = (".py",), rev: str = "HEAD") -> dict[str, tuple[str, float]]:
+def project_files(
+    root: Path, *, suffixes: tuple[str, ...] = (".py",), rev: str = "HEAD"
+) -> dict[str, tuple[str, float]]:
     """path → (text, time of its last change) for the project's source files."""
     rules = Rules(root)
     repo = rules.repo
@@ -45,7 +47,7 @@ def project_files(root: Path, *, suffixes: tuple[str, ...] = (".py",), rev: str 
             for blob in commit.tree.traverse():
                 if blob.type != "blob" or not blob.path.startswith(under) or not blob.path.endswith(suffixes):
                     continue
-                rel = blob.path[len(under):]
+                rel = blob.path[len(under) :]
                 if is_secret_file(rel) or blob.size > MAX_FILE_CHARS or set(Path(rel).parts) & SKIP_DIRS:
                     continue
                 try:
@@ -93,8 +95,14 @@ def windows(text: str, window_chars: int) -> list[str]:
     return out
 
 
-def from_files(files: dict[str, tuple[str, float]], fmt: PromptFormat, *, window_chars: int = 2400,
-               fim_share: float = 0.5, seed: int = 0) -> list[Example]:
+def from_files(
+    files: dict[str, tuple[str, float]],
+    fmt: PromptFormat,
+    *,
+    window_chars: int = 2400,
+    fim_share: float = 0.5,
+    seed: int = 0,
+) -> list[Example]:
     examples = []
     for path in sorted(files):
         text, at = files[path]

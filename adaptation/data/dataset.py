@@ -15,8 +15,8 @@ from pathlib import Path
 from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.privacy import Rules
 
-from . import Example, corpus, edits, insertions, lintseq, points, preferences, revisions, split
 from ..config import Config
+from . import Example, corpus, edits, insertions, lintseq, points, preferences, revisions, split
 
 
 @dataclass
@@ -27,8 +27,11 @@ class Dataset:
     files: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def counts(self) -> dict:
-        return {"train": dict(Counter(e.kind for e in self.train)), "held": dict(Counter(e.kind for e in self.held)),
-                "points": len(self.points)}
+        return {
+            "train": dict(Counter(e.kind for e in self.train)),
+            "held": dict(Counter(e.kind for e in self.held)),
+            "points": len(self.points),
+        }
 
 
 def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: Config, *, rev: str = "HEAD") -> Dataset:

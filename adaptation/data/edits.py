@@ -33,7 +33,8 @@ def prompt_for(path: str, earlier: list[str]) -> str:
 
 def samples(path: str, diffs: list[tuple[float, str]], kind: str = "edit", **meta) -> list[Example]:
     """One sample per diff of one file's sequence (oldest first)."""
-    out, earlier = [], []
+    out: list[Example] = []
+    earlier: list[str] = []
     for at, diff in diffs:
         if diff.strip() and len(diff) <= MAX_DIFF_CHARS:
             out.append(Example(kind, prompt_for(path, earlier), diff.rstrip("\n") + "\n", at, path, meta=dict(meta)))

@@ -28,11 +28,12 @@ def from_steps(conn: sqlite3.Connection, repo, workspace_prefix: str = "") -> li
             continue
         lines = text.splitlines(keepends=True)
         for start, count in hunks(diff):
-            block = "".join(lines[start:start + count])
+            block = "".join(lines[start : start + count])
             if not block.strip() or len(block) > MAX_BLOCK_CHARS or start + count > len(lines):
                 continue
-            examples.append(Example("insertion", tail("".join(lines[:start]), PROMPT_CHARS), block, at, path,
-                                    meta={"line": start}))
+            examples.append(
+                Example("insertion", tail("".join(lines[:start]), PROMPT_CHARS), block, at, path, meta={"line": start})
+            )
     return examples
 
 
@@ -41,4 +42,4 @@ def tail(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     cut = text.find("\n", len(text) - limit)
-    return text[cut + 1:] if cut != -1 else text[-limit:]
+    return text[cut + 1 :] if cut != -1 else text[-limit:]

@@ -119,8 +119,14 @@ def insertion_diffs(text: str, kept: list[list[int]]) -> list[str]:
     return [insertion_diff(lines, a, b) for a, b in zip(kept, kept[1:]) if a != b]
 
 
-def from_files(files: dict[str, tuple[str, float]], *, per_file: int = 2, seed: int = 0,
-               max_steps: int = 12, limit: int | None = None) -> list[Example]:
+def from_files(
+    files: dict[str, tuple[str, float]],
+    *,
+    per_file: int = 2,
+    seed: int = 0,
+    max_steps: int = 12,
+    limit: int | None = None,
+) -> list[Example]:
     """`files`: path → (text, time written). `per_file` sequences of each, as next-edit samples; with
     `limit`, files are taken in a seeded random order until that many samples are made (a big project
     has far more files than a run trains on, and each sequence costs a lint per step)."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from selftune.server.journal.queries import blob
 from selftune.server.journal.text import rebuild
@@ -37,7 +37,7 @@ class Point:
     @property
     def text(self) -> str:
         """The document at the cursor: `source` without the rest of the line (it is not written yet)."""
-        return self.source[:self.offset] + self.source[self.end:]
+        return self.source[: self.offset] + self.source[self.end :]
 
 
 def hunks(diff: str) -> list[tuple[int, int]]:
@@ -99,21 +99,25 @@ class _EditorTexts:
         text, last = self.known[document_id]
         edits = self.conn.execute(
             "SELECT id, start_line, start_char, end_line, end_char, text FROM edits "
-            "WHERE document_id = ? AND id > ? AND time <= ? ORDER BY id", (document_id, last, until)).fetchall()
+            "WHERE document_id = ? AND id > ? AND time <= ? ORDER BY id",
+            (document_id, last, until),
+        ).fetchall()
         if edits:
             text = rebuild(text, [(None if sl is None else ((sl, sc), (el, ec)), t) for _, sl, sc, el, ec, t in edits])
             self.known[document_id] = (text, edits[-1][0])
         return text
 
 
-def step_texts(conn: sqlite3.Connection, repo, paths: set[str] | None = None,
-               workspace_prefix: str = "") -> Iterator[tuple[str, float, str, str]]:
+def step_texts(
+    conn: sqlite3.Connection, repo, paths: set[str] | None = None, workspace_prefix: str = ""
+) -> Iterator[tuple[str, float, str, str]]:
     """(path, time, the file right after the step, the step's diff) for each settled step of `paths` (every
     path if None) whose file can be read back: from its commit, or rebuilt from the editor's journal.
     `workspace_prefix` maps journal paths into the repository."""
     documents = _EditorTexts(conn)
     for path, at, origin, diff, sha, document_id in conn.execute(
-            "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id").fetchall():
+        "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id"
+    ).fetchall():
         if paths is not None and path not in paths:
             continue
         text = None

@@ -20,10 +20,28 @@ def from_journal(conn: sqlite3.Connection) -> list[Example]:
     pairs = []
     for record in export(conn):
         if record["type"] == "test_fix" and record["passing"].strip() != record["failing"].strip():
-            pairs.append(Example("preference", record["context"], record["passing"], record["time"],
-                                 f"{record['path']}::{record['function']}", rejected=record["failing"],
-                                 tests=tuple(record["tests"]), meta={"source": "test_fix"}))
+            pairs.append(
+                Example(
+                    "preference",
+                    record["context"],
+                    record["passing"],
+                    record["time"],
+                    f"{record['path']}::{record['function']}",
+                    rejected=record["failing"],
+                    tests=tuple(record["tests"]),
+                    meta={"source": "test_fix"},
+                )
+            )
         elif record["type"] == "revision" and record["user"].strip() and record["user"] != record["model"]:
-            pairs.append(Example("preference", record["prefix"], record["user"], record["time"], record["path"],
-                                 rejected=record["model"], meta={"source": "completion"}))
+            pairs.append(
+                Example(
+                    "preference",
+                    record["prefix"],
+                    record["user"],
+                    record["time"],
+                    record["path"],
+                    rejected=record["model"],
+                    meta={"source": "completion"},
+                )
+            )
     return pairs

@@ -34,15 +34,52 @@ def from_journal(conn: sqlite3.Connection) -> list[Example]:
     examples = []
     for record in export(conn):
         if record["type"] == "revision" and record["user"].strip() and record["user"] != record["model"]:
-            examples.append(Example("revision", record["prefix"], record["user"], record["time"], record["path"],
-                                    meta={"source": "completion", "completion": record["completion"]}))
+            examples.append(
+                Example(
+                    "revision",
+                    record["prefix"],
+                    record["user"],
+                    record["time"],
+                    record["path"],
+                    meta={"source": "completion", "completion": record["completion"]},
+                )
+            )
     if has_table(conn, "test_fixes"):
-        for fix_id, at, failing_run, passing_run, path, function, context, failing, error, passing, tests in conn.execute(
-                "SELECT id, time, failing_run, passing_run, path, function, context, failing, error, passing, tests "
-                "FROM test_fixes ORDER BY time, id"):
-            examples.append(Example("revision", revision_prompt(context, error), passing, at, f"{path}::{function}",
-                                    tests=tuple(t for t in tests.split(",") if t),
-                                    meta={"source": "test_fix", "fix": fix_id, "path": path, "function": function,
-                                          "failing": failing, "context": context, "error": error,
-                                          "failing_run": failing_run, "passing_run": passing_run}))
+        for (
+            fix_id,
+            at,
+            failing_run,
+            passing_run,
+            path,
+            function,
+            context,
+            failing,
+            error,
+            passing,
+            tests,
+        ) in conn.execute(
+            "SELECT id, time, failing_run, passing_run, path, function, context, failing, error, passing, tests "
+            "FROM test_fixes ORDER BY time, id"
+        ):
+            examples.append(
+                Example(
+                    "revision",
+                    revision_prompt(context, error),
+                    passing,
+                    at,
+                    f"{path}::{function}",
+                    tests=tuple(t for t in tests.split(",") if t),
+                    meta={
+                        "source": "test_fix",
+                        "fix": fix_id,
+                        "path": path,
+                        "function": function,
+                        "failing": failing,
+                        "context": context,
+                        "error": error,
+                        "failing_run": failing_run,
+                        "passing_run": passing_run,
+                    },
+                )
+            )
     return examples

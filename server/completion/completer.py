@@ -12,12 +12,14 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..models import Manifest, load_manifest, resolve_weights
 from ..settings import MODEL_KEYS, Settings
 from . import context, postprocess, prompt
-from .engine import Backend, Engine, Outcome, Request
+from .backend import Backend
+from .engine import Engine
+from .request import Outcome, Partial, Request
 
 log = logging.getLogger(__name__)
 
@@ -57,23 +59,36 @@ class Completer:
             self._anchors.clear()
             self.engine.reload(load)
 
+    def model_state(self) -> tuple[str, str | None]:
+        """("loading" | "ready" | "error", the load error if any) of the model being served."""
+        engine = self.engine
+        if not engine.loaded.is_set():
+            return "loading", None
+        if engine.load_error:
+            return "error", str(engine.load_error)
+        return "ready", None
+
     def n_ctx(self) -> int:
         backend = self.engine.backend
         return backend.n_ctx if backend is not None else (self.settings.context_size or self.manifest.context_size)
 
-    def request(self, key: str, text: str, offset: int, on_done: Callable[[Outcome], None], *, language_id: str = "") -> Request:
+    def request(
+        self, key: str, text: str, offset: int, on_done: Callable[[Outcome], None], *, language_id: str = ""
+    ) -> Request:
         """Submit a completion at `offset` in `text`; `on_done` is called once, from any thread."""
         s = self.settings
         budget = max(64, self.n_ctx() - s.max_tokens - 8)
         fim = self.manifest.prompt.kind == "fim"
         prefix_chars = int(budget * (0.75 if fim else 1.0) * CHARS_PER_TOKEN)
         suffix_chars = int(budget * 0.25 * CHARS_PER_TOKEN) if fim else SUFFIX_CHARS
-        ctx = context.build(text, offset, prefix_chars=prefix_chars, suffix_chars=suffix_chars, previous_start=self._anchors.get(key))
+        ctx = context.build(
+            text, offset, prefix_chars=prefix_chars, suffix_chars=suffix_chars, previous_start=self._anchors.get(key)
+        )
         self._anchors[key] = ctx.window_start
         shape = postprocess.shape_of(ctx, multiline=s.multiline, language_id=language_id)
 
-        def finish(out: str, final: bool, exhausted: bool, hurry: bool) -> tuple[str, bool]:
-            return postprocess.cut(shape, out, final=final, exhausted=exhausted, hurry=hurry)
+        def finish(p: Partial) -> tuple[str, bool]:
+            return postprocess.cut(shape, p.text, final=p.final, exhausted=p.exhausted, hurry=p.hurry)
 
         text_prompt = prompt.render(self.manifest.prompt, ctx)
         context_hash = hashlib.sha1(text_prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
@@ -97,7 +112,11 @@ class Completer:
         future: asyncio.Future[Outcome] = loop.create_future()
 
         def on_done(outcome: Outcome) -> None:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(outcome))
+            def resolve() -> None:
+                if not future.done():  # the awaiting task may have been cancelled
+                    future.set_result(outcome)
+
+            loop.call_soon_threadsafe(resolve)
 
         req = self.request(key, text, offset, on_done, language_id=language_id)
         try:

@@ -2,7 +2,8 @@
 
 Third step of a completion (context → prompt → engine → postprocess). The
 engine owns the backend (llama.cpp, see llama.py) on one thread and runs one
-*generation* at a time: a prompt plus the tokens generated after it.
+*generation* (generation.py) at a time: a prompt plus the tokens generated
+after it. Requests and their answers are defined in request.py.
 
 - **Newest wins.** A new request answers every earlier unanswered one with
   `None` at once; a generation nobody can use any more is stopped between two
@@ -12,122 +13,50 @@ engine owns the backend (llama.cpp, see llama.py) on one thread and runs one
   predicted), the request is served from that generation: no prefill, and the
   answer is often already there.
 - **Answer at the stop point.** After each token the request's `finish`
-  function (post-processing) says whether its suggestion is complete; the
-  answer goes out then. The generation runs on a little (bounded by the token
-  budget) so that the next keystroke finds its text ready.
+  function (post-processing) is shown the text so far (a `Partial`) and says
+  whether its suggestion is complete; the answer goes out then. The generation
+  runs on a little (bounded by the token budget) so that the next keystroke
+  finds its text ready.
 - **KV reuse.** A new generation evaluates only the tokens after the prefix
   it shares with what the KV cache holds. The KV state of the few most
   recently used documents is parked in memory, so switching back to a file
-  does not pay the full prefill.
+  does not pay the full prefill. kvcache.py keeps these books.
 
-The engine knows nothing of LSP, documents or post-processing rules: requests
-carry a prompt and a `finish` callback.
+Which token comes next is decided by pure functions: sampling and
+prompt-lookup drafts in decoding.py, token healing in healing.py. The engine
+knows nothing of LSP, documents or post-processing rules: requests carry a
+prompt and a `finish` callback.
 """
 
 from __future__ import annotations
 
 import bisect
-import codecs
 import logging
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
 
 import numpy as np
 
-from . import healing
+from . import decoding, healing
+from .backend import Backend
+from .generation import Generation
+from .kvcache import KVCache
+from .request import Finish, Outcome, Partial, Request
+
+# Callers import the engine's interface from here as well as from its own modules.
+__all__ = ["Backend", "Engine", "Finish", "Outcome", "Partial", "Request"]
 
 log = logging.getLogger(__name__)
 
 # Tokens a generation may run on after its request was cancelled.
 SPECULATE_AFTER_CANCEL = 16
-TOP_K = 40
-# Prompt-lookup decoding: when the last few tokens occurred earlier in the prompt,
-# the tokens that followed them there are checked in one batch, up to this many.
-DRAFT_MAX = 8
-DRAFT_NGRAMS = (3, 2)
-
-
-class Backend(Protocol):
-    n_ctx: int
-    bos: int  # the begin-of-text token, kept when a prompt is cut from the left
-    prefill_chunk: int  # prompt tokens per decode call; a newer request can interrupt between chunks
-
-    def tokenize(self, text: str, *, special: bool = False, bos: bool = True) -> list[int]: ...
-    def piece(self, token: int) -> bytes: ...
-    def is_end(self, token: int) -> bool: ...
-    def decode(self, tokens: list[int], *, all_logits: bool = False) -> None: ...
-    def truncate(self, n: int) -> None: ...
-    def clear(self) -> None: ...
-    def logits(self, i: int = -1) -> np.ndarray: ...  # after the i-th token of the last decode
-    def save(self) -> bytes: ...
-    def restore(self, data: bytes, n_tokens: int) -> bool: ...
-    def set_adapter(self, path: Path | None) -> None: ...  # raises with a message if the adapter is refused
-    def close(self) -> None: ...
-
-
-Finish = Callable[[str, bool, bool, bool], tuple[str, bool]]  # (text, final, exhausted, hurry) -> (suggestion, done)
-
-
-@dataclass
-class Outcome:
-    """How a request was answered. `text` is None when it was superseded or cancelled."""
-
-    text: str | None
-    error: str | None = None
-    reused: bool = False  # served from a generation already running
-    prefill_tokens: int = 0  # prompt tokens evaluated for it
-    cached_tokens: int = 0  # prompt tokens found in the KV cache
-    generated_tokens: int = 0
-    drafted: int = 0  # prompt-lookup draft tokens checked
-    accepted: int = 0  # of which the model confirmed
-    seconds: float = 0.0
-    context_hash: str = ""  # of the prompt, set by the completer (the journal records it)
-
-
-@dataclass(eq=False)
-class Request:
-    key: str  # what a KV state belongs to: the document URI
-    prompt: str
-    finish: Finish
-    on_done: Callable[[Outcome], None]
-    max_tokens: int = 64
-    temperature: float = 0.0
-    special: bool = False  # the prompt holds special tokens (FIM)
-    stop: tuple[str, ...] = ()
-    patience: float = float("inf")  # seconds after which `finish` is asked to hurry
-    created: float = field(default_factory=time.perf_counter)
-    done: bool = False
-
-
-@dataclass(eq=False)
-class Generation:
-    key: str
-    prompt: str
-    special: bool
-    stop: tuple[str, ...]
-    temperature: float
-    text: str = ""
-    heal: str = ""  # text the next tokens must spell out (token healing)
-    heal_tokens: list[int] = field(default_factory=list)  # the prompt's removed tokens: drafts while healing
-    ends: list[int] = field(default_factory=list)  # len(text) after each generated token
-    tokens: int = 0  # generated so far
-    budget: int = 0  # stop when `tokens` reaches this
-    pending: int | None = None  # sampled, not yet in the KV cache
-    ended: str = ""  # "", "end" (end of text or stop string), "budget", "context"
-    request: Request | None = None
-    offset: int = 0  # where the attached request's suggestion starts in `text`
-    decoder: codecs.IncrementalDecoder = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    stats: Outcome = field(default_factory=lambda: Outcome(None))
 
 
 class Engine:
     def __init__(self, load: Callable[[], Backend], *, cached_documents: int = 4, seed: int = 0):
         self._load = load
-        self.cached_documents = cached_documents
         self._cv = threading.Condition()
         self._pending: Request | None = None
         self._starting: Request | None = None  # taken from _pending, not yet attached to a generation
@@ -139,13 +68,19 @@ class Engine:
         self.backend: Backend | None = None
         self.load_error: str | None = None
         self.loaded = threading.Event()
-        self._kv_key: str | None = None
-        self._kv: list[int] = []
-        # Per document: its KV tokens, KV state and the generation that was running on it.
-        self._parked: OrderedDict[str, tuple[list[int], bytes, Generation | None]] = OrderedDict()
+        self._cache: KVCache[Generation] = KVCache(cached_documents)
         self._rng = np.random.default_rng(seed)
         self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
         self._thread.start()
+
+    @property
+    def cached_documents(self) -> int:
+        """Documents whose KV state is parked in memory besides the one in the context."""
+        return self._cache.capacity
+
+    @cached_documents.setter
+    def cached_documents(self, n: int) -> None:
+        self._cache.capacity = n
 
     # --- called from other threads -------------------------------------------------
 
@@ -204,11 +139,11 @@ class Engine:
                 if self.backend is None:
                     raise RuntimeError(self.load_error or "the model is not loaded")
                 box["value"] = fn(self.backend)
-            except Exception as exc:
+            except Exception as exc:  # raised again in the caller's thread
                 box["error"] = exc
             finally:
-                self._drop_states()
-                self._reset_kv()
+                self._gen = None
+                self._cache.reset(self.backend)
                 done.set()
 
         if not self._queue_job(job):
@@ -243,8 +178,7 @@ class Engine:
         self._do_load(self._load)
         while True:
             with self._cv:
-                while (not self._closed and self._reload is None and self._pending is None and not self._active()
-                       and not self._jobs):
+                while not self._closed and not self._has_work():
                     self._cv.wait()
                 if self._closed:
                     break
@@ -268,7 +202,8 @@ class Engine:
                     self._step(self._gen)
             except Exception as exc:  # a broken decode must not kill the thread
                 log.exception("inference failed")
-                self._reset_kv()
+                # Only the context is in doubt; the states parked before the failure are sound.
+                self._cache.reset(self.backend, keep_parked=True)
                 with self._cv:
                     for r in (req, self._gen.request if self._gen else None):
                         if r is not None:
@@ -286,40 +221,46 @@ class Engine:
             try:
                 self.backend.set_adapter(path)
                 self.adapter = path
-            except Exception as exc:
+            except Exception as exc:  # the refusal goes to on_done; the old adapter stays
                 error = str(exc)
-            # Every cached state was computed with the weights before this job (or the backend cleared it).
-            self._drop_states()
+            # Every cached state was computed with the weights before this job.
+            self._gen = None
+            self._cache.reset(self.backend)
         try:
             on_done(error)
         except Exception:
             log.exception("adapter callback failed")
 
-    def _drop_states(self) -> None:
-        self._gen, self._kv_key, self._kv = None, None, []
-        self._parked.clear()
-
     def _do_load(self, load: Callable[[], Backend]) -> None:
         if self.backend is not None:
             self.backend.close()
             self.backend = None
-        self._gen, self._kv_key, self._kv = None, None, []
-        self._parked.clear()
+        self._gen = None
+        self._cache.reset(None)  # the old context went with its backend
         self.adapter = None
         try:
             self.backend = load()
             self.load_error = None
-        except Exception as exc:
+        except Exception as exc:  # reported to every request and the status
             log.error("model not loaded: %s", exc)
             self.load_error = str(exc)
         self.loaded.set()
+
+    def _loaded_backend(self) -> Backend:
+        """The backend, where a generation runs: there is one only while a model is loaded."""
+        assert self.backend is not None, "no model is loaded"
+        return self.backend
+
+    def _has_work(self) -> bool:
+        return self._reload is not None or self._pending is not None or self._active() or bool(self._jobs)
 
     def _active(self) -> bool:
         g = self._gen
         return g is not None and not g.ended and g.tokens < g.budget
 
     def _start(self, req: Request) -> None:
-        if self.backend is None:
+        backend = self.backend
+        if backend is None:
             with self._cv:
                 self._resolve_locked(req, Outcome(None, error=self.load_error or "no model is loaded"))
             return
@@ -327,12 +268,14 @@ class Engine:
             if self._gen is not None and self._gen.request is not None:
                 self._resolve_locked(self._gen.request, Outcome(None))
                 self._gen.request = None
-        if self._kv_key != req.key:
-            self._switch(req.key)
+        cache = self._cache
+        if cache.key != req.key:
+            # The generation running on the document we leave is parked with its KV state.
+            running = self._gen if self._gen is not None and self._gen.key == cache.key else None
+            self._gen = cache.switch(backend, req.key, running)
         if self._attach(req):
             return
         self._gen = None
-        backend = self.backend
         tokens = backend.tokenize(req.prompt, special=req.special)
         room = max(backend.n_ctx // 2, backend.n_ctx - req.max_tokens - 1)  # maxTokens may exceed the context
         if len(tokens) > room:
@@ -341,13 +284,8 @@ class Engine:
             tokens = head + tokens[len(tokens) - room + len(head) :]
         whole = tokens
         prompt, tokens, heal = healing.split_partial_word(req.prompt, tokens, self._piece_text, backend.bos)
-        healed = len(whole) - len(tokens)  # tokens to generate again under the healing constraint
-        keep = _common_prefix(self._kv, tokens)
-        if keep == len(tokens):
-            keep -= 1  # the last prompt token is decoded again for its logits
-        if keep < len(self._kv):
-            backend.truncate(keep)
-            del self._kv[keep:]
+        retyped = whole[len(tokens) :]  # the partial word's tokens, generated again under the healing constraint
+        keep = cache.reuse(backend, tokens)
         stats = Outcome(None, cached_tokens=keep, prefill_tokens=len(tokens) - keep)
         chunk = backend.prefill_chunk
         for i in range(keep, len(tokens), chunk):
@@ -355,13 +293,10 @@ class Engine:
                 with self._cv:
                     self._resolve_locked(req, Outcome(None))
                 return
-            part = tokens[i : i + chunk]
-            backend.decode(part)
-            self._kv.extend(part)
-        gen = Generation(req.key, prompt, req.special, req.stop, req.temperature, heal=heal,
-                         heal_tokens=whole[len(tokens):], offset=len(heal), stats=stats)
+            cache.decode(backend, tokens[i : i + chunk])
+        gen = Generation.for_request(req, prompt, heal=heal, heal_tokens=retyped, stats=stats)
         # Healed tokens re-spell typed text: they do not count against the suggestion's budget.
-        gen.budget = min(req.max_tokens + healed, backend.n_ctx - len(self._kv) - 1)
+        gen.budget = min(req.max_tokens + len(retyped), backend.n_ctx - len(cache) - 1)
         with self._cv:
             if req.done:
                 gen.budget = min(gen.budget, SPECULATE_AFTER_CANCEL)
@@ -382,7 +317,7 @@ class Engine:
         # has already typed over do not count, those after it do.
         offset = len(req.prompt) - len(g.prompt)
         typed = bisect.bisect_right(g.ends, offset)
-        room = self.backend.n_ctx - len(self._kv) - 2
+        room = self._loaded_backend().n_ctx - len(self._cache) - 2
         if g.ended == "context" or (g.ended != "end" and g.tokens - typed + room < req.max_tokens):
             # Typed along this generation until the context is nearly full: start again
             # (the KV cache still holds the prompt, so that is cheap).
@@ -400,16 +335,16 @@ class Engine:
 
     def _step(self, g: Generation) -> None:
         """Generate the next token, or several when drafts from the prompt are confirmed."""
-        backend = self.backend
+        backend = self._loaded_backend()
+        cache = self._cache
         drafts: list[int] = []
         if g.pending is not None:
             if g.temperature <= 0 and g.heal:
                 drafts = g.heal_tokens  # most often the model spells the word as the prompt did
             elif g.temperature <= 0:
-                drafts = self._draft(g.pending, g.budget - g.tokens - 1)
-            batch = [g.pending, *drafts]
-            backend.decode(batch, all_logits=bool(drafts))
-            self._kv.extend(batch)
+                room = min(g.budget - g.tokens - 1, backend.n_ctx - len(cache) - 2)
+                drafts = decoding.draft(cache.tokens, g.pending, room)
+            cache.decode(backend, [g.pending, *drafts], all_logits=bool(drafts))
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
         chosen: list[int] = []
@@ -420,14 +355,13 @@ class Engine:
                 token = healing.choose(logits, heal, self._piece_text, self._first_token)
                 heal = healing.rest(heal, self._piece_text(token))
             else:
-                token = self._sample(logits, g.temperature)
+                token = decoding.sample(logits, g.temperature, self._rng)
             chosen.append(token)
             if j == len(drafts) or token != drafts[j]:
                 break
         rejected = len(drafts) - (len(chosen) - 1)
         if rejected:
-            backend.truncate(len(self._kv) - rejected)
-            del self._kv[-rejected:]
+            cache.truncate(backend, len(cache) - rejected)
         g.stats.drafted += len(drafts)
         g.stats.accepted += len(drafts) - rejected
         for i, token in enumerate(chosen):
@@ -438,104 +372,43 @@ class Engine:
 
     def _emit(self, g: Generation, token: int, *, last: bool) -> None:
         """Add one generated token to `g` (lock held). Only the last one is not in the KV cache yet."""
-        backend = self.backend
+        backend = self._loaded_backend()
         if backend.is_end(token):
             g.ended = "end"
             self._offer(g)
             return
-        piece = backend.piece(token)
-        if g.heal:
-            g.heal = healing.rest(g.heal, piece.decode("utf-8", "replace"))
-            g.heal_tokens = g.heal_tokens[1:] if g.heal_tokens[:1] == [token] and g.heal else []
-        g.text += g.decoder.decode(piece)
-        g.ends.append(len(g.text))
-        g.tokens += 1
-        g.stats.generated_tokens += 1
+        g.add(token, backend.piece(token))
         if last:
             g.pending = token
-        for s in g.stop:
-            at = g.text.find(s, max(0, g.offset))
-            if at != -1:
-                g.text, g.ended = g.text[:at], "end"
-        if not g.ended and g.tokens >= g.budget:
-            g.ended = "budget"
-        if not g.ended and len(self._kv) + 2 >= backend.n_ctx:
+        if not g.ended and len(self._cache) + 2 >= backend.n_ctx:
             g.ended = "context"
         self._offer(g)
-
-    def _draft(self, pending: int, room: int) -> list[int]:
-        """Tokens that followed the latest earlier occurrence of the sequence's last n-gram."""
-        room = min(DRAFT_MAX, room, self.backend.n_ctx - len(self._kv) - 2)
-        if room <= 0:
-            return []
-        seq = np.array([*self._kv, pending], dtype=np.int32)
-        data = seq.tobytes()
-        for n in DRAFT_NGRAMS:
-            if len(seq) <= n:
-                continue
-            pattern = data[-4 * n :]
-            end = len(data) - 4  # an occurrence must end before the last token
-            while (at := data.rfind(pattern, 0, end)) != -1:
-                if at % 4 == 0:
-                    follow = at // 4 + n
-                    return seq[follow : follow + room].tolist()
-                end = at + 4 * n - 1
-        return []
 
     def _offer(self, g: Generation) -> None:
         """Give the attached request its suggestion if it is complete (lock held)."""
         req = g.request
         if req is None or req.done:
             return
-        hurry = time.perf_counter() - req.created > req.patience
-        suggestion, complete = req.finish(g.text[g.offset :], bool(g.ended), g.ended in ("budget", "context"), hurry)
+        suggestion, complete = req.finish(g.partial(hurry=time.perf_counter() - req.created > req.patience))
         if complete or g.ended:
             if not suggestion:
-                log.debug("empty suggestion: ended=%r, %d tokens generated, %d in the KV cache, output %r",
-                          g.ended, g.tokens, len(self._kv), g.text[g.offset : g.offset + 60])
+                log.debug(
+                    "empty suggestion: ended=%r, %d tokens generated, %d in the KV cache, output %r",
+                    g.ended,
+                    g.tokens,
+                    len(self._cache),
+                    g.text[g.offset : g.offset + 60],
+                )
             g.stats.text = suggestion
             g.stats.seconds = time.perf_counter() - req.created
             self._resolve_locked(req, g.stats)
             g.request = None
 
     def _first_token(self, text: str) -> int:
-        return self.backend.tokenize(text, bos=False)[0]
+        return self._loaded_backend().tokenize(text, bos=False)[0]
 
     def _piece_text(self, token: int) -> str:
-        return self.backend.piece(token).decode("utf-8", "replace")
-
-    def _sample(self, logits: np.ndarray, temperature: float) -> int:
-        if temperature <= 0:
-            return int(np.argmax(logits))
-        k = min(TOP_K, len(logits))
-        top = np.argpartition(logits, -k)[-k:]
-        z = logits[top].astype(np.float64) / temperature
-        p = np.exp(z - z.max())
-        return int(top[self._rng.choice(len(top), p=p / p.sum())])
-
-    def _switch(self, key: str) -> None:
-        """Park the current document's KV state and generation; bring back `key`'s, if parked."""
-        backend = self.backend
-        if self._kv_key is not None and self._kv and self.cached_documents > 0:
-            gen = self._gen if self._gen is not None and self._gen.key == self._kv_key else None
-            self._parked[self._kv_key] = (list(self._kv), backend.save(), gen)
-            self._parked.move_to_end(self._kv_key)
-            while len(self._parked) > self.cached_documents:
-                self._parked.popitem(last=False)
-        self._gen = None
-        parked = self._parked.pop(key, None)
-        self._kv_key = key
-        if parked is not None and backend.restore(parked[1], len(parked[0])):
-            self._kv, self._gen = parked[0], parked[2]
-        else:
-            backend.clear()
-            self._kv = []
-
-    def _reset_kv(self) -> None:
-        if self.backend is not None:
-            self.backend.clear()
-        self._kv = []
-        self._kv_key = None
+        return self._loaded_backend().piece(token).decode("utf-8", "replace")
 
     # --- helpers (lock held) ------------------------------------------------------
 
@@ -556,11 +429,3 @@ class Engine:
             req.on_done(outcome)
         except Exception:
             log.exception("completion callback failed")
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i

@@ -16,7 +16,7 @@ Pure; used by engine.py.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -25,7 +25,7 @@ CANDIDATES = 256  # the model's best tokens searched for one that fits
 
 def rest(heal: str, piece: str) -> str:
     """What is left to spell of `heal` after a token with text `piece`."""
-    return heal[len(piece):] if heal.startswith(piece) else ""
+    return heal[len(piece) :] if heal.startswith(piece) else ""
 
 
 def choose(logits: np.ndarray, heal: str, piece: Callable[[int], str], fallback: Callable[[str], int]) -> int:
@@ -54,7 +54,9 @@ def _wordy(c: str) -> bool:
     return c.isalnum() or c == "_"
 
 
-def split_partial_word(prompt: str, tokens: list[int], piece: Callable[[int], str], bos: int) -> tuple[str, list[int], str]:
+def split_partial_word(
+    prompt: str, tokens: list[int], piece: Callable[[int], str], bos: int
+) -> tuple[str, list[int], str]:
     """(prompt without its trailing partial word's tokens, those tokens, the removed text).
 
     Backs up over the last token, and over earlier ones while the removed text

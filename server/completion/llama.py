@@ -80,7 +80,9 @@ class LlamaBackend:
                 raise AdapterRefused(f"adapter {path} does not exist")
             new = llama_cpp.llama_adapter_lora_init(self.llm.model, str(path).encode())
             if not new:
-                raise AdapterRefused(f"llama.cpp refused the adapter {path}: not a LoRA adapter for this model, or damaged")
+                raise AdapterRefused(
+                    f"llama.cpp refused the adapter {path}: not a LoRA adapter for this model, or damaged"
+                )
             adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(new)
             scales = (ctypes.c_float * 1)(1.0)
             rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)

@@ -25,14 +25,30 @@ from .context import Context
 Mode = Literal["inline", "line", "block"]
 
 # Text a code model should never leave in a suggestion: fences and chat markers.
-HARD_STOPS = ("```", "<end_of_turn>", "<start_of_turn>", "<|im_end|>", "<|im_start|>", "<|endoftext|>", "<|file_separator|>", "<eos>")
+HARD_STOPS = (
+    "```",
+    "<end_of_turn>",
+    "<start_of_turn>",
+    "<|im_end|>",
+    "<|im_start|>",
+    "<|endoftext|>",
+    "<|file_separator|>",
+    "<eos>",
+)
 PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex", "org", "asciidoc", "git-commit"}
 OPENERS = (":", "{", "(", "[")
 CLOSERS = ")]}"
 _PROSE = re.compile(r"^(?:[A-Z][a-z]+|I|A)(?:[ ,][A-Za-z'’,-]+){2,}[.!?:]?$")
 _LIST_ITEM = re.compile(r"^(?:\d+\.|[-*•]) +[A-Za-z]")
 _KEYWORDS = {
-    "False", "None", "True", "And", "As", "Assert", "Async", "Await",
+    "False",
+    "None",
+    "True",
+    "And",
+    "As",
+    "Assert",
+    "Async",
+    "Await",
 }
 
 
@@ -101,7 +117,9 @@ def _depth(text: str) -> int:
     return sum(text.count(c) for c in "([{") - sum(text.count(c) for c in CLOSERS)
 
 
-def cut(shape: Shape, text: str, *, final: bool = False, exhausted: bool = False, hurry: bool = False) -> tuple[str, bool]:
+def cut(
+    shape: Shape, text: str, *, final: bool = False, exhausted: bool = False, hurry: bool = False
+) -> tuple[str, bool]:
     """(suggestion, finished) for model output `text` at this point.
 
     `final`: the model stopped (end of text, stop string or token budget);
@@ -138,8 +156,12 @@ def _finish_line(shape: Shape, line: str) -> str:
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
 
 
-def _block(shape: Shape, lines: list[str], complete: int, final: bool, exhausted: bool, hurry: bool) -> tuple[str, bool]:
-    cursor_indent = indent_of(shape.line_prefix) if not shape.line_prefix.strip() else indent_of(shape.line_prefix + "x")
+def _block(
+    shape: Shape, lines: list[str], complete: int, final: bool, exhausted: bool, hurry: bool
+) -> tuple[str, bool]:
+    cursor_indent = (
+        indent_of(shape.line_prefix) if not shape.line_prefix.strip() else indent_of(shape.line_prefix + "x")
+    )
     opener = bool(shape.line_prefix.strip())
     base: int | None = None
     if not opener and lines[0].strip():

@@ -17,7 +17,9 @@ from .context import Context
 @dataclass(frozen=True)
 class PromptFormat:
     kind: str = "plain"  # "plain" or "fim"
-    fim_template: str = ""  # with {prefix} and {suffix}, e.g. "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
+    fim_template: str = (
+        ""  # with {prefix} and {suffix}, e.g. "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>"
+    )
 
     def __post_init__(self) -> None:
         if self.kind not in ("plain", "fim"):

@@ -16,9 +16,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from lsprotocol import types
 from pygls.lsp.client import LanguageClient
@@ -116,8 +116,9 @@ class Session:
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
-    async def start(cls, root: Path, init_options: dict | None = None, *, log: Path | None = None,
-                    command: list[str] | None = None) -> "Session":
+    async def start(
+        cls, root: Path, init_options: dict | None = None, *, log: Path | None = None, command: list[str] | None = None
+    ) -> Session:
         client = LanguageClient("selftune-replay", "1")
         session = cls(client, root)
 
@@ -144,6 +145,7 @@ class Session:
 
         cmd = command or [sys.executable, "-m", "selftune.server", "serve"]
         await client.start_io(*cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert client._server is not None  # started just above
         session._tasks.append(asyncio.create_task(_drain(client._server.stderr, log)))
         await client.initialize_async(
             types.InitializeParams(
@@ -205,16 +207,22 @@ class Session:
             types.ExecuteCommandParams(command=command.command, arguments=command.arguments)
         )
 
+    async def flush(self) -> bool:
+        """A barrier: True once everything the notifications sent before it recorded is in the journal."""
+        result = await self.execute(types.Command("flush", "selftune.flush"))
+        return bool(result["flushed"] if isinstance(result, dict) else getattr(result, "flushed", False))
+
     async def close(self) -> None:
         try:
             await asyncio.wait_for(self.client.shutdown_async(None), 10)
             self.client.exit(None)
-        except (asyncio.TimeoutError, Exception):
+        except (TimeoutError, Exception):
             pass
         try:
             await asyncio.wait_for(self.client.stop(), 10)
-        except asyncio.TimeoutError:
-            self.client._server.kill()
+        except TimeoutError:
+            if self.client._server is not None:
+                self.client._server.kill()
         for task in self._tasks:
             task.cancel()
 
@@ -226,7 +234,10 @@ def _text_of(result: object) -> str | None:
         items = result
     else:
         return None
-    return items[0].insert_text if items else ""
+    if not items:
+        return ""
+    text = items[0].insert_text
+    return text if isinstance(text, str) else text.value
 
 
 async def _drain(stream: asyncio.StreamReader | None, log: Path | None) -> None:
@@ -274,7 +285,7 @@ async def type_text(
             try:
                 result = await asyncio.wait_for(asyncio.shield(future), ANSWER_CAP)
                 suggestion = _text_of(result)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 suggestion = None
             except Exception as exc:  # an LSP error is a failed suggestion, recorded as such
                 suggestion = None

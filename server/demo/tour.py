@@ -32,19 +32,19 @@ from pathlib import Path
 
 from lsprotocol import types
 
-from ..journal import journal_path
 from ..journal.queries import stats
 from ..settings import Settings
+from ..workspace import CONFIG_NAME, adapters_dir, config_path, journal_path
 from .replay import Doc, Pause, Session, replace, type_text, useful_chars
 
-NEW_METHOD = '''
+NEW_METHOD = """
     def restock(self, sku: str, count: int) -> None:
         if sku not in self.items:
             raise KeyError(sku)
         self.counts[sku] = self.counts.get(sku, 0) + count
-'''
+"""
 
-# The demo's recipe: small enough for a few minutes on two cores (README, "Adaptation", has the defaults).
+# The demo's recipe: small enough for a few minutes on two cores (adaptation/config.py has the defaults).
 DEMO_RECIPE = """
 [adapt]
 epochs = 2
@@ -75,7 +75,9 @@ def _copy_sample(into: Path) -> Path:
     try:
         subprocess.run([*git, "init", "-q"], cwd=project, check=True, capture_output=True)
         subprocess.run([*git, "add", "."], cwd=project, check=True, capture_output=True)
-        subprocess.run([*git, "commit", "-qm", "inventory: stock and tests"], cwd=project, check=True, capture_output=True)
+        subprocess.run(
+            [*git, "commit", "-qm", "inventory: stock and tests"], cwd=project, check=True, capture_output=True
+        )
     except (OSError, subprocess.CalledProcessError):
         pass  # no git: the demo goes on without history
     return project
@@ -97,10 +99,13 @@ async def _journal(project: Path, wait: float = 0.3) -> dict | None:
 def _journal_line(s: dict | None) -> str:
     if s is None:
         return f"{GREY}   journal: nothing yet{RESET}"
-    return (f"{GREY}   journal: {s['edits']} edits, {s['editor_steps']} edit steps, {s['completions_shown']} suggestions shown "
-            f"({s['accepted']} accepted, {s['rejected']} rejected), {s['revision_pairs']} revision pairs, "
-            f"{s['test_runs']} test runs ({s['test_fixes']} fixes), "
-            f"{s['history_commits']} commits of history, {(s['bytes'] + s['wal_bytes']) / 1000:.0f} kB on disk{RESET}")
+    return (
+        f"{GREY}   journal: {s['edits']} edits, {s['editor_steps']} edit steps, "
+        f"{s['completions_shown']} suggestions shown "
+        f"({s['accepted']} accepted, {s['rejected']} rejected), {s['revision_pairs']} revision pairs, "
+        f"{s['test_runs']} test runs ({s['test_fixes']} fixes), "
+        f"{s['history_commits']} commits of history, {(s['bytes'] + s['wal_bytes']) / 1000:.0f} kB on disk{RESET}"
+    )
 
 
 async def _tour(settings: Settings) -> int:
@@ -109,8 +114,11 @@ async def _tour(settings: Settings) -> int:
         print(f"{BOLD}selftune demo{RESET}: the sample project is in {project}")
         print(f"starting `selftune serve` with model {settings.model} ...")
         started = time.perf_counter()
-        session = await Session.start(project, {"model": settings.model, "modelPath": settings.model_path,
-                                                "maxTokens": settings.max_tokens}, log=Path(tmp) / "server.log")
+        session = await Session.start(
+            project,
+            {"model": settings.model, "modelPath": settings.model_path, "maxTokens": settings.max_tokens},
+            log=Path(tmp) / "server.log",
+        )
         try:
             return await _walk(session, project, started)
         finally:
@@ -126,8 +134,10 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     if session.messages and first is None:
         print("\n".join(session.messages))
         return 1
-    print(f"server up and model loaded; first suggestion after {time.perf_counter() - started:.1f} s "
-          f"(cold prefill of the whole file: {seconds * 1000:.0f} ms)\n")
+    print(
+        f"server up and model loaded; first suggestion after {time.perf_counter() - started:.1f} s "
+        f"(cold prefill of the whole file: {seconds * 1000:.0f} ms)\n"
+    )
 
     print(f"{BOLD}1. Typing a new method at the end of inventory/stock.py{RESET}")
     print(f"   {GREY}(a keystroke every 50 ms, pauses at word and line ends; ghost text in green){RESET}\n")
@@ -139,15 +149,21 @@ async def _walk(session: Session, project: Path, started: float) -> int:
         tail = f" {GREY}+{len(ghost) - 1} lines{RESET}" if len(ghost) > 1 and ghost[0] else ""
         first_line = ghost[0] if ghost[0] else (ghost[1].strip() if len(ghost) > 1 else "")
         arrow = "⏎ " if not ghost[0] and len(ghost) > 1 else ""
-        good = f" {GREEN}✓{RESET}" if p.suggestion and useful_chars(p.suggestion, p.expected) >= max(3, len(p.expected.strip()) // 2) else ""
+        good = (
+            f" {GREEN}✓{RESET}"
+            if p.suggestion and useful_chars(p.suggestion, p.expected) >= max(3, len(p.expected.strip()) // 2)
+            else ""
+        )
         print(f"   {p.seconds * 1000:5.0f} ms  {p.line.rstrip()}{GREEN}{arrow}{first_line}{RESET}{tail}{good}")
 
     pauses = await type_text(session, doc, len(doc.text), NEW_METHOD, on_pause=show)
     answered = [p for p in pauses if p.suggestion is not None]
     offered = [p for p in answered if p.suggestion]
     lat = sorted(p.seconds * 1000 for p in answered)
-    print(f"\n   {len(pauses)} pauses, {len(offered)} with a suggestion; pause-to-suggestion "
-          f"median {statistics.median(lat):.0f} ms, worst {lat[-1]:.0f} ms")
+    print(
+        f"\n   {len(pauses)} pauses, {len(offered)} with a suggestion; pause-to-suggestion "
+        f"median {statistics.median(lat):.0f} ms, worst {lat[-1]:.0f} ms"
+    )
     print(_journal_line(await _journal(project, wait=2.5)))  # steps settle after a 2 s pause
 
     print(f"\n{BOLD}2. Accepting a suggestion{RESET}")
@@ -159,21 +175,24 @@ async def _walk(session: Session, project: Path, started: float) -> int:
             position=doc.position(len(doc.text)),
         )
     )
-    if result and result.items:
-        item = result.items[0]
+    items = result.items if isinstance(result, types.InlineCompletionList) else list(result or [])
+    if items and isinstance(items[0].insert_text, str) and items[0].command is not None:
+        text, command = items[0].insert_text, items[0].command
         start = len(doc.text)
-        print(f"   after `    def ` the server offers: {GREEN}{item.insert_text.splitlines()[0]}{RESET}")
-        session.insert(doc, start, item.insert_text)  # the editor inserts it, then runs the item's command
-        accepted = await session.execute(item.command)
-        print(f"   the editor runs its command {item.command.command} → recorded: {accepted}")
-        name_end = start + max(0, item.insert_text.find("("))
+        print(f"   after `    def ` the server offers: {GREEN}{text.splitlines()[0]}{RESET}")
+        session.insert(doc, start, text)  # the editor inserts it, then runs the item's command
+        accepted = await session.execute(command)
+        print(f"   the editor runs its command {command.command} → recorded: {accepted}")
+        name_end = start + max(0, text.find("("))
         session.insert(doc, name_end, "_audited")  # the user then renames what was accepted, and saves
         session.client.text_document_did_save(types.DidSaveTextDocumentParams(types.TextDocumentIdentifier(doc.uri)))
         s = await _journal(project)
         row = s and s["conn"].execute("SELECT model_text, user_text FROM revisions ORDER BY time DESC").fetchone()
         if row:
-            print(f"   renamed to `…_audited` and saved: the journal keeps the revision pair (model → user):\n"
-                  f"     {row[0].splitlines()[0]!r}\n   → {row[1].splitlines()[0]!r}")
+            print(
+                f"   renamed to `…_audited` and saved: the journal keeps the revision pair (model → user):\n"
+                f"     {row[0].splitlines()[0]!r}\n   → {row[1].splitlines()[0]!r}"
+            )
         print(_journal_line(s))
     else:
         print("   (no suggestion this time)")
@@ -184,8 +203,8 @@ async def _walk(session: Session, project: Path, started: float) -> int:
     clist = await session.client.text_document_completion_async(
         types.CompletionParams(types.TextDocumentIdentifier(doc.uri), doc.position(len(doc.text)))
     )
-    items = clist.items if clist else []
-    print(f"   {len(items)} item(s): " + ", ".join(repr(i.label) for i in items))
+    labels = [i.label for i in (clist.items if isinstance(clist, types.CompletionList) else clist or [])]
+    print(f"   {len(labels)} item(s): " + ", ".join(map(repr, labels)))
 
     print(f"\n{BOLD}4. Switching files{RESET}")
     tests = project / "tests" / "test_stock.py"
@@ -224,14 +243,17 @@ async def _until(predicate, timeout: float = 120.0):
 
 
 async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
-    print(f"\n{BOLD}5. Tests on save{RESET} (off by default: they run the project's code; the demo, like an "
-          f"editor that trusts the workspace, sends workspaceTrusted and turns on the testFeedback setting)")
+    print(
+        f"\n{BOLD}5. Tests on save{RESET} (off by default: they run the project's code; the demo, like an "
+        f"editor that trusts the workspace, sends workspaceTrusted and turns on the testFeedback setting)"
+    )
     stock = project / "inventory" / "stock.py"
     good = (project / "inventory" / "stock.py").read_text() + NEW_METHOD
     replace(session.client, doc, 0, len(doc.text), good)  # back to a file that parses, with the method from part 1
     session.save(stock, doc)
     session.client.workspace_did_change_configuration(
-        types.DidChangeConfigurationParams(settings={"selftune": {"testFeedback": True, "workspaceTrusted": True}}))
+        types.DidChangeConfigurationParams(settings={"selftune": {"testFeedback": True, "workspaceTrusted": True}})
+    )
     right, wrong = "return self.counts.get(sku, 0)", "return self.counts[sku]"
     at = doc.text.index(right)
     replace(session.client, doc, at, at + len(right), wrong)
@@ -239,13 +261,19 @@ async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
     saved = session.save(stock, doc)
 
     def ours() -> dict[str, list[types.Diagnostic]]:
-        return {uri: [d for d in ds if d.source == "selftune-tests"] for uri, ds in session.diagnostics.items()
-                if any(d.source == "selftune-tests" for d in ds)}
+        return {
+            uri: [d for d in ds if d.source == "selftune-tests"]
+            for uri, ds in session.diagnostics.items()
+            if any(d.source == "selftune-tests" for d in ds)
+        }
 
     def ended() -> bool:
-        return any(at >= saved and token.startswith("selftune-tests") and
-                   (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) == "end"
-                   for at, token, value in session.progress)
+        return any(
+            at >= saved
+            and token.startswith("selftune-tests")
+            and (value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)) == "end"
+            for at, token, value in session.progress
+        )
 
     first = await _until(ours)
     first_at = time.perf_counter()
@@ -267,8 +295,12 @@ async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
     s = await _journal(project, wait=0.5)
     row = None
     for _ in range(40):
-        row = s and s["conn"].execute("SELECT function, failing, passing, error, tests FROM test_fixes "
-                                      "ORDER BY time DESC").fetchone()
+        row = (
+            s
+            and s["conn"]
+            .execute("SELECT function, failing, passing, error, tests FROM test_fixes ORDER BY time DESC")
+            .fetchone()
+        )
         if row:
             break
         s = await _journal(project, wait=0.25)
@@ -281,15 +313,16 @@ async def _tests_on_save(session: Session, project: Path, doc: Doc) -> None:
     for old, new in zip(failing.splitlines(), passing.splitlines()):
         if old != new:
             print(f"     failing: {old.strip()}\n     passing: {GREEN}{new.strip()}{RESET}")
-    print(f"   and a preference pair (CodeLutra): prompt = the code before {function}, "
-          f"chosen = the passing version, rejected = the failing one")
+    print(
+        f"   and a preference pair (CodeLutra): prompt = the code before {function}, "
+        f"chosen = the passing version, rejected = the failing one"
+    )
 
 
 async def _adapt(session: Session, project: Path, doc: Doc) -> bool:
     """Part 7: `selftune.adapt` as an editor runs it; False if the run failed."""
-    print(f"\n{BOLD}7. Adapting to the project{RESET} (a short run on the CPU; the demo's recipe is in "
-          f".selftune/config.toml)")
-    with (project / ".selftune" / "config.toml").open("a", encoding="utf-8") as config:
+    print(f"\n{BOLD}7. Adapting to the project{RESET} (a short run on the CPU; the demo's recipe is in {CONFIG_NAME})")
+    with config_path(project).open("a", encoding="utf-8") as config:
         config.write(DEMO_RECIPE)
     session.insert(doc, len(doc.text), "\n\n    def ")
     probe = len(doc.text)
@@ -319,12 +352,18 @@ async def _adapt(session: Session, project: Path, doc: Doc) -> bool:
     meta = _newest_meta(project)
     compare = meta.get("compare", {})
     b, c = compare.get("base", {}), compare.get("candidate", {})
-    print(f"   {time.perf_counter() - started:5.0f} s  done: {meta['training']['steps']} training steps, "
-          f"{meta['training']['tokens']} tokens in {meta['training']['seconds']:.0f} s on the "
-          f"{meta['training']['device'].upper()}; {meta['data']['points']} held-out edit points\n")
+    print(
+        f"   {time.perf_counter() - started:5.0f} s  done: {meta['training']['steps']} training steps, "
+        f"{meta['training']['tokens']} tokens in {meta['training']['seconds']:.0f} s on the "
+        f"{meta['training']['device'].upper()}; {meta['data']['points']} held-out edit points\n"
+    )
     print(f"   {'held-out':22}{'base model':>12}{'adapted':>12}")
-    rows = [("exact match", "exact_match", "{:.1%}"), ("edit similarity", "edit_similarity", "{:.3f}"),
-            ("loss per token", "heldout_loss", "{:.3f}"), ("tests pass@1", "pass_at_1", "{:.1%}")]
+    rows = [
+        ("exact match", "exact_match", "{:.1%}"),
+        ("edit similarity", "edit_similarity", "{:.3f}"),
+        ("loss per token", "heldout_loss", "{:.3f}"),
+        ("tests pass@1", "pass_at_1", "{:.1%}"),
+    ]
     for label, key, form in rows:
         if b.get(key) is not None and c.get(key) is not None:
             print(f"   {label:22}{form.format(b[key]):>12}{form.format(c[key]):>12}")
@@ -344,7 +383,7 @@ async def _adapt(session: Session, project: Path, doc: Doc) -> bool:
 
 
 def _newest_meta(project: Path) -> dict:
-    found = sorted((project / ".selftune" / "adapters").glob("*/meta.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted(adapters_dir(project).glob("*/meta.json"), key=lambda p: p.stat().st_mtime)
     return json.loads(found[-1].read_text()) if found else {}
 
 

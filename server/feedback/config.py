@@ -57,12 +57,14 @@ def resolve_interpreter(root: Path, value: str) -> str:
 
 
 def untracked_note(path: Path) -> str:
-    return (f"{path} is tracked by git, so it came with the repository: selftune ignores it until you trust "
-            f"this workspace")
+    return (
+        f"{path} is tracked by git, so it came with the repository: selftune ignores it until you trust this workspace"
+    )
 
 
-def load(root: Path, *, enabled: bool, interpreter: str, timeout: float, scope: str,
-         trusted: bool) -> tuple[TestConfig, list[str]]:
+def load(
+    root: Path, *, enabled: bool, interpreter: str, timeout: float, scope: str, trusted: bool
+) -> tuple[TestConfig, list[str]]:
     """The test configuration for `root`: the settings given, with the workspace's file applied as trust allows."""
     found = read_config(root)
     problems = list(found.problems)
@@ -87,14 +89,16 @@ def load(root: Path, *, enabled: bool, interpreter: str, timeout: float, scope: 
                 asked = f"tests.enabled in {where}"
         elif key == "interpreter":
             if not isinstance(value, str):
-                problems.append(f"{where}: tests.interpreter = {value!r} is not a string; "
-                                f"using {interpreter or 'the default'}")
+                problems.append(
+                    f"{where}: tests.interpreter = {value!r} is not a string; using {interpreter or 'the default'}"
+                )
             elif trusted:
                 interpreter = value
         elif key == "timeout":
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 1 <= value <= 3600):
-                problems.append(f"{where}: tests.timeout = {value!r} is not a number of seconds in 1..3600; "
-                                f"using {timeout:g}")
+                problems.append(
+                    f"{where}: tests.timeout = {value!r} is not a number of seconds in 1..3600; using {timeout:g}"
+                )
             elif trusted or value < timeout:
                 timeout = float(value)
         elif key == "scope":

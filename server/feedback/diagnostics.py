@@ -10,6 +10,7 @@ and says which files' diagnostics change when a test fails or passes again.
 
 from __future__ import annotations
 
+import builtins
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -34,16 +35,21 @@ def _place(value) -> tuple[str, int] | None:
     return None
 
 
-def _pair(nodeid: str, code: str, source: tuple[str, int] | None, test: tuple[str, int] | None,
-          at_source: str, at_test: str) -> list[Problem]:
+def _pair(
+    nodeid: str, code: str, source: tuple[str, int] | None, test: tuple[str, int] | None, at_source: str, at_test: str
+) -> list[Problem]:
     if source is None and test is None:
         return []
     if source is None or source == test:
-        return [Problem(*(test or source), at_test, code, nodeid)]
+        where = test if test is not None else source
+        assert where is not None  # checked above
+        return [Problem(*where, at_test, code, nodeid)]
     if test is None:
         return [Problem(*source, at_source, code, nodeid)]
-    return [Problem(*source, at_source, code, nodeid, ((*test, f"{nodeid} fails here"),)),
-            Problem(*test, at_test, code, nodeid, ((*source, "raised here"),))]
+    return [
+        Problem(*source, at_source, code, nodeid, ((*test, f"{nodeid} fails here"),)),
+        Problem(*test, at_test, code, nodeid, ((*source, "raised here"),)),
+    ]
 
 
 def result_problems(result: dict) -> list[Problem]:
@@ -69,8 +75,10 @@ def ending_problems(end: RunEnd, location: tuple[str, int] | None, timeout: floa
     nodeid = end.running or ""
     if end.status == "timeout":
         code = "timeout"
-        what = (f"{nodeid or 'the test run'} did not finish within {timeout:g} s (testTimeout); "
-                "the test process was killed with every process it started")
+        what = (
+            f"{nodeid or 'the test run'} did not finish within {timeout:g} s (testTimeout); "
+            "the test process was killed with every process it started"
+        )
         at_source = f"{nodeid or 'the test run'} was here when it was killed after {timeout:g} s"
     else:
         code = "crashed"
@@ -98,9 +106,9 @@ class Failures:
             return set()
         return {p.path for p in old} | {p.path for p in problems}
 
-    def forget_missing(self, test_files: set[str], reported: set[str]) -> set[str]:
+    def forget_missing(self, test_files: builtins.set[str], reported: builtins.set[str]) -> builtins.set[str]:
         """Tests of `test_files` that a complete run did not report no longer exist: drop them."""
-        changed: set[str] = set()
+        changed: builtins.set[str] = builtins.set()
         for nodeid in [n for n in self.by_test if n.split("::")[0] in test_files and n not in reported]:
             changed |= self.set(nodeid, [])
         return changed

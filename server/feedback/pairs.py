@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ast
 import difflib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from .state import State, changed_paths
 
@@ -32,7 +32,7 @@ class Function:
     qualname: str
     start: int  # first line (0-based), decorators included
     end: int  # line after the last
-    node: ast.AST | None = None
+    node: ast.AST
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,8 @@ def functions(text: str) -> dict[str, Function] | None:
         for node in body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 first = min([node.lineno] + [d.lineno for d in node.decorator_list])
-                found[prefix + node.name] = Function(prefix + node.name, first - 1, node.end_lineno, node)
+                end = node.end_lineno if node.end_lineno is not None else node.lineno  # always set by ast.parse
+                found[prefix + node.name] = Function(prefix + node.name, first - 1, end, node)
             elif isinstance(node, ast.ClassDef):
                 visit(node.body, f"{prefix}{node.name}.")
 

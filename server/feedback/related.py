@@ -95,8 +95,13 @@ class ImportGraph:
     def python_files(self) -> list[str]:
         found = []
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS
-                                 and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg")))
+            dirnames[:] = sorted(
+                d
+                for d in dirnames
+                if not d.startswith(".")
+                and d not in SKIP_DIRS
+                and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg"))
+            )
             rel_dir = os.path.relpath(dirpath, self.root)
             for name in sorted(filenames):
                 if name.endswith(".py"):
@@ -183,12 +188,20 @@ class ImportGraph:
         def rank(test: str) -> tuple:
             parsed = self.files[test]
             reached = test in distance
-            return (test != saved, not (reached and PurePosixPath(test).name in own), not reached,
-                    distance.get(test, 0), -len(defines & parsed.names), test)
+            return (
+                test != saved,
+                not (reached and PurePosixPath(test).name in own),
+                not reached,
+                distance.get(test, 0),
+                -len(defines & parsed.names),
+                test,
+            )
 
         related = sorted((t for t in tests if t == saved or t in distance or PurePosixPath(t).name in own), key=rank)
-        return [(t, t == saved or distance.get(t, 1 << 30) <= 1 or (t in distance and PurePosixPath(t).name in own))
-                for t in related]
+        return [
+            (t, t == saved or distance.get(t, 1 << 30) <= 1 or (t in distance and PurePosixPath(t).name in own))
+            for t in related
+        ]
 
     def all_tests(self) -> list[str]:
         self.refresh()

@@ -26,9 +26,10 @@ import re
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def workspace_frames(text: str, root: Path) -> list[tuple[str, int]]:
         for path, line in _FRAME.findall(block):
             real = os.path.realpath(path)
             if real.startswith(root_text) and "site-packages" not in real:
-                frames.append((real[len(root_text):].replace(os.sep, "/"), int(line)))
+                frames.append((real[len(root_text) :].replace(os.sep, "/"), int(line)))
         if frames:
             return frames
     return []
@@ -109,14 +110,15 @@ def kill_all() -> None:
         kill_group(pid)
 
 
-async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: float,
-                     on_event: Callable[[dict], None]) -> RunEnd:
+async def run_pytest(
+    interpreter: str, root: Path, args: list[str], *, timeout: float, on_event: Callable[[dict], None]
+) -> RunEnd:
     """Run pytest on `args` in `root`; every plugin event goes to `on_event` (on the event loop)."""
     started = time.monotonic()
     read_fd, write_fd = os.pipe()
     stacks_file = Path(tempfile.mkstemp(prefix="selftune-stacks-", suffix=".txt")[1])
     deadline = time.time() + timeout - min(STACKS_BEFORE, timeout / 4)
-    seen = {"session": False, "finish": None, "running": None}
+    seen: dict[str, Any] = {"session": False, "finish": None, "running": None}
 
     def event(item: dict) -> None:
         kind = item.get("event")
@@ -132,10 +134,20 @@ async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: 
 
     try:
         proc = await asyncio.create_subprocess_exec(
-            interpreter, "-m", "pytest", "-p", PLUGIN, *BASE_ARGS, *args,
-            cwd=root, env=pytest_env(root, write_fd, stacks_file, deadline),
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            pass_fds=(write_fd,), start_new_session=True,
+            interpreter,
+            "-m",
+            "pytest",
+            "-p",
+            PLUGIN,
+            *BASE_ARGS,
+            *args,
+            cwd=root,
+            env=pytest_env(root, write_fd, stacks_file, deadline),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            pass_fds=(write_fd,),
+            start_new_session=True,
         )
     except OSError as exc:
         os.close(read_fd)
@@ -154,6 +166,7 @@ async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: 
 
     async def drain_output() -> None:
         nonlocal total
+        assert proc.stdout is not None  # a pipe: asked for above
         while chunk := await proc.stdout.read(65536):
             total += len(chunk)
             tail.extend(chunk)
@@ -163,8 +176,9 @@ async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: 
     async def read_events() -> None:
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 22)
-        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                                    os.fdopen(read_fd, "rb", 0))
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0)
+        )
         try:
             while line := await reader.readline():
                 try:
@@ -183,7 +197,7 @@ async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: 
     status = "finished"
     try:
         await asyncio.wait_for(proc.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         status = "timeout"
     except asyncio.CancelledError:
         status = "cancelled"
@@ -196,8 +210,14 @@ async def run_pytest(interpreter: str, root: Path, args: list[str], *, timeout: 
         for task in pending:
             task.cancel()
     output = bytes(tail[-OUTPUT_TAIL:]).decode("utf-8", "replace")
-    end = RunEnd(status, exit_code=proc.returncode, running=seen["running"], output=output, output_bytes=total,
-                 seconds=time.monotonic() - started)
+    end = RunEnd(
+        status,
+        exit_code=proc.returncode,
+        running=seen["running"],
+        output=output,
+        output_bytes=total,
+        seconds=time.monotonic() - started,
+    )
     if status == "finished":
         if seen["finish"] is not None:
             end.exit_code = seen["finish"]

@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..journal.watcher import read_text
 from .related import SKIP_DIRS
@@ -34,8 +34,13 @@ def _git(root: Path, *args: str) -> bytes | None:
         log.info("git %s in %s: %s", args[0], root, exc)
         return None
     if done.returncode != 0:
-        log.debug("git %s in %s: exit status %d: %s", " ".join(args), root, done.returncode,
-                  done.stderr.decode("utf-8", "replace").strip())
+        log.debug(
+            "git %s in %s: exit status %d: %s",
+            " ".join(args),
+            root,
+            done.returncode,
+            done.stderr.decode("utf-8", "replace").strip(),
+        )
         return None
     return done.stdout
 
@@ -65,7 +70,11 @@ def _python_files(root: Path, rel: str) -> list[str]:
             dirnames[:] = []
             continue
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in SKIP_DIRS]
-        found += [Path(os.path.normpath(os.path.join(dirpath, f))).relative_to(root).as_posix() for f in filenames if f.endswith(".py")]
+        found += [
+            Path(os.path.normpath(os.path.join(dirpath, f))).relative_to(root).as_posix()
+            for f in filenames
+            if f.endswith(".py")
+        ]
     return found
 
 
@@ -82,7 +91,7 @@ def capture(root: Path, allows: Callable[[Path], bool] = lambda p: True) -> Stat
         for entry in status.decode("utf-8", "replace").split("\0"):
             if len(entry) > 3:
                 rel = entry[3:]
-                rel = rel[len(prefix_text):] if prefix_text and rel.startswith(prefix_text) else rel
+                rel = rel[len(prefix_text) :] if prefix_text and rel.startswith(prefix_text) else rel
                 if rel.endswith("/"):  # an untracked folder: its Python files, unless it is an environment
                     paths += _python_files(root, rel.rstrip("/"))
                 else:

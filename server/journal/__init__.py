@@ -15,9 +15,11 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
+from ..workspace import DIRNAME, journal_path
+from . import events as ev
 from . import history
 from .privacy import Rules
 from .recorder import Recorder
@@ -25,13 +27,6 @@ from .store import Store, connect
 from .watcher import Watcher
 
 log = logging.getLogger(__name__)
-
-DIRNAME = ".selftune"
-FILENAME = "journal.sqlite3"
-
-
-def journal_path(root: Path) -> Path:
-    return root / DIRNAME / FILENAME
 
 
 def exclude_from_git(rules: Rules) -> None:
@@ -53,15 +48,23 @@ def exclude_from_git(rules: Rules) -> None:
 
 
 class Journal:
-    def __init__(self, root: Path, *, version: str, model: str, on_problem: Callable[[str], None],
-                 call_soon: Callable[..., None], clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        version: str,
+        model: str,
+        on_problem: Callable[[str], None],
+        call_soon: Callable[..., object],
+        clock: Callable[[], float] = time.time,
+    ):
         self.root = root.resolve()
         self.rules = Rules(self.root)
         exclude_from_git(self.rules)
         self.path = journal_path(self.root)
         self.store = Store(self.path, rules=self.rules, on_problem=on_problem)
         self.session = uuid.uuid4().hex[:12]
-        self.store.put(("session", self.session, clock(), version, model))
+        self.store.put(ev.SessionStarted(self.session, clock(), version, model))
         self.recorder = Recorder(self.store, self.session, new_id=lambda: secrets.randbits(62), clock=clock)
         self._call_soon = call_soon
         self.watcher: Watcher | None = None
@@ -72,14 +75,19 @@ class Journal:
 
     def watch(self) -> None:
         """Start recording changes made outside the editor (on a thread: the directory walk asks git)."""
+
         def outside(rel: str, text: str | None) -> None:
             self._call_soon(self.recorder.outside_change, rel, text)
 
         self.watcher = Watcher(self.rules, editor_has=self.recorder.editor_has, on_change=outside)
         threading.Thread(target=self.watcher.start, name="selftune-watch-start", daemon=True).start()
 
-    def import_history(self, depth: int, progress: Callable[[int, int], None] = lambda done, total: None,
-                       done: Callable[[int], None] = lambda n: None) -> None:
+    def import_history(
+        self,
+        depth: int,
+        progress: Callable[[int, int], None] = lambda done, total: None,
+        done: Callable[[int], None] = lambda n: None,
+    ) -> None:
         """Import the commits made since the last import (up to `depth`) on a thread."""
         if self.rules.repo is None or depth <= 0:
             return
@@ -87,10 +95,11 @@ class Journal:
         def run() -> None:
             try:
                 since = self._meta("history_head")
-                count, head = history.import_history(self.rules.repo, self.store.put, depth=depth, since=since,
-                                                     progress=progress)
+                count, head = history.import_history(
+                    self.rules.repo, self.store.put, depth=depth, since=since, progress=progress
+                )
                 if head:
-                    self.store.put(("meta", "history_head", head))
+                    self.store.put(ev.MetaSet("history_head", head))
                 done(count)
             except Exception as exc:  # git trouble never stops the server
                 log.warning("importing git history failed: %s", exc)

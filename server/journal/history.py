@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Callable, Iterator
+
+from . import events as ev
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +103,30 @@ def _header(text: str) -> Commit:
 
 def log_args(depth: int, since: str | None) -> list[str]:
     revisions = [f"{since}..HEAD"] if since else ["HEAD"]
-    return ["-n", str(depth), "-p", "-U0", "--no-color", "--no-ext-diff", "--no-renames", "--reverse",
-            f"--format={_FORMAT}",
-            *revisions, "--", "*.py"]
+    return [
+        "-n",
+        str(depth),
+        "-p",
+        "-U0",
+        "--no-color",
+        "--no-ext-diff",
+        "--no-renames",
+        "--reverse",
+        f"--format={_FORMAT}",
+        *revisions,
+        "--",
+        "*.py",
+    ]
 
 
-def import_history(repo, put: Callable[[tuple], None], *, depth: int, since: str | None = None,
-                   progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[int, str | None]:
+def import_history(
+    repo,
+    put: Callable[[ev.Event], None],
+    *,
+    depth: int,
+    since: str | None = None,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+) -> tuple[int, str | None]:
     """Put the newest `depth` commits (after `since`) as journal events; returns (commits, HEAD imported)."""
     if not repo.head.is_valid():  # no commits yet
         return 0, None
@@ -123,10 +142,10 @@ def import_history(repo, put: Callable[[tuple], None], *, depth: int, since: str
     try:
         lines = (raw.decode("utf-8", "replace") for raw in process.stdout)
         for commit in parse_log(lines):
-            put(("commit", commit.sha, commit.time, commit.author, commit.message, commit.code_and_tests))
+            put(ev.CommitImported(commit.sha, commit.time, commit.author, commit.message, commit.code_and_tests))
             for path, diff in commit.diffs.items():
                 if PurePosixPath(path).suffix == ".py":
-                    put(("history_step", commit.sha, path, commit.time, diff))
+                    put(ev.HistoryStep(commit.sha, path, commit.time, diff))
             done += 1
             progress(done, total)
     finally:

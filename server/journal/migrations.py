@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 def _run(conn: sqlite3.Connection, script: str) -> None:
@@ -32,7 +32,8 @@ def _run(conn: sqlite3.Connection, script: str) -> None:
 
 
 def m001_initial(conn: sqlite3.Connection) -> None:
-    _run(conn,
+    _run(
+        conn,
         """
         CREATE TABLE sessions (
             id TEXT PRIMARY KEY,            -- random, one per server process
@@ -120,7 +121,8 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             time REAL NOT NULL,
             kind TEXT NOT NULL,             -- accepted | partially_accepted | rejected | retention
             accepted_length INTEGER,        -- characters accepted (partial acceptance)
-            reason TEXT,                    -- rejected: timeout | typed-over | replaced | closed; retention: 30s | save | close
+            reason TEXT,                    -- rejected: timeout | typed-over | replaced | closed;
+                                            -- retention: 30s | save | close
             survived REAL,                  -- retention: share of the accepted text still there
             region TEXT                     -- retention: what the accepted region holds now
         );
@@ -135,12 +137,13 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             user_text TEXT NOT NULL
         );
         CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
-        """
+        """,
     )
 
 
 def m002_test_runs(conn: sqlite3.Connection) -> None:
-    _run(conn,
+    _run(
+        conn,
         """
         CREATE TABLE test_runs (            -- one pytest run (or two phases: related tests, then the rest) after a save
             id INTEGER PRIMARY KEY,
@@ -198,12 +201,13 @@ def m002_test_runs(conn: sqlite3.Connection) -> None:
             completion_id TEXT NOT NULL,
             PRIMARY KEY (run_id, completion_id)
         );
-        """
+        """,
     )
 
 
 def m003_adaptation_runs(conn: sqlite3.Connection) -> None:
-    _run(conn,
+    _run(
+        conn,
         """
         CREATE TABLE adaptation_runs (      -- one `selftune adapt` run, written by that process when it ends
             id TEXT PRIMARY KEY,            -- the adapter id (its folder under .selftune/adapters/)
@@ -215,7 +219,7 @@ def m003_adaptation_runs(conn: sqlite3.Connection) -> None:
             examples INTEGER,               -- training examples
             metrics TEXT NOT NULL           -- JSON: held-out metrics of base, previous and candidate
         );
-        """
+        """,
     )
 
 

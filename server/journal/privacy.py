@@ -29,15 +29,45 @@ import threading
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
+from ..workspace import DIRNAME
+
 log = logging.getLogger(__name__)
 
 SECRET_FILES = (
-    ".env", ".env.*", "*.env", ".envrc", ".netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.crt", "*.cer", "*.der", "*.csr",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.ppk", "*.gpg", "*.asc", "*.kdbx",
-    "credentials", "credentials.*", "*secret*.json", "*secrets*.y*ml", "service-account*.json",
+    ".env",
+    ".env.*",
+    "*.env",
+    ".envrc",
+    ".netrc",
+    ".pgpass",
+    ".npmrc",
+    ".pypirc",
+    ".git-credentials",
+    "*.pem",
+    "*.key",
+    "*.p12",
+    "*.pfx",
+    "*.jks",
+    "*.keystore",
+    "*.crt",
+    "*.cer",
+    "*.der",
+    "*.csr",
+    "id_rsa*",
+    "id_dsa*",
+    "id_ecdsa*",
+    "id_ed25519*",
+    "*.ppk",
+    "*.gpg",
+    "*.asc",
+    "*.kdbx",
+    "credentials",
+    "credentials.*",
+    "*secret*.json",
+    "*secrets*.y*ml",
+    "service-account*.json",
 )
-NEVER_DIRS = {".git", ".selftune", ".hg", ".svn"}
+NEVER_DIRS = {".git", DIRNAME, ".hg", ".svn"}
 
 
 def is_secret_file(path: str | Path) -> bool:
@@ -115,7 +145,11 @@ def redact(text: str) -> str:
         spans.append((m.start(), m.end()))
     for m in _assignments(text):
         value = m.group("value")
-        if not m.group("quote") and _CODE_RE.fullmatch(value) and ("." in value or "_" in value or not any(c.isdigit() for c in value)):
+        if (
+            not m.group("quote")
+            and _CODE_RE.fullmatch(value)
+            and ("." in value or "_" in value or not any(c.isdigit() for c in value))
+        ):
             continue  # `token = tokenizer.next_token()`: code, not a literal
         if _likely_secret_value(value):
             spans.append((m.start("value"), m.end("value")))
@@ -144,7 +178,7 @@ class Rules:
         try:
             import git
 
-            self._repo = git.Repo(self.root, search_parent_directories=True)
+            self._repo: git.Repo | None = git.Repo(self.root, search_parent_directories=True)
         except Exception:  # not a git repository, or git is missing: no ignore rules to apply
             self._repo = None
 

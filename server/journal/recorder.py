@@ -29,10 +29,11 @@ import difflib
 import hashlib
 import logging
 import time
-from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
+from ..recent import SHOWN_KEPT, Recent
+from . import events as ev
 from . import steps as steps_
 from .privacy import is_secret_file
 from .store import Store
@@ -44,7 +45,6 @@ REJECT_SECONDS = 10.0  # a suggestion not accepted this long after it was shown 
 RETENTION_SECONDS = 30.0  # an accepted text is measured this long after acceptance (and at the next save)
 MAX_RECORDED_CHARS = 2_000_000  # larger documents are not recorded (until they shrink again)
 PREFIX_CHARS, SUFFIX_CHARS = 4000, 1000  # context kept with a revision pair
-OFFERS_KEPT = 256  # pending and recently resolved suggestions remembered for their accept command
 LOCATE_SLACK = 400  # how far from where it was shown an accepted text is looked for
 
 
@@ -118,14 +118,17 @@ def survival(accepted: str, now: str) -> float:
 
 
 class Recorder:
-    def __init__(self, store: Store, session_id: str, *, new_id: Callable[[], int],
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self, store: Store, session_id: str, *, new_id: Callable[[], int], clock: Callable[[], float] = time.time
+    ):
         self.store = store
         self.session = session_id
         self.now = clock
         self.new_id = new_id
         self.docs: dict[str, Doc] = {}
-        self.offers: OrderedDict[str, Offer] = OrderedDict()
+        # Pending and recently resolved suggestions, for their accept command; one never resolved is rejected
+        # when it is forgotten.
+        self.offers: Recent[str, Offer] = Recent(SHOWN_KEPT, on_drop=self._forgotten)
         self.kept: list[Kept] = []
         self.outside: dict[str, str] = {}  # path -> text written outside the editor, until the editor reloads it
         self.revised: dict[str, str] = {}  # accepted then edited, not yet linked to a passing test run: key -> path
@@ -142,11 +145,13 @@ class Recorder:
     def _resume(self, doc: Doc) -> None:
         if len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
             doc.recording = True
-            self.store.put(("open", doc.id, self.session, doc.path, doc.language, self.now(), doc.version, doc.text.text))
+            self.store.put(
+                ev.DocumentOpened(doc.id, self.session, doc.path, doc.language, self.now(), doc.version, doc.text.text)
+            )
 
     def _suspend(self, doc: Doc, why: str) -> None:
         log.info("not recording %s while it %s", doc.path, why)
-        self.store.put(("close", doc.id, self.now(), None))
+        self.store.put(ev.DocumentClosed(doc.id, self.now(), None))
         doc.recording = False
         doc.id = self.new_id()
         doc.steps = steps_.Steps()
@@ -170,14 +175,14 @@ class Recorder:
             if not reload:
                 finished = doc.steps.edit(doc.text.text, first, last, new.count("\n") - (last - first), now)
                 if finished and doc.recording:
-                    self.store.put(("step", doc.id, now, *finished))
+                    self.store.put(ev.StepSettled(doc.id, now, *finished))
             edit = doc.text.apply(range_, new)
             if doc.recording and len(doc.text) > MAX_RECORDED_CHARS:
                 self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters")
             elif doc.recording and "\x00" in new:
                 self._suspend(doc, "holds NUL characters (binary)")
             elif doc.recording:
-                self.store.put(("edit", doc.id, now, version, range_, new, origin))
+                self.store.put(ev.Edited(doc.id, now, version, range_, new, origin))
             self._follow(doc, edit, now)
         if not doc.recording:
             self._resume(doc)  # it checks the size and NUL rules itself
@@ -202,18 +207,22 @@ class Recorder:
         for kept in [k for k in self.kept if k.doc is doc]:
             self._measure(kept, "close")
         if doc.recording:
-            self.store.put(("close", doc.id, self.now(), doc.text.text))
+            self.store.put(ev.DocumentClosed(doc.id, self.now(), doc.text.text))
 
     def cursor(self, uri: str, line: int) -> None:
         """The cursor is on `line` (a completion was asked for there): a step elsewhere is over."""
         doc = self.docs.get(uri)
         step = doc.steps.pending if doc else None
-        if step is not None and not step.first - steps_.NEAR_LINES <= line <= step.last + steps_.NEAR_LINES:
+        if (
+            doc is not None
+            and step is not None
+            and not (step.first - steps_.NEAR_LINES <= line <= step.last + steps_.NEAR_LINES)
+        ):
             self._finish_step(doc)
 
     def outside_change(self, path: str, text: str | None) -> None:
         """A file changed on disk, not through the editor; an open document showing it may reload it."""
-        self.store.put(("file", path, self.now(), text, "outside", self.session))
+        self.store.put(ev.FileChanged(path, self.now(), text, "outside", self.session))
         if text is not None and any(d.path == path and d.text.text != text for d in self.docs.values()):
             self.outside[path] = text
 
@@ -226,12 +235,24 @@ class Recorder:
     def _finish_step(self, doc: Doc) -> None:
         finished = doc.steps.finish(doc.text.text)
         if finished and doc.recording:
-            self.store.put(("step", doc.id, self.now(), *finished))
+            self.store.put(ev.StepSettled(doc.id, self.now(), *finished))
 
     # --- completions -------------------------------------------------------------------
 
-    def shown(self, uri: str, item: str, offset: int, line: int, character: int, text: str, *, model: str,
-              adapter: str | None, latency_ms: float, context_hash: str) -> None:
+    def shown(
+        self,
+        uri: str,
+        item: str,
+        offset: int,
+        line: int,
+        character: int,
+        text: str,
+        *,
+        model: str,
+        adapter: str | None,
+        latency_ms: float,
+        context_hash: str,
+    ) -> None:
         doc = self.docs.get(uri)
         if doc is None:
             return
@@ -240,14 +261,25 @@ class Recorder:
             if offer.doc is doc:
                 offer.newer = True
         key = f"{self.session}-{item}"
-        self.offers[key] = Offer(key, doc, doc.id, offset, text, now)
-        while len(self.offers) > OFFERS_KEPT:
-            _, old = self.offers.popitem(last=False)
-            if not old.resolved:
-                self._reject(old, "replaced")
+        self.offers.add(key, Offer(key, doc, doc.id, offset, text, now))
         if doc.recording:
-            self.store.put(("shown", key, self.session, doc.id, now, doc.version, line, character, offset, text,
-                            model, adapter, latency_ms, context_hash))
+            self.store.put(
+                ev.Shown(
+                    key,
+                    self.session,
+                    doc.id,
+                    now,
+                    doc.version,
+                    line=line,
+                    character=character,
+                    offset=offset,
+                    text=text,
+                    model=model,
+                    adapter=adapter,
+                    latency_ms=latency_ms,
+                    context_hash=context_hash,
+                )
+            )
 
     def accepted(self, item: str, length: int | None = None) -> bool:
         """The editor ran the accept command of suggestion `item` (`length`: characters accepted, if partial).
@@ -259,28 +291,39 @@ class Recorder:
             return False
         partial = length is not None and 0 <= length < len(offer.text)
         if offer.accepted:
-            if offer.accepted_length is None or (partial and length <= offer.accepted_length):
+            if offer.accepted_length is None or (partial and length is not None and length <= offer.accepted_length):
                 return True  # the command ran twice, or nothing more was accepted
             self.kept = [k for k in self.kept if k.key != offer.key]  # follow the longer text from now on
         now = self.now()
         text = offer.text[:length] if partial else offer.text
         offer.resolved = offer.accepted = True
         offer.accepted_length = len(text) if partial else None
-        self.store.put(("outcome", offer.key, offer.doc_id, now, "partially_accepted" if partial else "accepted",
-                        len(text) if partial else None, None))
+        self.store.put(
+            ev.CompletionOutcome(
+                offer.key,
+                offer.doc_id,
+                now,
+                "partially_accepted" if partial else "accepted",
+                accepted_length=len(text) if partial else None,
+            )
+        )
         for other in self.offers.values():
             if other.doc is offer.doc and not other.resolved:
                 self._reject(other, "replaced")
         kept = Kept(offer.key, offer.doc, offer.doc_id, text, now, start=offer.anchor, end=None)
         self._locate(kept)
         self.kept.append(kept)
-        if len(self.kept) > OFFERS_KEPT:  # measured at 30 s but its file never saved: stop following the oldest
+        if len(self.kept) > SHOWN_KEPT:  # measured at 30 s but its file never saved: stop following the oldest
             self.kept.pop(0)
         return True
 
+    def _forgotten(self, key: str, offer: Offer) -> None:
+        if not offer.resolved:
+            self._reject(offer, "replaced")
+
     def _reject(self, offer: Offer, reason: str) -> None:
         offer.resolved = True
-        self.store.put(("outcome", offer.key, offer.doc_id, self.now(), "rejected", None, reason))
+        self.store.put(ev.CompletionOutcome(offer.key, offer.doc_id, self.now(), "rejected", reason=reason))
 
     def _locate(self, kept: Kept) -> None:
         """Find the accepted text near where it was shown (the editor inserts it before or after the command)."""
@@ -322,7 +365,7 @@ class Recorder:
         for kept in self.kept:
             if kept.doc is not doc:
                 continue
-            if kept.end is None:
+            if kept.end is None or kept.start is None:
                 if kept.start is not None and edit.end <= kept.start:
                     kept.start += edit.delta
                 continue
@@ -337,12 +380,31 @@ class Recorder:
                 self.kept.remove(kept)
             return
         region = kept.doc.text.text[kept.start : kept.end]
-        self.store.put(("outcome", kept.key, kept.doc_id, self.now(), "retention", None, trigger,
-                        survival(kept.text, region), region))
+        self.store.put(
+            ev.CompletionOutcome(
+                kept.key,
+                kept.doc_id,
+                self.now(),
+                "retention",
+                reason=trigger,
+                survived=survival(kept.text, region),
+                region=region,
+            )
+        )
         if region != kept.text:
-            self.store.put(("revision", kept.key, kept.doc_id, self.now(), kept.prefix, kept.suffix, kept.text, region))
+            self.store.put(
+                ev.Revised(
+                    kept.key,
+                    kept.doc_id,
+                    self.now(),
+                    prefix=kept.prefix,
+                    suffix=kept.suffix,
+                    model_text=kept.text,
+                    user_text=region,
+                )
+            )
             self.revised[kept.key] = kept.doc.path
-            while len(self.revised) > OFFERS_KEPT:
+            while len(self.revised) > SHOWN_KEPT:
                 del self.revised[next(iter(self.revised))]
         if trigger == "save":
             kept.measured_at_save = True
@@ -363,8 +425,8 @@ class Recorder:
         for doc in self.docs.values():
             finished = doc.steps.settled(doc.text.text, now)
             if finished and doc.recording:
-                self.store.put(("step", doc.id, now, *finished))
-        for key, offer in list(self.offers.items()):
+                self.store.put(ev.StepSettled(doc.id, now, *finished))
+        for offer in list(self.offers.values()):
             if not offer.resolved and now - offer.shown >= REJECT_SECONDS:
                 self._reject(offer, "replaced" if offer.newer else "timeout")
         for kept in list(self.kept):
@@ -375,4 +437,4 @@ class Recorder:
         """The session ends: finish steps, measure what was accepted, and say so."""
         for uri in list(self.docs):
             self.closed(uri)
-        self.store.put(("session_end", self.session, self.now()))
+        self.store.put(ev.SessionEnded(self.session, self.now()))

@@ -20,8 +20,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -33,8 +33,20 @@ log = logging.getLogger(__name__)
 SETTLE_SECONDS = 0.3
 MAX_FILE_BYTES = 1_000_000  # larger files are not snapshotted
 MAX_DIRECTORIES = 5000
-SKIP_DIRS = NEVER_DIRS | {"node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox", ".mypy_cache",
-                          ".pytest_cache", ".ruff_cache", ".eggs", ".idea", ".vscode"}
+SKIP_DIRS = NEVER_DIRS | {
+    "node_modules",
+    "__pycache__",
+    ".venv",
+    "venv",
+    ".tox",
+    ".nox",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".eggs",
+    ".idea",
+    ".vscode",
+}
 
 
 def read_text(path: Path) -> str | None:
@@ -54,8 +66,9 @@ def read_text(path: Path) -> str | None:
 
 
 class Watcher(FileSystemEventHandler):
-    def __init__(self, rules: Rules, *, editor_has: Callable[[str, str], bool],
-                 on_change: Callable[[str, str | None], None]):
+    def __init__(
+        self, rules: Rules, *, editor_has: Callable[[str, str], bool], on_change: Callable[[str, str | None], None]
+    ):
         self.rules = rules
         self.root = rules.root
         self.editor_has = editor_has
@@ -98,8 +111,9 @@ class Watcher(FileSystemEventHandler):
             for directory in level:
                 try:
                     with os.scandir(directory) as entries:
-                        children += [Path(e.path) for e in entries
-                                     if e.is_dir(follow_symlinks=False) and e.name not in SKIP_DIRS]
+                        children += [
+                            Path(e.path) for e in entries if e.is_dir(follow_symlinks=False) and e.name not in SKIP_DIRS
+                        ]
                 except OSError:
                     continue
             level = [c for c in children if not self._ignored_dir(c)]

@@ -90,8 +90,12 @@ def main() -> int:
     parser.add_argument("--depth", type=int, default=400, help="commits of history imported before the cut")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe overrides")
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
-    parser.add_argument("--dump", metavar="OUT", help="write each held-out point (file, expected line, base "
-                        "and adapted completion) here, one JSON object per line")
+    parser.add_argument(
+        "--dump",
+        metavar="OUT",
+        help="write each held-out point (file, expected line, base "
+        "and adapted completion) here, one JSON object per line",
+    )
     args = parser.parse_args()
     cfg = Config(held_share=0.0).override(args.set)
     manifest = load_manifest("gemma3-270m")
@@ -104,8 +108,10 @@ def main() -> int:
         cut = int(len(commits) * 0.8)
         held_commits = commits[cut:]
         git(work, "checkout", "-q", "-B", "selftune-bench", commits[cut - 1])
-        print(f"{args.repo}: {len(commits)} commits; training up to {commits[cut - 1][:10]}, "
-              f"holding out the newest {len(held_commits)}")
+        print(
+            f"{args.repo}: {len(commits)} commits; training up to {commits[cut - 1][:10]}, "
+            f"holding out the newest {len(held_commits)}"
+        )
         import_history(work, args.depth)
         all_points = held_out_points(work, held_commits)
         chosen = points.sample(all_points, args.points, cfg.seed)
@@ -121,8 +127,9 @@ def main() -> int:
         base_lines, adapted_lines = [], []
         base_m = evaluate.completion_metrics(gen, chosen, lines=base_lines)
         eval_seconds = time.perf_counter() - t
-        result = train.train(location, manifest.lora_targets, data.train, cfg, Path(tmp) / "adapter",
-                             Reporter(json_lines=False))
+        result = train.train(
+            location, manifest.lora_targets, data.train, cfg, Path(tmp) / "adapter", Reporter(json_lines=False)
+        )
         adapter = export.export(result.adapter_dir, gguf)
         gen.set_adapter(adapter)
         adapted_m = evaluate.completion_metrics(gen, chosen, lines=adapted_lines)
@@ -139,26 +146,48 @@ def main() -> int:
 
     print()
     print(f"{'':24}{'base':>10}{'adapted':>10}{'change':>10}   target")
-    print(f"{'exact match':24}{base_m['exact_match']:>10.1%}{adapted_m['exact_match']:>10.1%}"
-          f"{rel(base_m['exact_match'], adapted_m['exact_match']):>10}   +50 %")
-    print(f"{'edit similarity':24}{base_m['edit_similarity']:>10.3f}{adapted_m['edit_similarity']:>10.3f}"
-          f"{rel(base_m['edit_similarity'], adapted_m['edit_similarity']):>10}   +25 %")
+    print(
+        f"{'exact match':24}{base_m['exact_match']:>10.1%}{adapted_m['exact_match']:>10.1%}"
+        f"{rel(base_m['exact_match'], adapted_m['exact_match']):>10}   +50 %"
+    )
+    print(
+        f"{'edit similarity':24}{base_m['edit_similarity']:>10.3f}{adapted_m['edit_similarity']:>10.3f}"
+        f"{rel(base_m['edit_similarity'], adapted_m['edit_similarity']):>10}   +25 %"
+    )
     if he:
-        print(f"{'HumanEval pass@1':24}{he['base']:>10.1%}{he['adapted']:>10.1%}"
-              f"{(he['adapted'] - he['base']) * 100:>+9.1f}pt   ≥ -1 pt  ({args.humaneval} problems)")
-    print(f"training: {result.steps} steps, {result.tokens} tokens, {result.seconds:.0f} s on {result.device} ({result.precision}), "
-          f"{result.tokens_per_second:.0f} tokens/s; evaluation of one model: {eval_seconds:.0f} s; "
-          f"wall time {time.perf_counter() - wall:.0f} s")
+        print(
+            f"{'HumanEval pass@1':24}{he['base']:>10.1%}{he['adapted']:>10.1%}"
+            f"{(he['adapted'] - he['base']) * 100:>+9.1f}pt   ≥ -1 pt  ({args.humaneval} problems)"
+        )
+    print(
+        f"training: {result.steps} steps, {result.tokens} tokens, {result.seconds:.0f} s on {result.device} "
+        f"({result.precision}), "
+        f"{result.tokens_per_second:.0f} tokens/s; evaluation of one model: {eval_seconds:.0f} s; "
+        f"wall time {time.perf_counter() - wall:.0f} s"
+    )
     if args.dump:
         with open(args.dump, "w", encoding="utf-8") as out:
             for p, b, a in zip(chosen, base_lines, adapted_lines):
                 out.write(json.dumps({"path": p.path, "expected": p.target, "base": b, "adapted": a}) + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps({"base": base_m, "adapted": adapted_m, "humaneval": he,
-                                               "train": {"steps": result.steps, "tokens": result.tokens,
-                                                         "seconds": result.seconds, "device": result.device,
-                                                         "precision": result.precision},
-                                               "config": cfg.to_json()}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "base": base_m,
+                    "adapted": adapted_m,
+                    "humaneval": he,
+                    "train": {
+                        "steps": result.steps,
+                        "tokens": result.tokens,
+                        "seconds": result.seconds,
+                        "device": result.device,
+                        "precision": result.precision,
+                    },
+                    "config": cfg.to_json(),
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

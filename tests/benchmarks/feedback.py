@@ -42,16 +42,16 @@ from lsprotocol import types
 from selftune.server.demo.replay import Session
 from selftune.server.feedback.runner import BASE_ARGS
 
-MODULE = '''def mean(xs):
+MODULE = """def mean(xs):
     total = sum(xs)
     return total / len(xs)
 
 
 def spread(xs):
     return max(xs) - min(xs)
-'''
+"""
 
-TESTS = '''from calc import mean, spread
+TESTS = """from calc import mean, spread
 
 
 def test_mean():
@@ -72,18 +72,23 @@ def test_spread_same():
 
 def test_negative():
     assert mean([-1, 1]) == 0
-'''
+"""
 
 # (file, text to replace, bug): planted in click's source.
 BUGS = [
     ("src/click/formatting.py", "widths[idx] = max(widths.get(idx, 0), term_len(col))", "widths[idx] = term_len(col)"),
-    ("src/click/termui.py", 'bits.append(f"\\033[{_interpret_color(fg)}m")', 'bits.append(f"\\033[{_interpret_color(fg)}")'),
+    (
+        "src/click/termui.py",
+        'bits.append(f"\\033[{_interpret_color(fg)}m")',
+        'bits.append(f"\\033[{_interpret_color(fg)}")',
+    ),
 ]
 
 
 def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=bench", "-c", "user.email=b@e", *args], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=bench", "-c", "user.email=b@e", *args], cwd=root, check=True, capture_output=True
+    )
 
 
 def progress_ended(session: Session, since: float) -> float | None:
@@ -96,7 +101,7 @@ def progress_ended(session: Session, since: float) -> float | None:
 
 
 def first_failure(session: Session, since: float) -> float | None:
-    for at, uri, diagnostics in session.published:
+    for at, _uri, diagnostics in session.published:
         if at >= since and any(d.source == "selftune-tests" for d in diagnostics):
             return at
     return None
@@ -143,16 +148,20 @@ async def overhead(trials: int) -> dict:
                 for text in (broken, MODULE):
                     doc.text = text
                     at = session.save(root / "calc.py", doc)
-                    ended = await wait_for(lambda: progress_ended(session, at))
+                    ended = await wait_for(lambda at=at: progress_ended(session, at))
                     if text is broken and trial:
-                        to_diag.append(await wait_for(lambda: first_failure(session, at)) - at)
+                        to_diag.append(await wait_for(lambda at=at: first_failure(session, at)) - at)
                         to_end.append(ended - at)
                 if trial:
                     peer.append(peer_pytest(python, root, ["tests/test_calc.py"]))
         finally:
             await session.close()
-    result = {"save_to_diagnostic_ms": 1000 * median(to_diag), "save_to_end_ms": 1000 * median(to_end),
-              "pytest_alone_ms": 1000 * median(peer), "trials": trials}
+    result = {
+        "save_to_diagnostic_ms": 1000 * median(to_diag),
+        "save_to_end_ms": 1000 * median(to_end),
+        "pytest_alone_ms": 1000 * median(peer),
+        "trials": trials,
+    }
     result["overhead_ms"] = result["save_to_end_ms"] - result["pytest_alone_ms"]
     return result
 
@@ -161,8 +170,11 @@ def make_venv(root: Path, *packages: str) -> str:
     """`root/.venv` with pytest and `packages` from PyPI; its python (which selftune picks by default)."""
     subprocess.run([sys.executable, "-m", "venv", str(root / ".venv")], check=True)
     python = str(root / ".venv" / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pytest", *packages],
-                   check=True, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "pytest", *packages],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
     return python
 
 
@@ -177,10 +189,20 @@ async def related_first(repo: str, trials: int) -> dict:
         root = Path(tmp) / "project"
         print(f"cloning {repo} and installing it with pytest into its .venv ...", flush=True)
         prepare_project(repo, root)
-        tests = subprocess.run([str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider"],
-                               cwd=root, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        tests = (
+            subprocess.run(
+                [str(root / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "--co", "-p", "no:cacheprovider"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         print(f"the project's suite: {tests}", flush=True)
-        session = await Session.start(root, {"testFeedback": True, "workspaceTrusted": True, "historyDepth": 0, "testTimeout": 600})
+        session = await Session.start(
+            root, {"testFeedback": True, "workspaceTrusted": True, "historyDepth": 0, "testTimeout": 600}
+        )
         try:
             for path, good, bad in BUGS:
                 original = (root / path).read_text()
@@ -189,24 +211,33 @@ async def related_first(repo: str, trials: int) -> dict:
                     continue
                 doc = session.open(root / path, original)
                 times: dict[str, list[float]] = {"related-then-all": [], "all": []}
-                for trial in range(trials):
+                for _ in range(trials):
                     for scope in times:
                         session.client.workspace_did_change_configuration(
                             types.DidChangeConfigurationParams(
-                                settings={"selftune": {"testFeedback": True, "testScope": scope, "testTimeout": 600}}))
+                                settings={"selftune": {"testFeedback": True, "testScope": scope, "testTimeout": 600}}
+                            )
+                        )
                         doc.text = original.replace(good, bad, 1)
                         at = session.save(root / path, doc)
-                        times[scope].append(await wait_for(lambda: first_failure(session, at)) - at)
-                        await wait_for(lambda: progress_ended(session, at))
+                        times[scope].append(await wait_for(lambda at=at: first_failure(session, at)) - at)
+                        await wait_for(lambda at=at: progress_ended(session, at))
                         doc.text = original
                         at = session.save(root / path, doc)
-                        await wait_for(lambda: progress_ended(session, at))
+                        await wait_for(lambda at=at: progress_ended(session, at))
                 related, whole = median(times["related-then-all"]), median(times["all"])
-                results[path] = {"related_first_ms": 1000 * related, "whole_suite_ms": 1000 * whole,
-                                 "speedup": whole / related, "trials": trials,
-                                 "samples_ms": {k: [round(1000 * v) for v in vs] for k, vs in times.items()}}
-                print(f"  {path}: first failure after {1000 * related:.0f} ms related-first vs "
-                      f"{1000 * whole:.0f} ms whole suite ({whole / related:.1f}x)", flush=True)
+                results[path] = {
+                    "related_first_ms": 1000 * related,
+                    "whole_suite_ms": 1000 * whole,
+                    "speedup": whole / related,
+                    "trials": trials,
+                    "samples_ms": {k: [round(1000 * v) for v in vs] for k, vs in times.items()},
+                }
+                print(
+                    f"  {path}: first failure after {1000 * related:.0f} ms related-first vs "
+                    f"{1000 * whole:.0f} ms whole suite ({whole / related:.1f}x)",
+                    flush=True,
+                )
         finally:
             await session.close()
     return results
@@ -214,8 +245,10 @@ async def related_first(repo: str, trials: int) -> dict:
 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repo", help="git repository (path or URL) of a real project with a pytest suite, "
-                                       "e.g. a clone of pallets/click")
+    parser.add_argument(
+        "--repo",
+        help="git repository (path or URL) of a real project with a pytest suite, e.g. a clone of pallets/click",
+    )
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--skip-project", action="store_true", help="measure the overhead only")
     parser.add_argument("--json", type=Path)
@@ -224,10 +257,13 @@ async def main() -> int:
 
     print(f"1. overhead on a 5-test project, {args.trials} trials, {os.cpu_count()} CPUs", flush=True)
     figures["overhead"] = o = await overhead(args.trials)
-    print(f"  save -> failure diagnostic  {o['save_to_diagnostic_ms']:7.0f} ms (median)\n"
-          f"  save -> run ended           {o['save_to_end_ms']:7.0f} ms\n"
-          f"  pytest alone, spawn to exit {o['pytest_alone_ms']:7.0f} ms (same interpreter and options, no selftune)\n"
-          f"  selftune's overhead         {o['overhead_ms']:7.0f} ms (target <= 150 ms)", flush=True)
+    print(
+        f"  save -> failure diagnostic  {o['save_to_diagnostic_ms']:7.0f} ms (median)\n"
+        f"  save -> run ended           {o['save_to_end_ms']:7.0f} ms\n"
+        f"  pytest alone, spawn to exit {o['pytest_alone_ms']:7.0f} ms (same interpreter and options, no selftune)\n"
+        f"  selftune's overhead         {o['overhead_ms']:7.0f} ms (target <= 150 ms)",
+        flush=True,
+    )
 
     if not args.skip_project:
         if not args.repo or not shutil.which("git"):

@@ -57,10 +57,26 @@ def typing_messages(uri: str, before: str, typed: str) -> list[bytes]:
     line, col = before.count("\n"), len(before) - (before.rfind("\n") + 1)
     bodies = []
     for version, ch in enumerate(typed, start=2):
-        bodies.append(json.dumps({"jsonrpc": "2.0", "method": "textDocument/didChange", "params": {
-            "textDocument": {"uri": uri, "version": version},
-            "contentChanges": [{"range": {"start": {"line": line, "character": col},
-                                          "end": {"line": line, "character": col}}, "text": ch}]}}).encode())
+        bodies.append(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "textDocument/didChange",
+                    "params": {
+                        "textDocument": {"uri": uri, "version": version},
+                        "contentChanges": [
+                            {
+                                "range": {
+                                    "start": {"line": line, "character": col},
+                                    "end": {"line": line, "character": col},
+                                },
+                                "text": ch,
+                            }
+                        ],
+                    },
+                }
+            ).encode()
+        )
         line, col = (line + 1, 0) if ch == "\n" else (line, col + len(ch.encode("utf-16-le")) // 2)
     return bodies
 
@@ -78,8 +94,13 @@ async def did_change_cost(source: str, start: int, count: int, root: Path) -> di
         server.settled = True
         server.recording.update()
         uri = (root / f"{name.replace(' ', '_')}.py").as_uri()
-        opened = json.dumps({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-            "uri": uri, "languageId": "python", "version": 1, "text": before}}}).encode()
+        opened = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "method": "textDocument/didOpen",
+                "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": before}},
+            }
+        ).encode()
         server.protocol.handle_message(json.loads(opened, object_hook=server.protocol.structure_message))
         servers[name] = (server, typing_messages(uri, before, typed), [])
     await asyncio.sleep(0.5)  # the journal has opened its file and imported what history there is
@@ -93,7 +114,12 @@ async def did_change_cost(source: str, start: int, count: int, root: Path) -> di
     figures = {}
     for name, (server, _, times) in servers.items():
         ms = [t * 1000 for t in times]
-        figures[name] = {"p50_ms": statistics.median(ms), "p99_ms": percentile(ms, 0.99), "max_ms": max(ms), "n": len(ms)}
+        figures[name] = {
+            "p50_ms": statistics.median(ms),
+            "p99_ms": percentile(ms, 0.99),
+            "max_ms": max(ms),
+            "n": len(ms),
+        }
         server.recording.stop()
     return figures
 
@@ -118,8 +144,18 @@ def bytes_per_hour(source: str, start: int, count: int, root: Path) -> dict:
         if key.pause:
             pauses += 1
             upcoming = typed[i + 1 : i + 41]
-            rec.shown(uri, f"c{pauses}", len(text), line, col, upcoming or "pass", model="gemma3-270m", adapter=None,
-                      latency_ms=150.0, context_hash="0123456789abcdef")
+            rec.shown(
+                uri,
+                f"c{pauses}",
+                len(text),
+                line,
+                col,
+                upcoming or "pass",
+                model="gemma3-270m",
+                adapter=None,
+                latency_ms=150.0,
+                context_hash="0123456789abcdef",
+            )
         clock[0] += key.gap
         rec.tick()
     clock[0] += 30
@@ -128,14 +164,22 @@ def bytes_per_hour(source: str, start: int, count: int, root: Path) -> dict:
     store.close()
     seconds = clock[0] - 30 - began
     size = sum(p.stat().st_size for p in root.glob("journal.sqlite3*"))
-    return {"keys": len(typed), "pauses_with_a_suggestion": pauses, "simulated_minutes": seconds / 60,
-            "bytes": size, "bytes_per_hour": size * 3600 / seconds, "bytes_per_key": size / len(typed)}
+    return {
+        "keys": len(typed),
+        "pauses_with_a_suggestion": pauses,
+        "simulated_minutes": seconds / 60,
+        "bytes": size,
+        "bytes_per_hour": size * 3600 / seconds,
+        "bytes_per_key": size / len(typed),
+    }
 
 
 def history_import(repo_dir: Path, commits: int, root: Path) -> dict:
     repo = git.Repo(repo_dir)
     t0 = time.perf_counter()
-    subprocess.run(["git", "-C", str(repo_dir), "log", *history.log_args(commits, None)], stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        ["git", "-C", str(repo_dir), "log", *history.log_args(commits, None)], stdout=subprocess.DEVNULL, check=True
+    )
     floor = time.perf_counter() - t0
     store = Store(root / "history.sqlite3")
     t0 = time.perf_counter()
@@ -144,9 +188,16 @@ def history_import(repo_dir: Path, commits: int, root: Path) -> dict:
     store.flush(600)
     total = time.perf_counter() - t0
     store.close()
-    return {"repo": str(repo_dir), "commits": done, "git_log_seconds": floor, "git_log_commits_per_s": done / floor,
-            "import_seconds": total, "import_commits_per_s": done / total, "read_and_parse_seconds": parsed,
-            "ratio_to_git_log": total / floor}
+    return {
+        "repo": str(repo_dir),
+        "commits": done,
+        "git_log_seconds": floor,
+        "git_log_commits_per_s": done / floor,
+        "import_seconds": total,
+        "import_commits_per_s": done / total,
+        "read_and_parse_seconds": parsed,
+        "ratio_to_git_log": total / floor,
+    }
 
 
 async def main() -> int:
@@ -154,8 +205,12 @@ async def main() -> int:
     parser.add_argument("--file", type=Path, default=Path(textwrap.__file__))
     parser.add_argument("--start", type=int, default=200, help="lines of the file already there (default 200)")
     parser.add_argument("--lines", type=int, default=60, help="lines typed (default 60)")
-    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2],
-                        help="a git repository whose history is imported (default: this one)")
+    parser.add_argument(
+        "--repo",
+        type=Path,
+        default=Path(__file__).resolve().parents[2],
+        help="a git repository whose history is imported (default: this one)",
+    )
     parser.add_argument("--commits", type=int, default=1000)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -176,16 +231,22 @@ async def main() -> int:
     for name in ("recording", "not recording"):
         f = d[name]
         print(f"  {name:14} {f['p50_ms']:7.3f}ms {f['p99_ms']:7.3f}ms {f['max_ms']:7.2f}ms")
-    print(f"  journal's share: p50 +{d['recording']['p50_ms'] - d['not recording']['p50_ms']:.3f} ms, "
-          f"p99 +{d['recording']['p99_ms'] - d['not recording']['p99_ms']:.3f} ms (target: p99 <= 0.5 ms in all)")
+    print(
+        f"  journal's share: p50 +{d['recording']['p50_ms'] - d['not recording']['p50_ms']:.3f} ms, "
+        f"p99 +{d['recording']['p99_ms'] - d['not recording']['p99_ms']:.3f} ms (target: p99 <= 0.5 ms in all)"
+    )
     s = figures["size"]
-    print(f"journal size: {s['bytes']} bytes for {s['keys']} keys and {s['pauses_with_a_suggestion']} suggestions "
-          f"in {s['simulated_minutes']:.1f} simulated minutes: {s['bytes_per_hour'] / 1e6:.2f} MB per hour of typing, "
-          f"{s['bytes_per_key']:.0f} bytes per key")
+    print(
+        f"journal size: {s['bytes']} bytes for {s['keys']} keys and {s['pauses_with_a_suggestion']} suggestions "
+        f"in {s['simulated_minutes']:.1f} simulated minutes: {s['bytes_per_hour'] / 1e6:.2f} MB per hour of typing, "
+        f"{s['bytes_per_key']:.0f} bytes per key"
+    )
     h = figures["history"]
-    print(f"history import of {h['commits']} commits of {h['repo']}: {h['import_seconds']:.2f} s "
-          f"({h['import_commits_per_s']:.0f} commits/s); git log -p over the same commits: {h['git_log_seconds']:.2f} s "
-          f"({h['git_log_commits_per_s']:.0f} commits/s); ratio {h['ratio_to_git_log']:.2f}")
+    print(
+        f"history import of {h['commits']} commits of {h['repo']}: {h['import_seconds']:.2f} s "
+        f"({h['import_commits_per_s']:.0f} commits/s); git log -p over the same commits: {h['git_log_seconds']:.2f} s "
+        f"({h['git_log_commits_per_s']:.0f} commits/s); ratio {h['ratio_to_git_log']:.2f}"
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

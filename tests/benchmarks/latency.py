@@ -71,8 +71,12 @@ def summarize(name: str, pauses: list[Pause]) -> dict:
     lat = [p.seconds * 1000 for p in pauses]
     shown = [p for p in pauses if p.suggestion]
     useful = [useful_chars(p.suggestion or "", p.expected) for p in pauses]
-    line_hits = [p for p in shown if p.suggestion.split("\n")[0].strip() and
-                 p.expected.split("\n")[0].strip() == p.suggestion.split("\n")[0].strip()]
+    line_hits = [
+        p
+        for p in shown
+        if p.suggestion.split("\n")[0].strip()
+        and p.expected.split("\n")[0].strip() == p.suggestion.split("\n")[0].strip()
+    ]
     out = {
         "name": name,
         "pauses": len(pauses),
@@ -90,8 +94,10 @@ def summarize(name: str, pauses: list[Pause]) -> dict:
 
 # --- selftune -----------------------------------------------------------------------
 
-async def run_ours(root: Path, path: Path, before: str, region: str, after: str, other: Path,
-                   switches: int) -> tuple[list[Pause], dict[str, list[float]]]:
+
+async def run_ours(
+    root: Path, path: Path, before: str, region: str, after: str, other: Path, switches: int
+) -> tuple[list[Pause], dict[str, list[float]]]:
     session = await Session.start(root, {}, log=root / "selftune.log")
     try:
         doc = session.open(path, before + after)
@@ -121,6 +127,7 @@ async def switching(session: Session, doc, at: int, other: Path, switches: int) 
 
 # --- the peer: llama_cpp.server driven like llama.vscode --------------------------
 
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -142,9 +149,23 @@ class Peer:
     def __init__(self, model: Path, n_ctx: int, threads: int, log: Path):
         self.port = free_port()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--n_ctx", str(n_ctx),
-             "--n_threads", str(threads), "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--n_ctx",
+                str(n_ctx),
+                "--n_threads",
+                str(threads),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.port}", timeout=60)
 
@@ -179,8 +200,9 @@ class Peer:
         self.proc.wait(10)
 
 
-async def run_peer(peer: Peer, before: str, region: str, after: str, other_text: str, budget_chars: int,
-                   switches: int) -> tuple[list[Pause], list[float]]:
+async def run_peer(
+    peer: Peer, before: str, region: str, after: str, other_text: str, budget_chars: int, switches: int
+) -> tuple[list[Pause], list[float]]:
     await peer.ready()
     text = before + after
     await peer.complete(peer_window(text, len(before), budget_chars))  # warm-up, not measured
@@ -203,7 +225,7 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
             inflight = asyncio.create_task(peer.complete(peer_window(text, offset, budget_chars)))
             try:
                 suggestion = await asyncio.wait_for(asyncio.shield(inflight), PEER_CAP)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 suggestion = None
             seconds = time.perf_counter() - pressed
             inflight = None
@@ -231,11 +253,13 @@ async def run_peer(peer: Peer, before: str, region: str, after: str, other_text:
 def prefix_reuse(text: str) -> dict:
     """Cold prefill of a full window, then the same prompt plus one character (max 1 new token each)."""
     completer = Completer(Settings(max_tokens=1))
+
     def once(prompt: str):
         done, box = threading.Event(), []
         completer.request("file:///reuse.py", prompt, len(prompt), lambda o: (box.append(o), done.set()))
         done.wait()
         return box[0]
+
     completer.engine.loaded.wait()
     cut = text.rfind(" ", 0, len(text) - 200)
     cold = once(text[:cut])
@@ -243,11 +267,16 @@ def prefix_reuse(text: str) -> dict:
     # generation already made: only the KV cache of the shared prefix helps.
     warm = once(text[:cut] + "Z")
     completer.close()
-    return {"tokens": cold.prefill_tokens, "cold_ms": cold.seconds * 1000, "warm_ms": warm.seconds * 1000,
-            "warm_prefill": warm.prefill_tokens}
+    return {
+        "tokens": cold.prefill_tokens,
+        "cold_ms": cold.seconds * 1000,
+        "warm_ms": warm.seconds * 1000,
+        "warm_prefill": warm.prefill_tokens,
+    }
 
 
 # --- report -----------------------------------------------------------------------
+
 
 def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer: dict[str, list[float]]) -> None:
     rows = [
@@ -263,11 +292,16 @@ def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer:
     print(f"\n{'':34}{'selftune':>12}{'peer':>12}{'ours/peer':>12}")
     for label, key, fmt in rows:
         ratio = ours[key] / peer[key] if key.endswith("_ms") and peer[key] else None
-        print(f"{label:34}{fmt.format(ours[key]):>12}{fmt.format(peer[key]):>12}{(f'{ratio:.2f}' if ratio else ''):>12}")
+        print(
+            f"{label:34}{fmt.format(ours[key]):>12}{fmt.format(peer[key]):>12}{(f'{ratio:.2f}' if ratio else ''):>12}"
+        )
     for how in back_ours:
         bo, bp = statistics.median(back_ours[how]), statistics.median(back_peer[how])
         print(f"{'back to a recent file, ' + how + ', p50 (ms)':46}{bo:>8.0f}{bp:>12.0f}{bo / bp:>12.2f}")
-        print(f"{'    every try (ms)':34}{' '.join(f'{v:.0f}' for v in back_ours[how])}  |  {' '.join(f'{v:.0f}' for v in back_peer[how])}")
+        print(
+            f"{'    every try (ms)':34}{' '.join(f'{v:.0f}' for v in back_ours[how])}  |  "
+            f"{' '.join(f'{v:.0f}' for v in back_peer[how])}"
+        )
     print("\ntargets: p50 ≤ 100 ms; ours/peer ≤ 0.2 at p50 and ≤ 0.5 at p95; back to a recent file ≤ 150 ms")
 
 
@@ -276,7 +310,9 @@ async def main() -> int:
     parser.add_argument("--file", type=Path, default=Path(textwrap.__file__))
     parser.add_argument("--start", type=int, help="first line to type (1-based; default: def dedent)")
     parser.add_argument("--lines", type=int, default=30)
-    parser.add_argument("--other", type=Path, default=Path(json.decoder.__file__), help="the file switched to and back from")
+    parser.add_argument(
+        "--other", type=Path, default=Path(json.decoder.__file__), help="the file switched to and back from"
+    )
     parser.add_argument("--switches", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -287,8 +323,10 @@ async def main() -> int:
     n_ctx = manifest.context_size
     budget_chars = int((n_ctx - settings.max_tokens - 8) * CHARS_PER_TOKEN)
     before, region, after = pick_region(args.file, args.start, args.lines)
-    print(f"typing {len(region)} characters ({args.lines} lines) of {args.file} into the rest of the file; "
-          f"model {manifest.name}, context {n_ctx}, {os.cpu_count()} CPU threads")
+    print(
+        f"typing {len(region)} characters ({args.lines} lines) of {args.file} into the rest of the file; "
+        f"model {manifest.name}, context {n_ctx}, {os.cpu_count()} CPU threads"
+    )
 
     with tempfile.TemporaryDirectory(prefix="selftune-bench-") as tmp:
         root = Path(tmp)
@@ -298,12 +336,17 @@ async def main() -> int:
         t = time.perf_counter()
         ours_pauses, back_ours = await run_ours(root, path, before, region, after, other, args.switches)
         ours = summarize("selftune", ours_pauses)
-        print(f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s; "
-              f"p50 {ours['p50_ms']:.0f} ms, p95 {ours['p95_ms']:.0f} ms (the peer takes much longer)", flush=True)
+        print(
+            f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s; "
+            f"p50 {ours['p50_ms']:.0f} ms, p95 {ours['p95_ms']:.0f} ms (the peer takes much longer)",
+            flush=True,
+        )
         peer = Peer(model, n_ctx, os.cpu_count() or 2, root / "peer.log")
         try:
             t = time.perf_counter()
-            peer_pauses, back_peer = await run_peer(peer, before, region, after, other.read_text(), budget_chars, args.switches)
+            peer_pauses, back_peer = await run_peer(
+                peer, before, region, after, other.read_text(), budget_chars, args.switches
+            )
             print(f"peer: {len(peer_pauses)} pauses in {time.perf_counter() - t:.0f} s")
         finally:
             await peer.close()
@@ -311,11 +354,26 @@ async def main() -> int:
     theirs = summarize("llama_cpp.server", peer_pauses)
     report(ours, theirs, back_ours, back_peer)
     reuse = prefix_reuse(before)
-    print(f"\nKV-cache reuse, in process: a {reuse['tokens']}-token prompt costs {reuse['cold_ms']:.0f} ms cold; "
-          f"one more character costs {reuse['warm_ms']:.0f} ms to the next token ({reuse['warm_prefill']} tokens evaluated)")
+    print(
+        f"\nKV-cache reuse, in process: a {reuse['tokens']}-token prompt costs {reuse['cold_ms']:.0f} ms cold; "
+        f"one more character costs {reuse['warm_ms']:.0f} ms to the next token "
+        f"({reuse['warm_prefill']} tokens evaluated)"
+    )
     if args.json:
-        args.json.write_text(json.dumps({"selftune": ours, "peer": theirs, "switch_back_ms": {"selftune": back_ours, "peer": back_peer},
-                                         "pauses": {"selftune": [p.__dict__ for p in ours_pauses], "peer": [p.__dict__ for p in peer_pauses]}}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "selftune": ours,
+                    "peer": theirs,
+                    "switch_back_ms": {"selftune": back_ours, "peer": back_peer},
+                    "pauses": {
+                        "selftune": [p.__dict__ for p in ours_pauses],
+                        "peer": [p.__dict__ for p in peer_pauses],
+                    },
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -9,8 +9,8 @@ import sys
 import time
 from pathlib import Path
 
-from lsprotocol import types
 import pytest_lsp
+from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from selftune.server.demo.replay import Doc, insert, replace
@@ -21,8 +21,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "SELFTUNE_LOG": os.environ.get("SELF
 
 def git(root: Path, *args: str) -> None:
     """Run git in `root` with a committer identity (CI machines have none)."""
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True, capture_output=True
+    )
 
 
 async def until(predicate, timeout: float = 60.0, what: str = "condition"):
@@ -34,6 +35,13 @@ async def until(predicate, timeout: float = 60.0, what: str = "condition"):
             return value
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+async def flush(client: LanguageClient) -> None:
+    """A barrier: once it returns, everything the notifications sent before it recorded is in the journal."""
+    result = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.flush"))
+    flushed = result["flushed"] if isinstance(result, dict) else result.flushed
+    assert flushed, "the journal's writer did not catch up"
 
 
 def config() -> ClientServerConfig:
@@ -61,8 +69,9 @@ async def client(lsp_client: LanguageClient, tmp_path_factory):
     await lsp_client.shutdown_session()
 
 
-async def start(client: LanguageClient, root: Path, options: dict | None = None, *, status: bool = False,
-                progress: bool = False) -> None:
+async def start(
+    client: LanguageClient, root: Path, options: dict | None = None, *, status: bool = False, progress: bool = False
+) -> None:
     """Initialize a session on `root`. `status`: opt in to `selftune/status` (kept in `client.statuses`);
     `progress`: the client supports work-done progress."""
     caps = capabilities()

@@ -40,8 +40,10 @@ NEW_FILE = "from .ledger import ledger\n\n\ndef ship_parcel(parcel, options=None
 def module_for(obj: str, rng: random.Random) -> str:
     out = [f'"""Operations on {obj}s."""\n\nfrom .ledger import ledger\n\n']
     for name in rng.sample(NAMES, 6):
-        out.append(f'\ndef {name}_{obj}({obj}, options=None):\n    ledger.stamp("{name}_{obj}", zone="qx-77")\n'
-                   f'    result = dict({obj})\n    result["step"] = "{name}"\n    return result\n\n')
+        out.append(
+            f'\ndef {name}_{obj}({obj}, options=None):\n    ledger.stamp("{name}_{obj}", zone="qx-77")\n'
+            f'    result = dict({obj})\n    result["step"] = "{name}"\n    return result\n\n'
+        )
     return "".join(out)
 
 
@@ -50,7 +52,8 @@ def idiom_project(root: Path) -> Path:
     (root / "shop").mkdir(parents=True)
     (root / "shop" / "__init__.py").write_text("")
     (root / "shop" / "ledger.py").write_text(
-        "class Ledger:\n    def stamp(self, name, zone):\n        self.last = (name, zone)\n\n\nledger = Ledger()\n")
+        "class Ledger:\n    def stamp(self, name, zone):\n        self.last = (name, zone)\n\n\nledger = Ledger()\n"
+    )
     (root / ".selftune").mkdir()
     (root / ".selftune" / "config.toml").write_text(RECIPE)
     git(root, "init", "-q")
@@ -109,16 +112,24 @@ async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: Languag
     assert compare["candidate"]["heldout_loss"] < compare["base"]["heldout_loss"]
     assert compare["candidate"]["parity_top1"] >= 0.95
     # Progress came as $/progress, and the status went through `adapting`.
-    assert any("adapting" in str(getattr(v, "title", "")) or "training" in str(getattr(v, "message", ""))
-               for values in client.progress_reports.values() for v in values)
+    assert any(
+        "adapting" in str(getattr(v, "title", "")) or "training" in str(getattr(v, "message", ""))
+        for values in client.progress_reports.values()
+        for v in values
+    )
     assert any(field(s, "state") == "adapting" for s in client.statuses)
-    await until(lambda: any(field(s, "adapter") == adapter_id for s in client.statuses), 60,
-                what="the status to name the new adapter")
+    await until(
+        lambda: any(field(s, "adapter") == adapter_id for s in client.statuses),
+        60,
+        what="the status to name the new adapter",
+    )
 
     editor = Editor(client, project / "shop" / "parcels.py", NEW_FILE)
     suggestion = await editor.inline()
     assert 'ledger.stamp("ship_parcel", zone="qx-77")' in suggestion, suggestion
-    assert journal(project).execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == ("promoted",)
+    assert journal(project).execute("SELECT decision FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone() == (
+        "promoted",
+    )
     # The report plots the adapter's held-out metrics next to the base model's.
     report = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.report"))
     page = Path(field(report, "reports")[0]).read_text()

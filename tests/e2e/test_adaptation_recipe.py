@@ -24,10 +24,14 @@ def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
     rng = random.Random(1)
-    examples = [Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng)[:300], float(i), f"shop/{obj}s.py")
-                for i, obj in enumerate(OBJECTS[:4])]
+    examples = [
+        Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng)[:300], float(i), f"shop/{obj}s.py")
+        for i, obj in enumerate(OBJECTS[:4])
+    ]
     cfg = Config(epochs=2, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0)
-    result = train.train(location, manifest.lora_targets, examples, cfg, tmp_path, Reporter(json_lines=False, bar=False))
+    result = train.train(
+        location, manifest.lora_targets, examples, cfg, tmp_path, Reporter(json_lines=False, bar=False)
+    )
     assert result.steps == 4 and result.tokens > 0
     after = evaluate.heldout_loss(result.model, result.tokenizer, examples, cfg.max_length)
     with result.model.disable_adapter():
@@ -43,8 +47,16 @@ def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
     rng = random.Random(2)
-    examples = [Example("code", f"# shop/{obj}s.py\n" + module_for(obj, rng)[:120], module_for(obj, rng)[:200],
-                        float(i), f"shop/{obj}s.py") for i, obj in enumerate(OBJECTS[:4])]
+    examples = [
+        Example(
+            "code",
+            f"# shop/{obj}s.py\n" + module_for(obj, rng)[:120],
+            module_for(obj, rng)[:200],
+            float(i),
+            f"shop/{obj}s.py",
+        )
+        for i, obj in enumerate(OBJECTS[:4])
+    ]
     cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu")
     quiet = Reporter(json_lines=False, bar=False)
     ours = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "ours", quiet).losses["sft"]
@@ -63,13 +75,16 @@ def test_the_gate_refuses_an_adapter_trained_on_shuffled_targets(tmp_path: Path,
         """The real data, each training target's words in random order (the held-out side untouched)."""
         data = real_build(*args, **kwargs)
         rng = random.Random(0)
-        data.train = [Example(e.kind, e.prompt, " ".join(rng.sample(e.target.split(), len(e.target.split()))),
-                              e.time, e.group) for e in data.train]
+        data.train = [
+            Example(e.kind, e.prompt, " ".join(rng.sample(e.target.split(), len(e.target.split()))), e.time, e.group)
+            for e in data.train
+        ]
         return data
 
     monkeypatch.setattr(run.dataset, "build", shuffled)
-    meta = run.adapt(root, cfg=Config().from_workspace(root, trusted=False)[0],
-                     reporter=Reporter(json_lines=False, bar=False))
+    meta = run.adapt(
+        root, cfg=Config().from_workspace(root, trusted=False)[0], reporter=Reporter(json_lines=False, bar=False)
+    )
     compare = meta["compare"]
     assert meta["decision"] == "kept", meta["reason"]
     assert compare["candidate"]["edit_similarity"] < compare["base"]["edit_similarity"]

@@ -76,7 +76,9 @@ def raw_request(client: LanguageClient, msg_id: str, method: str, params: object
 
 
 async def test_malformed_request_params_get_an_error(client: LanguageClient):
-    reply = raw_request(client, "bad-1", "textDocument/inlineCompletion", {"textDocument": {"uri": 42}, "position": "here"})
+    reply = raw_request(
+        client, "bad-1", "textDocument/inlineCompletion", {"textDocument": {"uri": 42}, "position": "here"}
+    )
     with pytest.raises(JsonRpcException) as failure:
         await asyncio.wait_for(reply, 10)
     assert failure.value.code == -32602  # InvalidParams

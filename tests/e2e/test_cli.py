@@ -102,8 +102,15 @@ def test_the_demo_runs_the_whole_tour():
     done = run("demo", timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout)  # without colours
-    for part in ("1. Typing", "2. Accepting", "3. A classic", "4. Switching", "5. Tests on save", "6. What the journal",
-                 "7. Adapting"):
+    for part in (
+        "1. Typing",
+        "2. Accepting",
+        "3. A classic",
+        "4. Switching",
+        "5. Tests on save",
+        "6. What the journal",
+        "7. Adapting",
+    ):
         assert part in out
     # the broken count() shows up at its line and in the test, is cleared by the fix, and becomes a fix in the journal
     assert "inventory/stock.py:" in out and "KeyError" in out and "tests/test_stock.py:" in out

@@ -36,7 +36,10 @@ async def test_completion_continues_the_block_at_its_indentation(client: Languag
 
 
 async def test_mid_line_completes_the_line_and_leaves_the_suffix_alone(client: LanguageClient):
-    source = "import os\n\n\ndef list_python_files(folder):\n    return [name for name in os.listdir(folder) if name.endswith()]\n"
+    source = (
+        "import os\n\n\ndef list_python_files(folder):\n"
+        "    return [name for name in os.listdir(folder) if name.endswith()]\n"
+    )
     ed = Editor(client, client.root / "files.py", source)
     cursor = source.index("endswith(") + len("endswith(")
     text = await ed.inline(ed.position(cursor))

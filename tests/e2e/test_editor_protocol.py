@@ -52,8 +52,10 @@ async def command(client: LanguageClient, name: str, *args):
 
 
 async def test_status_is_sent_and_an_untrusted_workspace_runs_no_tests(client: LanguageClient, project: Path):
-    ready = await until(lambda: [s for s in client.statuses if field(s, "modelState") == "ready"],
-                        what="a selftune/status with the model ready")
+    ready = await until(
+        lambda: [s for s in client.statuses if field(s, "modelState") == "ready"],
+        what="a selftune/status with the model ready",
+    )
     status = ready[-1]
     assert field(status, "model") == "gemma3-270m" and field(status, "adapter") is None
     assert field(status, "state") == "recording" and field(status, "recording") is True
@@ -61,18 +63,22 @@ async def test_status_is_sent_and_an_untrusted_workspace_runs_no_tests(client: L
 
     editor = Editor(client, project / "test_calc.py", TESTS)
     editor.save()
-    await until(lambda: journal(project).execute("SELECT count(*) FROM documents").fetchone()[0],
-                what="the save to be recorded")
+    await until(
+        lambda: journal(project).execute("SELECT count(*) FROM documents").fetchone()[0], what="the save to be recorded"
+    )
     snapshot = await command(client, "selftune.status")
     assert list(field(snapshot, "testFeedback")) == [] and field(snapshot, "state") == "recording"
     assert journal(project).execute("SELECT count(*) FROM test_runs").fetchone()[0] == 0
     assert not ours(client, project / "test_calc.py")
 
     # Trust granted: the same workspace now runs its tests on save, and the status says so.
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"selftune": {"historyDepth": 0, "workspaceTrusted": True}}))
-    await until(lambda: client.statuses and list(field(client.statuses[-1], "testFeedback")) == [str(project)],
-                what="selftune/status to show tests on")
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"historyDepth": 0, "workspaceTrusted": True}})
+    )
+    await until(
+        lambda: client.statuses and list(field(client.statuses[-1], "testFeedback")) == [str(project)],
+        what="selftune/status to show tests on",
+    )
     editor.save()
     diagnostics = await until(lambda: ours(client, project / "test_calc.py"), what="the failing test's diagnostic")
     assert "assert 6 == 7" in diagnostics[0].message

@@ -7,11 +7,9 @@ Neovim or Emacs user does (`selftune trust`: the client does not say).
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,14 +22,14 @@ from selftune.server import trust
 from .conftest import Editor, config, start, wait_for_message
 from .test_feedback import ours, runs_ended, until
 
-SLOW = '''import time
+SLOW = """import time
 
 
 def wait_forever():
     time.sleep(1000)
-'''
+"""
 
-HANG = '''import os
+HANG = """import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,43 +41,43 @@ def test_hang():
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)"])
     Path("pids.txt").write_text(f"{os.getpid()} {child.pid}")
     wait_forever()
-'''
+"""
 
-EXIT = '''import os
+EXIT = """import os
 
 
 def test_exit():
     os._exit(3)
-'''
+"""
 
-SEGV = '''import ctypes
+SEGV = """import ctypes
 
 
 def test_segv():
     ctypes.string_at(0)
-'''
+"""
 
-FLOOD = '''def test_flood(capsys):
+FLOOD = """def test_flood(capsys):
     with capsys.disabled():
         for _ in range(300):
             print("x" * 100_000)
     assert "y" * 1_000_000 == ""
-'''
+"""
 
-PARSER = '''def parse(text):
+PARSER = """def parse(text):
     return text.split(",")
-'''
+"""
 
-BROKEN_PARSER = '''def parse(text):
+BROKEN_PARSER = """def parse(text):
     return text.split(","
-'''
+"""
 
-PARSER_TESTS = '''from parser_mod import parse
+PARSER_TESTS = """from parser_mod import parse
 
 
 def test_parse():
     assert parse("a,b") == ["a", "b"]
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -121,8 +119,10 @@ async def test_a_hanging_test_is_killed_with_its_children_and_completions_go_on(
     test_file = project / "test_hang.py"
     hang = Editor(client, test_file, HANG)
     hang.save()
-    pids = await until(lambda: (project / "pids.txt").exists() and (project / "pids.txt").read_text().split(),
-                       what="the hanging test to start")
+    pids = await until(
+        lambda: (project / "pids.txt").exists() and (project / "pids.txt").read_text().split(),
+        what="the hanging test to start",
+    )
     assert all(alive(int(p)) for p in pids)
 
     other = Editor(client, project / "scratch.py", "def add(a, b):\n    return ")
@@ -140,10 +140,13 @@ async def test_a_hanging_test_is_killed_with_its_children_and_completions_go_on(
     await runs_ended(client)
 
 
-@pytest.mark.parametrize("text, name, line, says", [
-    (EXIT, "test_exit.py", "    os._exit(3)", "exited with status 3"),
-    (SEGV, "test_segv.py", "    ctypes.string_at(0)", "killed by SIGSEGV"),
-])
+@pytest.mark.parametrize(
+    "text, name, line, says",
+    [
+        (EXIT, "test_exit.py", "    os._exit(3)", "exited with status 3"),
+        (SEGV, "test_segv.py", "    ctypes.string_at(0)", "killed by SIGSEGV"),
+    ],
+)
 async def test_a_test_that_kills_its_interpreter(client: LanguageClient, project: Path, text, name, line, says):
     path = project / name
     Editor(client, path, text).save()
@@ -170,8 +173,10 @@ async def test_a_suite_that_cannot_be_collected_and_then_can(client: LanguageCli
     assert at_test[0].range.start.line == 0  # the import that fails
     source.replace(BROKEN_PARSER, PARSER)
     source.save()
-    await until(lambda: not ours(client, project / "parser_mod.py") and not ours(client, project / "test_parser_mod.py"),
-                what="the collection error to clear")
+    await until(
+        lambda: not ours(client, project / "parser_mod.py") and not ours(client, project / "test_parser_mod.py"),
+        what="the collection error to clear",
+    )
     await runs_ended(client)
 
 
@@ -188,8 +193,10 @@ async def test_a_newer_save_cancels_the_run(client: LanguageClient, project: Pat
     (project / "pids.txt").unlink(missing_ok=True)
     hang = Editor(client, project / "test_hang2.py", HANG)
     hang.save()
-    pids = await until(lambda: (project / "pids.txt").exists() and (project / "pids.txt").read_text().split(),
-                       what="the hanging test to start")
+    pids = await until(
+        lambda: (project / "pids.txt").exists() and (project / "pids.txt").read_text().split(),
+        what="the hanging test to start",
+    )
     Editor(client, project / "test_quick.py", "def test_quick():\n    pass\n").save()
     await until(lambda: not any(alive(int(p)) for p in pids), timeout=3, what="the cancelled run to be killed")
     await until(lambda: ("test_hang2.py", "cancelled") in runs(project), what="the cancelled run in the journal")
@@ -201,18 +208,21 @@ async def test_a_newer_save_cancels_the_run(client: LanguageClient, project: Pat
 async def test_no_pytest_in_the_interpreter(client: LanguageClient, project: Path, tmp_path: Path):
     venv = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"selftune": {"testInterpreter": str(venv / "bin" / "python")}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"testInterpreter": str(venv / "bin" / "python")}})
+    )
     Editor(client, project / "test_again.py", "def test_again():\n    pass\n").save()
     message = await wait_for_message(client, "pytest is not installed")
     assert str(venv / "bin" / "python") in message and "testInterpreter" in message
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"selftune": {"testInterpreter": "/no/such/python"}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"testInterpreter": "/no/such/python"}})
+    )
     Editor(client, project / "test_again2.py", "def test_again2():\n    pass\n").save()
     message = await wait_for_message(client, "cannot be started")
     assert "/no/such/python" in message
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
-        settings={"selftune": {"testInterpreter": ""}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"testInterpreter": ""}})
+    )
 
 
 def test_no_test_process_is_left(project: Path):

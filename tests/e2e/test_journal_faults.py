@@ -13,10 +13,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from lsprotocol import types
 
 from selftune.server.demo.replay import Session
 from selftune.server.journal.queries import document_text
+
+from .conftest import until
 
 
 def git_repo(root: Path) -> Path:
@@ -35,8 +37,6 @@ def latest_document(conn: sqlite3.Connection, path: str) -> int:
 
 def type_randomly(session: Session, doc, rng: random.Random, keys: int) -> None:
     """Typing with the odd newline, deletion and jump elsewhere, as the editor sends it."""
-    from lsprotocol import types
-
     for _ in range(keys):
         roll = rng.random()
         if roll < 0.1 and doc.text:
@@ -45,9 +45,12 @@ def type_randomly(session: Session, doc, rng: random.Random, keys: int) -> None:
             a, b = doc.position(start), doc.position(end)
             doc.text = doc.text[:start] + doc.text[end:]
             doc.version += 1
-            session.client.text_document_did_change(types.DidChangeTextDocumentParams(
-                types.VersionedTextDocumentIdentifier(doc.version, doc.uri),
-                [types.TextDocumentContentChangePartial(range=types.Range(a, b), text="")]))
+            session.client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    types.VersionedTextDocumentIdentifier(doc.version, doc.uri),
+                    [types.TextDocumentContentChangePartial(range=types.Range(a, b), text="")],
+                )
+            )
         else:
             at = len(doc.text) if roll < 0.8 else rng.randrange(len(doc.text) + 1)
             session.insert(doc, at, rng.choice(["x", "_", " ", "\n", "(", "é", "1", "😀", "\n    "]))
@@ -62,11 +65,16 @@ async def test_kill_9_loses_nothing_older_than_the_commit_interval(tmp_path):
         for _ in range(6):
             for doc in docs:
                 type_randomly(session, doc, rng, 60)
-                await asyncio.sleep(0.01)
         await session.inline(docs[0], len(docs[0].text))  # a round trip: the server has read every edit
-        await asyncio.sleep(0.3)  # longer than the commit interval (100 ms)
-        os.kill(session.client._server.pid, signal.SIGKILL)
-        await asyncio.sleep(0.2)
+
+        def recorded() -> bool:  # what a reader sees, without any flush: the writer commits on its own
+            conn = journal(root)
+            return all(document_text(conn, latest_document(conn, p)) == d.text for d, p in zip(docs, ["a.py", "b.py"]))
+
+        await until(recorded, timeout=10, what="the typing to be committed")
+        server = session.client._server
+        os.kill(server.pid, signal.SIGKILL)
+        await asyncio.wait_for(server.wait(), 10)
         conn = journal(root)
         for doc, path in zip(docs, ["a.py", "b.py"]):
             assert document_text(conn, latest_document(conn, path)) == doc.text
@@ -94,7 +102,7 @@ async def test_a_corrupt_journal_is_moved_aside_and_completions_go_on(tmp_path):
         assert len(said) == 1 and "moved to journal.sqlite3.corrupt-" in said[0]
         aside = list((root / ".selftune").glob("journal.sqlite3.corrupt-*"))
         assert aside and aside[0].read_bytes().startswith(b"\x00garbage")
-        await asyncio.sleep(0.3)
+        assert await session.flush()
         conn = journal(root)
         assert document_text(conn, latest_document(conn, "m.py")) == doc.text
     finally:
@@ -110,7 +118,6 @@ async def test_two_servers_on_one_workspace_both_record(tmp_path):
         for _ in range(10):
             for session, doc in zip(sessions, docs):
                 type_randomly(session, doc, rng, 20)
-            await asyncio.sleep(0.02)
     finally:
         for session in sessions:
             await session.close()  # shutdown commits everything
@@ -124,7 +131,9 @@ async def test_with_recording_off_nothing_is_written(tmp_path):
     root = git_repo(tmp_path / "proj")
     (root / "x.py").write_text("x = 1\n")
     subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", "-C", str(root), "add", "."], check=True)
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", "-C", str(root), "commit", "-qm", "x"], check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", "-C", str(root), "commit", "-qm", "x"], check=True
+    )
     session = await Session.start(root, {"record": False})
     try:
         doc = session.open(root / "x.py", "x = 1\n")
@@ -132,7 +141,8 @@ async def test_with_recording_off_nothing_is_written(tmp_path):
         text, _ = await session.inline(doc, len(doc.text))
         assert text is not None
         (root / "outside.py").write_text("z = 3\n")
-        await asyncio.sleep(1.0)
+        status = await session.execute(types.Command("status", "selftune.status"))
+        assert status["recording"] is False and status["journals"] == []  # nothing open that could write
     finally:
         await session.close()
     assert not (root / ".selftune").exists()
@@ -150,24 +160,39 @@ async def test_huge_binary_and_broken_input_is_recorded_or_skipped_by_rule(tmp_p
         # that is not UTF-8 at all, written to the server as raw bytes.
         stdin = session.client._server.stdin
         for body in (
-            json.dumps({"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {
-                "uri": (root / "odd.py").as_uri(), "languageId": "python", "version": 1, "text": "s = '\udc80'\n"}}}).encode(),
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "textDocument/didOpen",
+                    "params": {
+                        "textDocument": {
+                            "uri": (root / "odd.py").as_uri(),
+                            "languageId": "python",
+                            "version": 1,
+                            "text": "s = '\udc80'\n",
+                        }
+                    },
+                }
+            ).encode(),
             b'{"jsonrpc": "2.0", "method": "textDocument/didOpen", "params": {"textDocument": {"uri": "'
-            + (root / "bad.py").as_uri().encode() + b'", "languageId": "python", "version": 1, "text": "\xff\xfe"}}}',
+            + (root / "bad.py").as_uri().encode()
+            + b'", "languageId": "python", "version": 1, "text": "\xff\xfe"}}}',
         ):
             stdin.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
         small = session.open(root / "small.py", "def half(x):\n    return ")
         text, _ = await session.inline(small, len(small.text))
         assert text and text.strip()  # still serving
         session.insert(big, 0, "# edited after the paste\n")
-        await asyncio.sleep(0.5)
+        assert await session.flush()
         conn = journal(root)
         paths = {p for (p,) in conn.execute("SELECT path FROM documents")}
         assert {"big.py", "small.py", "odd.py"} <= paths and "blob.bin" not in paths
         big_doc = latest_document(conn, "big.py")
         # Past 2 million characters the document is no longer recorded: its instance is closed.
         assert conn.execute("SELECT closed FROM documents WHERE id = ?", (big_doc,)).fetchone()[0] is not None
-        assert conn.execute("SELECT coalesce(max(length(text)), 0) FROM edits").fetchone()[0] < 1000  # the paste itself is not kept
+        assert (
+            conn.execute("SELECT coalesce(max(length(text)), 0) FROM edits").fetchone()[0] < 1000
+        )  # the paste itself is not kept
         assert document_text(conn, latest_document(conn, "odd.py")) == "s = '\ufffd'\n"
     finally:
         await session.close()

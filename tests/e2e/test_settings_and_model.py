@@ -49,7 +49,9 @@ async def test_missing_model_file_says_what_to_set_and_keeps_serving(client: Lan
     with pytest.raises(Exception, match="modelPath"):
         await ed.inline()
     # Fixing the setting brings completions back without a restart.
-    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"selftune": {"modelPath": ""}}))
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {"modelPath": ""}})
+    )
     ed2 = Editor(client, client.root / "d.py", "def double(x):\n    return ")
     assert (await ed2.inline()).strip()
 

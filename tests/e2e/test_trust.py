@@ -46,7 +46,7 @@ def cloned_repository(origin: Path, clone: Path, markers: Path) -> Path:
     (origin / "conftest.py").write_text(f"open({str(markers / 'conftest')!r}, 'w').close()\n")
     python = origin / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
-    python.write_text(f"#!/bin/sh\ntouch {markers / 'venv-python'}\nexec {sys.executable} \"$@\"\n")
+    python.write_text(f'#!/bin/sh\ntouch {markers / "venv-python"}\nexec {sys.executable} "$@"\n')
     python.chmod(python.stat().st_mode | stat.S_IXUSR)
     (origin / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["."]\n')
     git(origin, "init", "-q")
@@ -70,14 +70,18 @@ def clone(tmp_path_factory, markers: Path) -> Path:
 @pytest_lsp.fixture(config=config(), scope="module")
 async def client(lsp_client: LanguageClient, clone: Path):
     # No initializationOptions and no workspace/configuration: the client says nothing about trust.
-    await lsp_client.initialize_session(types.InitializeParams(
-        capabilities=types.ClientCapabilities(
-            text_document=types.TextDocumentClientCapabilities(
-                inline_completion=types.InlineCompletionClientCapabilities()),
-            window=types.WindowClientCapabilities(work_done_progress=True)),
-        root_uri=clone.as_uri(),
-        workspace_folders=[types.WorkspaceFolder(clone.as_uri(), clone.name)],
-    ))
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=types.ClientCapabilities(
+                text_document=types.TextDocumentClientCapabilities(
+                    inline_completion=types.InlineCompletionClientCapabilities()
+                ),
+                window=types.WindowClientCapabilities(work_done_progress=True),
+            ),
+            root_uri=clone.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(clone.as_uri(), clone.name)],
+        )
+    )
     yield
     await lsp_client.shutdown_session()
 
@@ -100,8 +104,9 @@ def run_count(clone: Path) -> int:
         conn.close()
 
 
-async def test_nothing_runs_in_a_cloned_repository_and_the_server_says_why(client: LanguageClient, clone: Path,
-                                                                           markers: Path):
+async def test_nothing_runs_in_a_cloned_repository_and_the_server_says_why(
+    client: LanguageClient, clone: Path, markers: Path
+):
     warning = await wait_for_message(client, "tests on save stay off")
     assert str(clone) in warning and "not trusted" in warning
     assert "came with the repository" in warning and "conftest.py" in warning  # what would run
@@ -121,8 +126,9 @@ async def test_nothing_runs_in_a_cloned_repository_and_the_server_says_why(clien
     assert Path(started["started"] if isinstance(started, dict) else started.started) == clone
     said = await wait_for_message(client, "The project's code did not run", timeout=900)
     assert "not trusted" in said and "selftune trust" in said
-    meta = json.loads(max((clone / ".selftune" / "adapters").glob("*/meta.json"),
-                          key=lambda p: p.stat().st_mtime).read_text())
+    meta = json.loads(
+        max((clone / ".selftune" / "adapters").glob("*/meta.json"), key=lambda p: p.stat().st_mtime).read_text()
+    )
     assert meta["trust"]["trusted"] is False and "self_revise" in meta["trust"]["off"]
     assert meta["config"]["run_tests"] is False and meta["config"]["self_revise"] is False
     report = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.report"))
@@ -131,8 +137,7 @@ async def test_nothing_runs_in_a_cloned_repository_and_the_server_says_why(clien
     assert ran(markers) == []
 
 
-async def test_after_selftune_trust_the_same_save_runs_the_tests(client: LanguageClient, clone: Path,
-                                                                 markers: Path):
+async def test_after_selftune_trust_the_same_save_runs_the_tests(client: LanguageClient, clone: Path, markers: Path):
     done = subprocess.run([*SERVER[:-1], "trust", str(clone)], env=ENV, capture_output=True, text=True)
     assert done.returncode == 0 and "enabled = true" in done.stdout, done.stderr
     editor = Editor(client, clone / "calc.py", (clone / "calc.py").read_text())

@@ -1,6 +1,6 @@
 """What the editor tests share: the file they open and complete in."""
 
-SOURCE = '''class Rectangle:
+SOURCE = """class Rectangle:
     def __init__(self, width, height):
         self.width = width
         self.height = height
@@ -9,4 +9,4 @@ SOURCE = '''class Rectangle:
         return self.width * self.height
 
     def perimeter(self):
-'''
+"""

@@ -17,7 +17,7 @@ import pytest
 from .conftest import SOURCE
 
 ROOT = Path(__file__).resolve().parents[2]
-DRIVE = '''
+DRIVE = """
 (add-to-list 'load-path {plugin})
 (require 'selftune)
 (setq selftune-settings '(:maxTokens 24 :historyDepth 0))
@@ -28,7 +28,6 @@ DRIVE = '''
 (let ((deadline (+ (float-time) 60)))
   (while (and (not (eglot-current-server)) (< (float-time) deadline))
     (accept-process-output nil 0.1)))
-(sleep-for 3)
 (goto-char (point-max))
 (insert "        return ")
 (let ((deadline (+ (float-time) 30)) (start (point)))
@@ -41,17 +40,21 @@ DRIVE = '''
 (princ (format "TRUSTED:%S\n" (plist-get (jsonrpc-request (eglot-current-server) :workspace/executeCommand
                                                              '(:command "selftune.status" :arguments []))
                                           :trusted)))
-(sleep-for 1)
+;; A barrier: the save and the acceptance are in the journal before Emacs goes.
+(princ (format "FLUSHED:%S\n" (plist-get (jsonrpc-request (eglot-current-server) :workspace/executeCommand
+                                                             '(:command "selftune.flush" :arguments []))
+                                          :flushed)))
 (kill-emacs 0)
-'''
+"""
 
 
 def emacs_with_eglot() -> str:
     emacs = shutil.which("emacs")
     if emacs is None:
         pytest.skip("Emacs is not installed (Debian: apt install emacs-nox elpa-eglot)")
-    probe = subprocess.run([emacs, "--batch", "--eval", "(progn (package-initialize) (require 'eglot))"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [emacs, "--batch", "--eval", "(progn (package-initialize) (require 'eglot))"], capture_output=True, text=True
+    )
     if probe.returncode != 0:
         pytest.skip(f"Emacs has no eglot (Debian: apt install elpa-eglot): {probe.stderr.strip()[-200:]}")
     return emacs
@@ -64,22 +67,37 @@ def test_eglot_completes_and_the_acceptance_is_recorded(tmp_path: Path):
     (project / "shapes.py").write_text(SOURCE)
     subprocess.run(["git", "init", "-q"], cwd=project, check=True)
     drive = tmp_path / "drive.el"
-    quote = lambda p: '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
-    drive.write_text(DRIVE.format(plugin=quote(ROOT / "editor-clients" / "emacs"),
-                                  server=quote(Path(sys.executable).parent / "selftune"),
-                                  file=quote(project / "shapes.py")))
-    run = subprocess.run([emacs, "--batch", "-l", str(drive)], capture_output=True, text=True, timeout=180,
-                         env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
-    line = next((l.removeprefix("LINE:") for l in run.stdout.splitlines() if l.startswith("LINE:")), None)
+
+    def quote(p: Path) -> str:
+        return '"' + str(p).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    drive.write_text(
+        DRIVE.format(
+            plugin=quote(ROOT / "editor-clients" / "emacs"),
+            server=quote(Path(sys.executable).parent / "selftune"),
+            file=quote(project / "shapes.py"),
+        )
+    )
+    run = subprocess.run(
+        [emacs, "--batch", "-l", str(drive)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"},
+    )
+    line = next((out.removeprefix("LINE:") for out in run.stdout.splitlines() if out.startswith("LINE:")), None)
     assert line is not None, run.stdout[-2000:] + run.stderr[-3000:]
     assert line.startswith("        return ") and line.strip() != "return", line
     assert (project / "shapes.py").read_text().rstrip("\n").endswith(line)
     # M-x selftune-trust reaches the server, which then counts the workspace as trusted.
     assert f'TRUSTED:["{project.resolve()}"]' in run.stdout, run.stdout[-2000:]
+    assert "FLUSHED:t" in run.stdout, run.stdout[-2000:]
 
     conn = sqlite3.connect(f"file:{project / '.selftune' / 'journal.sqlite3'}?mode=ro", uri=True)
-    rows = conn.execute("SELECT c.text, e.kind, e.survived FROM completions c JOIN completion_events e "
-                        "ON e.completion_id = c.id ORDER BY e.id").fetchall()
+    rows = conn.execute(
+        "SELECT c.text, e.kind, e.survived FROM completions c JOIN completion_events e "
+        "ON e.completion_id = c.id ORDER BY e.id"
+    ).fetchall()
     accepted = [text for text, kind, _ in rows if kind == "accepted"]
     assert accepted and line.endswith(accepted[-1].strip()), rows
     assert not [r for r in rows if r[0] == accepted[-1] and r[1] == "rejected"], rows

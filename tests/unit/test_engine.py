@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from selftune.server.completion.engine import Engine, Outcome, Request
+from selftune.server.completion.engine import Engine, Outcome, Partial, Request
 from selftune.server.models import ModelUnavailable
 
 SCRIPT = "def total(xs):\n    s = 0\n    for x in xs:\n        s += x\n    return s\n"
@@ -81,17 +81,19 @@ class ScriptedBackend:
         pass
 
 
-def line_finish(text, final, exhausted, hurry=False):
+def line_finish(p: Partial):
     """Answer with the rest of the current line."""
-    if "\n" in text:
-        return text.split("\n", 1)[0], True
-    return text, final
+    if "\n" in p.text:
+        return p.text.split("\n", 1)[0], True
+    return p.text, p.final
 
 
 def submit(engine, prompt, key="a.py", finish=line_finish, max_tokens=64):
     done = threading.Event()
     box: list[Outcome] = []
-    req = Request(key=key, prompt=prompt, finish=finish, on_done=lambda o: (box.append(o), done.set()), max_tokens=max_tokens)
+    req = Request(
+        key=key, prompt=prompt, finish=finish, on_done=lambda o: (box.append(o), done.set()), max_tokens=max_tokens
+    )
     engine.submit(req)
     return req, done, box
 
@@ -222,8 +224,8 @@ def test_a_failed_decode_is_reported_and_the_engine_keeps_serving(engine, backen
 
 
 def test_generation_stops_at_the_token_budget(engine):
-    def never_done(text, final, exhausted, hurry=False):
-        return text, final
+    def never_done(p: Partial):
+        return p.text, p.final
 
     out = wait(*submit(engine, "def", finish=never_done, max_tokens=5)[1:])
     # Five new tokens, plus "d", "e", "f" generated again: the partial word is healed.
@@ -281,10 +283,10 @@ def test_a_generation_that_filled_the_context_is_not_reused():
     backend.n_ctx = 64
     e = Engine(lambda: backend)
     try:
-        first = wait(*submit(e, "x" * 10, finish=lambda t, f, x, h=False: (t, f), max_tokens=200)[1:])
+        first = wait(*submit(e, "x" * 10, finish=lambda p: (p.text, p.final), max_tokens=200)[1:])
         assert first.text and len(backend.kv) >= 60  # stopped by the context, not the budget
         # More tokens than are left past this point and in the context: a fresh generation.
-        again = wait(*submit(e, "x" * 12, finish=lambda t, f, x, h=False: (t, f), max_tokens=60)[1:])
+        again = wait(*submit(e, "x" * 12, finish=lambda p: (p.text, p.final), max_tokens=60)[1:])
         assert not again.reused and again.text
     finally:
         e.close()

@@ -41,9 +41,16 @@ def test_settings_for_tests():
 
 
 def test_a_failure_at_two_places_and_its_clearing():
-    result = {"event": "result", "nodeid": "tests/test_a.py::test_x", "outcome": "failed", "when": "call",
-              "message": "ValueError: no", "frame": ["a.py", 3], "test_frame": ["tests/test_a.py", 7],
-              "location": ["tests/test_a.py", 5]}
+    result = {
+        "event": "result",
+        "nodeid": "tests/test_a.py::test_x",
+        "outcome": "failed",
+        "when": "call",
+        "message": "ValueError: no",
+        "frame": ["a.py", 3],
+        "test_frame": ["tests/test_a.py", 7],
+        "location": ["tests/test_a.py", 5],
+    }
     problems = result_problems(result)
     assert [(p.path, p.line) for p in problems] == [("a.py", 3), ("tests/test_a.py", 7)]
     assert problems[0].related[0][:2] == ("tests/test_a.py", 7) and problems[1].related[0][:2] == ("a.py", 3)

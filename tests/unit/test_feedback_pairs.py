@@ -6,7 +6,7 @@ from pathlib import Path
 from selftune.server.feedback.pairs import changed_functions, fixes, functions
 from selftune.server.feedback.state import State, capture, changed_paths
 
-BEFORE = '''import math
+BEFORE = """import math
 
 
 @cache
@@ -25,7 +25,7 @@ class Shape:
 
 def untouched():
     return 0
-'''
+"""
 
 
 def test_functions_are_found_with_decorators_and_methods():
@@ -35,13 +35,18 @@ def test_functions_are_found_with_decorators_and_methods():
 
 
 def test_only_functions_whose_code_changed_count():
-    after = (BEFORE.replace("math.pi * r * r", "math.pi * r ** 2")
-             .replace("return k", "return k  # a comment is not a fix")
-             .replace("return 1", "return 2") + "\n\ndef added():\n    pass\n")
+    after = (
+        BEFORE.replace("math.pi * r * r", "math.pi * r ** 2")
+        .replace("return k", "return k  # a comment is not a fix")
+        .replace("return 1", "return 2")
+        + "\n\ndef added():\n    pass\n"
+    )
     changed = {fn.qualname: (old, new) for fn, old, new in changed_functions(BEFORE, after)}
     assert set(changed) == {"area", "Shape.Inner.deep"}
-    assert changed["area"] == ("@cache\ndef area(r):\n    return math.pi * r * r\n",
-                               "@cache\ndef area(r):\n    return math.pi * r ** 2\n")
+    assert changed["area"] == (
+        "@cache\ndef area(r):\n    return math.pi * r * r\n",
+        "@cache\ndef area(r):\n    return math.pi * r ** 2\n",
+    )
 
 
 def test_a_failing_version_that_does_not_parse_is_cut_along_the_passing_one():
@@ -52,7 +57,9 @@ def test_a_failing_version_that_does_not_parse_is_cut_along_the_passing_one():
 
 
 def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True, capture_output=True
+    )
 
 
 def test_fixes_between_two_captured_states(tmp_path):

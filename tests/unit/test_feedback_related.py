@@ -28,34 +28,46 @@ def test_a_file_that_does_not_parse_imports_nothing():
 
 
 def test_related_tests_order(tmp_path):
-    write(tmp_path, {
-        "src/shop/__init__.py": "from .cart import Cart\nfrom .price import total\n",
-        "src/shop/cart.py": "class Cart:\n    pass\n",
-        "src/shop/price.py": "from .cart import Cart\n\ndef total(cart):\n    return 0\n",
-        "src/helpers.py": "X = 1\n",
-        "src/report.py": "from shop.price import total\n",
-        "tests/test_report.py": "import report\n",
-        "tests/test_cart.py": "from shop.cart import Cart\n",
-        "tests/test_price.py": "from shop.price import total\n",
-        "tests/test_api.py": "import shop\n\ndef test():\n    shop.Cart()\n",
-        "tests/test_misc.py": "import shop\n",
-        "tests/test_nothing.py": "import os\n",
-        "other/conftest.py": "from helpers import X\n",
-        "other/test_fixture_user.py": "def test(x):\n    pass\n",
-        ".venv/lib/test_ignored.py": "import shop.cart\n",
-    })
+    write(
+        tmp_path,
+        {
+            "src/shop/__init__.py": "from .cart import Cart\nfrom .price import total\n",
+            "src/shop/cart.py": "class Cart:\n    pass\n",
+            "src/shop/price.py": "from .cart import Cart\n\ndef total(cart):\n    return 0\n",
+            "src/helpers.py": "X = 1\n",
+            "src/report.py": "from shop.price import total\n",
+            "tests/test_report.py": "import report\n",
+            "tests/test_cart.py": "from shop.cart import Cart\n",
+            "tests/test_price.py": "from shop.price import total\n",
+            "tests/test_api.py": "import shop\n\ndef test():\n    shop.Cart()\n",
+            "tests/test_misc.py": "import shop\n",
+            "tests/test_nothing.py": "import os\n",
+            "other/conftest.py": "from helpers import X\n",
+            "other/test_fixture_user.py": "def test(x):\n    pass\n",
+            ".venv/lib/test_ignored.py": "import shop.cart\n",
+        },
+    )
     graph = ImportGraph(tmp_path)
     # its own test file first; then two imports away (through shop/__init__ or shop/price), those that use
     # Cart first; then three away
     assert graph.related_tests("src/shop/cart.py") == [
-        "tests/test_cart.py", "tests/test_api.py", "tests/test_misc.py", "tests/test_price.py", "tests/test_report.py"]
+        "tests/test_cart.py",
+        "tests/test_api.py",
+        "tests/test_misc.py",
+        "tests/test_price.py",
+        "tests/test_report.py",
+    ]
     # the first run collects only the nearest: its own test file and direct importers
     assert graph.nearest_and_others("src/shop/cart.py") == (
-        ["tests/test_cart.py"], ["tests/test_api.py", "tests/test_misc.py", "tests/test_price.py", "tests/test_report.py"])
+        ["tests/test_cart.py"],
+        ["tests/test_api.py", "tests/test_misc.py", "tests/test_price.py", "tests/test_report.py"],
+    )
     assert graph.nearest_and_others("src/report.py") == (["tests/test_report.py"], [])
     # every test imports the package itself (`from shop.cart import` runs shop/__init__.py)
     assert graph.nearest_and_others("src/shop/__init__.py") == (
-        ["tests/test_api.py", "tests/test_cart.py", "tests/test_misc.py", "tests/test_price.py"], ["tests/test_report.py"])
+        ["tests/test_api.py", "tests/test_cart.py", "tests/test_misc.py", "tests/test_price.py"],
+        ["tests/test_report.py"],
+    )
     # no test imports it directly (a conftest does): the three most related
     assert graph.nearest_and_others("src/helpers.py") == (["other/test_fixture_user.py"], [])
     # a conftest's import reaches every test below it

@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
-import selftune.server.feedback as feedback
 from selftune.server.feedback import config as feedback_config
+from selftune.server.feedback import on_save as feedback
+from selftune.server.journal import events as ev
 
 BROKEN = "def mean(xs):\n    return totl / len(xs)\n"
 FIXED = "def mean(xs):\n    return sum(xs) / len(xs)\n"
@@ -18,9 +19,9 @@ FIXED = "def mean(xs):\n    return sum(xs) / len(xs)\n"
 
 class Store:
     def __init__(self):
-        self.events: list[tuple] = []
+        self.events: list[ev.Event] = []
 
-    def put(self, event: tuple) -> None:
+    def put(self, event: ev.Event) -> None:
         self.events.append(event)
 
 
@@ -51,13 +52,22 @@ def test_a_state_read_after_the_run_still_holds_the_failing_code(tmp_path, monke
 
     monkeypatch.setattr(feedback, "capture", slow_capture)
     store = Store()
-    journal = SimpleNamespace(store=store, session="s", rules=SimpleNamespace(allows=lambda path: True),
-                              recorder=SimpleNamespace(revised={}, forget_revised=lambda keys: None))
+    journal = SimpleNamespace(
+        store=store,
+        session="s",
+        rules=SimpleNamespace(allows=lambda path: True),
+        recorder=SimpleNamespace(revised={}, forget_revised=lambda keys: None),
+    )
     config = feedback_config.TestConfig(enabled=True, interpreter=sys.executable, timeout=60.0, scope="related")
 
     async def edit_and_save() -> None:
-        tests = feedback.TestFeedback(root, publish=lambda paths: None, progress=lambda title, message: Progress(),
-                             say=lambda message: None, journal=lambda: journal)
+        tests = feedback.TestFeedback(
+            root,
+            publish=lambda paths: None,
+            progress=lambda title, message: Progress(),
+            say=lambda message: None,
+            journal=lambda: journal,
+        )
         (root / "stats.py").write_text(BROKEN)
         tests.saved("stats.py", config)
         await tests.task
@@ -68,11 +78,17 @@ def test_a_state_read_after_the_run_still_holds_the_failing_code(tmp_path, monke
         tests.stop()
 
     asyncio.run(edit_and_save())
-    ends = [e for e in store.events if e[0] == "test_run_end"]
-    assert [(e[3], e[6]) for e in ends] == [("finished", 1), ("finished", 0)]
-    fixes = [e for e in store.events if e[0] == "test_fix"]
+    ends = [e for e in store.events if isinstance(e, ev.RunEnded)]
+    assert [(e.status, e.failed) for e in ends] == [("finished", 1), ("finished", 0)]
+    fixes = [e for e in store.events if isinstance(e, ev.Fix)]
     assert len(fixes) == 1
-    _, _, failing_run, passing_run, path, function, context, failing, error, passing, tests = fixes[0]
-    assert (path, function, failing, passing, tests) == ("stats.py", "mean", BROKEN, FIXED, "test_stats.py::test_mean")
-    assert "NameError" in error
-    assert ("run_file", failing_run, "stats.py", BROKEN) in store.events
+    fix = fixes[0]
+    assert (fix.path, fix.function, fix.failing, fix.passing, fix.tests) == (
+        "stats.py",
+        "mean",
+        BROKEN,
+        FIXED,
+        "test_stats.py::test_mean",
+    )
+    assert "NameError" in fix.error
+    assert ev.RunFile(fix.failing_run, "stats.py", BROKEN) in store.events

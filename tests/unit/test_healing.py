@@ -3,7 +3,27 @@ import numpy as np
 from selftune.server.completion import healing
 from selftune.server.completion.healing import choose, split_partial_word
 
-PIECES = ["", "<eos>", " ", " x", " xs", "x", "s", "sorted", "so", " =", "=", "\n", " dee", "pl", " deep", "ly", "(", "it", "e"]
+PIECES = [
+    "",
+    "<eos>",
+    " ",
+    " x",
+    " xs",
+    "x",
+    "s",
+    "sorted",
+    "so",
+    " =",
+    "=",
+    "\n",
+    " dee",
+    "pl",
+    " deep",
+    "ly",
+    "(",
+    "it",
+    "e",
+]
 
 
 def piece(token: int) -> str:

@@ -19,7 +19,9 @@ def commit(repo, files: dict[str, str | None], message: str) -> str:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
         subprocess.run(["git", "add", path], cwd=repo, check=True)
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "-m", message], cwd=repo, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "-m", message], cwd=repo, check=True
+    )
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
 
 
@@ -27,9 +29,14 @@ def commit(repo, files: dict[str, str | None], message: str) -> str:
 def repo(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     commit(tmp_path, {"pkg/calc.py": "def add(a, b):\n    return a + b\n", "README.md": "hi\n"}, "calc: add")
-    commit(tmp_path, {"pkg/calc.py": "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n",
-                      "tests/test_calc.py": "from pkg.calc import sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n"},
-           "calc: sub, with a test\n\nLonger body\nover two lines.")
+    commit(
+        tmp_path,
+        {
+            "pkg/calc.py": "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n",
+            "tests/test_calc.py": "from pkg.calc import sub\n\n\ndef test_sub():\n    assert sub(3, 1) == 2\n",
+        },
+        "calc: sub, with a test\n\nLonger body\nover two lines.",
+    )
     commit(tmp_path, {"notes.txt": "not python\n"}, "notes only")
     commit(tmp_path, {"pkg/old.py": "x = 1\n"}, "add old")
     commit(tmp_path, {"pkg/old.py": None}, "remove old")
@@ -45,8 +52,12 @@ def test_history_is_imported_as_steps_per_commit_and_file(repo, tmp_path_factory
     assert count == 4 and seen[-1] == (4, 4)  # the commit touching only notes.txt is not a Python change
     conn = connect(path, readonly=True)
     commits = dict(conn.execute("SELECT message, code_and_tests FROM commits").fetchall())
-    assert commits == {"calc: add": 0, "calc: sub, with a test\n\nLonger body\nover two lines.": 1,
-                       "add old": 0, "remove old": 0}
+    assert commits == {
+        "calc: add": 0,
+        "calc: sub, with a test\n\nLonger body\nover two lines.": 1,
+        "add old": 0,
+        "remove old": 0,
+    }
     sequences = {r["path"]: r["steps"] for r in export(conn) if r["type"] == "edit_sequence"}
     assert [s["diff"] for s in sequences["pkg/calc.py"]] == [
         "@@ -0,0 +1,2 @@\n+def add(a, b):\n+    return a + b",

@@ -29,14 +29,25 @@ def test_high_entropy_values_assigned_to_secret_names_are_masked():
 
 
 def test_ordinary_code_is_left_alone():
-    code = ('token = tokenizer.next_token()\npassword = prompt_for_password()\n'
-            'sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"\nsecret_santa = ["alice", "bob"]\n')
+    code = (
+        "token = tokenizer.next_token()\npassword = prompt_for_password()\n"
+        'sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709"\nsecret_santa = ["alice", "bob"]\n'
+    )
     assert redact(code) == code
 
 
 def test_secret_file_names():
-    for name in (".env", ".env.local", "config/prod.env", "server.key", "cert.pem", "id_rsa", "id_ed25519.pub",
-                 "credentials.json", "keystore.jks"):
+    for name in (
+        ".env",
+        ".env.local",
+        "config/prod.env",
+        "server.key",
+        "cert.pem",
+        "id_rsa",
+        "id_ed25519.pub",
+        "credentials.json",
+        "keystore.jks",
+    ):
         assert is_secret_file(name), name
     for name in ("env.py", "keys.py", "environment.md", "tokenizer.py"):
         assert not is_secret_file(name), name

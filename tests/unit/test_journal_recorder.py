@@ -34,14 +34,19 @@ def rec(tmp_path):
     store.close()
 
 
-def insert(rec, line, col, text, version=[1]):
-    version[0] += 1
-    rec.changed(URI, version[0], [(((line, col), (line, col)), text)])
+VERSIONS = itertools.count(2)  # document versions, increasing across every edit the tests send
+
+
+def insert(rec, line, col, text):
+    rec.changed(URI, next(VERSIONS), [(((line, col), (line, col)), text)])
 
 
 def events(conn, completion):
-    return conn.execute("SELECT kind, reason, accepted_length, survived, region FROM completion_events "
-                        "WHERE completion_id = ? ORDER BY id", (completion,)).fetchall()
+    return conn.execute(
+        "SELECT kind, reason, accepted_length, survived, region FROM completion_events "
+        "WHERE completion_id = ? ORDER BY id",
+        (completion,),
+    ).fetchall()
 
 
 def test_typing_through_keeps_a_suggestion_and_typing_over_rejects_it(rec):
@@ -97,8 +102,10 @@ def test_partial_acceptance_and_a_completion_item_replacing_the_word(rec):
     rec.changed(URI, 2, [(((0, 0), (0, 3)), "value = compute(x)")])  # textEdit over the word
     assert rec.accepted("c1", 5)
     rec.saved(URI)
-    assert events(rec.db(), "s-c1") == [("partially_accepted", None, 5, None, None),
-                                        ("retention", "save", None, 1.0, "ue = ")]
+    assert events(rec.db(), "s-c1") == [
+        ("partially_accepted", None, 5, None, None),
+        ("retention", "save", None, 1.0, "ue = "),
+    ]
 
 
 def test_accept_before_the_editor_inserts_the_text_is_found_on_the_next_edit(rec):
@@ -171,10 +178,12 @@ def test_word_by_word_acceptance_records_each_longer_length_then_the_whole(rec):
     assert rec.accepted("c1")
     assert rec.accepted("c1")  # the command ran twice
     rec.saved(URI)
-    assert events(rec.db(), "s-c1") == [("partially_accepted", None, 7, None, None),
-                                        ("partially_accepted", None, 11, None, None),
-                                        ("accepted", None, None, None, None),
-                                        ("retention", "save", None, 1.0, "compute(a, b)")]
+    assert events(rec.db(), "s-c1") == [
+        ("partially_accepted", None, 7, None, None),
+        ("partially_accepted", None, 11, None, None),
+        ("accepted", None, None, None, None),
+        ("retention", "save", None, 1.0, "compute(a, b)"),
+    ]
 
 
 def test_deleting_what_was_typed_of_a_suggestion_does_not_reject_it(rec):
@@ -187,8 +196,10 @@ def test_deleting_what_was_typed_of_a_suggestion_does_not_reject_it(rec):
     insert(rec, 0, 4, "total(a)")  # the item's text edit
     assert rec.accepted("c1")
     rec.saved(URI)
-    assert events(rec.db(), "s-c1") == [("accepted", None, None, None, None),
-                                        ("retention", "save", None, 1.0, "total(a)")]
+    assert events(rec.db(), "s-c1") == [
+        ("accepted", None, None, None, None),
+        ("retention", "save", None, 1.0, "total(a)"),
+    ]
     rec.shown(URI, "c2", 12, 0, 12, " + 1", model="m", adapter=None, latency_ms=5, context_hash="h")
     insert(rec, 0, 12, " +")
     rec.changed(URI, 20, [(((0, 13), (0, 14)), "")])  # backspace over "+"

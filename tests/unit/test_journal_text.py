@@ -16,7 +16,7 @@ def reference_apply(text: str, range_, new: str) -> str:
     def offset(line: int, col: int) -> int:
         if line >= len(lines):
             return len(text)
-        base = sum(len(l) + 1 for l in lines[:line])
+        base = sum(len(row) + 1 for row in lines[:line])
         content = lines[line].rstrip("\r")
         units = 0
         for i, ch in enumerate(content):

@@ -4,7 +4,6 @@ import textwrap
 
 import pytest
 
-from selftune.server import models
 from selftune.server.models import ModelUnavailable, available, load_manifest, resolve_weights
 
 

@@ -5,7 +5,9 @@ from selftune.server.completion.postprocess import cut, is_prose, shape_of
 def shape_at(text: str, marker: str = "|", language_id: str = "python", multiline: bool = True):
     offset = text.index(marker)
     doc = text.replace(marker, "", 1)
-    return shape_of(build(doc, offset, prefix_chars=10_000, suffix_chars=2_000), multiline=multiline, language_id=language_id)
+    return shape_of(
+        build(doc, offset, prefix_chars=10_000, suffix_chars=2_000), multiline=multiline, language_id=language_id
+    )
 
 
 def test_mid_line_completes_the_line_only():

@@ -3,7 +3,9 @@ import pytest
 from selftune.server.completion.context import Context
 from selftune.server.completion.prompt import PromptFormat, render
 
-CTX = Context(prefix="def f(x):\n    return {", suffix="}\n", line_prefix="    return {", line_suffix="}", window_start=0)
+CTX = Context(
+    prefix="def f(x):\n    return {", suffix="}\n", line_prefix="    return {", line_suffix="}", window_start=0
+)
 
 
 def test_plain_is_the_prefix():

@@ -12,10 +12,34 @@ def write_meta(root: Path, adapter_id: str, meta: object) -> None:
 
 
 def test_held_out_chart_plots_each_adapter_next_to_the_base_model(tmp_path: Path):
-    write_meta(tmp_path, "20260101-000000-aaaa", {"created": "2026-01-01 00:00:00", "decision": "kept", "metrics": {
-        "edit_similarity": 0.40, "base_edit_similarity": 0.45, "exact_match": 0.1, "base_exact_match": 0.1}})
-    write_meta(tmp_path, "20260102-000000-bbbb", {"created": "2026-01-02 00:00:00", "decision": "promoted", "metrics": {
-        "edit_similarity": 0.60, "base_edit_similarity": 0.45, "exact_match": 0.3, "base_exact_match": 0.1}})
+    write_meta(
+        tmp_path,
+        "20260101-000000-aaaa",
+        {
+            "created": "2026-01-01 00:00:00",
+            "decision": "kept",
+            "metrics": {
+                "edit_similarity": 0.40,
+                "base_edit_similarity": 0.45,
+                "exact_match": 0.1,
+                "base_exact_match": 0.1,
+            },
+        },
+    )
+    write_meta(
+        tmp_path,
+        "20260102-000000-bbbb",
+        {
+            "created": "2026-01-02 00:00:00",
+            "decision": "promoted",
+            "metrics": {
+                "edit_similarity": 0.60,
+                "base_edit_similarity": 0.45,
+                "exact_match": 0.3,
+                "base_exact_match": 0.1,
+            },
+        },
+    )
     write_meta(tmp_path, "20260103-000000-cccc", "{not json")
     (tmp_path / ".selftune" / "adapters" / "current").write_text("20260102-000000-bbbb\n")
     found = adapters(tmp_path)

@@ -13,14 +13,28 @@ from selftune.server.scheduler import Scheduler
 from selftune.server.settings import Settings
 
 
-class _Server(SimpleNamespace):
-    def say(self, message, kind=None):
+class _Host:
+    """What the scheduler asks of the server: settings, messages, and progress (shown nowhere here)."""
+
+    def __init__(self, **settings):
+        self.settings = dataclasses.replace(Settings(), **settings)
+        self.said: list[str] = []
+
+    def say(self, message, kind=None, *, once=False):
         self.said.append(message)
 
+    def start_progress(self, title, message="", *, kind="work"):
+        return SimpleNamespace(report=lambda *args: None, end=lambda *args: None)
 
-def _server(**settings) -> _Server:
-    return _Server(settings=dataclasses.replace(Settings(), **settings), said=[], status=None, completer=None,
-                   client_capabilities=SimpleNamespace(window=None))
+
+def _scheduler(host: _Host) -> Scheduler:
+    return Scheduler(
+        host,
+        recording=SimpleNamespace(roots=[], journals={}),
+        checking=SimpleNamespace(),
+        completer=lambda: None,
+        changed=lambda: None,
+    )
 
 
 def _gone(pid: int) -> bool:
@@ -34,19 +48,21 @@ def _gone(pid: int) -> bool:
 async def test_a_run_past_adapt_max_minutes_is_stopped_with_its_children(tmp_path: Path):
     child_pid = tmp_path / "child.pid"
     # A run that reports progress, starts a child of its own, and then never ends.
-    hang = ("import json, subprocess, sys, time\n"
-            "print(json.dumps({'event': 'progress', 'message': 'training', 'percent': 10}), flush=True)\n"
-            "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
-            f"open({str(child_pid)!r}, 'w').write(str(p.pid))\n"
-            "time.sleep(600)\n")
-    server = _server(adapt_max_minutes=0.05)  # 3 s
-    scheduler = Scheduler(server)
+    hang = (
+        "import json, subprocess, sys, time\n"
+        "print(json.dumps({'event': 'progress', 'message': 'training', 'percent': 10}), flush=True)\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(child_pid)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(600)\n"
+    )
+    server = _Host(adapt_max_minutes=0.05)  # 3 s
+    scheduler = _scheduler(server)
     scheduler.command = lambda root: [sys.executable, "-c", hang]
     started = time.monotonic()
     # A child left alive would hold the run's stdout open, and the run would never be seen to end.
     await asyncio.wait_for(scheduler._run(tmp_path), 60)
     assert 2.5 < time.monotonic() - started < 30
-    assert scheduler.running == {}  # the slot is free for the next run
+    assert scheduler.reserved is None and scheduler.process is None  # the slot is free for the next run
     assert scheduler.last_result["event"] == "error"
     assert "stopped after 0.05 minutes (adaptMaxMinutes)" in scheduler.last_result["message"]
     assert any("adaptation failed, the adapter in use stays" in m and "adaptMaxMinutes" in m for m in server.said)
@@ -60,12 +76,16 @@ async def test_a_run_past_adapt_max_minutes_is_stopped_with_its_children(tmp_pat
 
 
 async def test_a_run_that_ends_in_time_reports_its_result(tmp_path: Path):
-    done = ("import json\n"
-            "print(json.dumps({'event': 'result', 'decision': 'kept', 'reason': 'edit similarity 0.4 does not beat 0.5'}))\n")
-    server = _server(adapt_max_minutes=5.0)
-    scheduler = Scheduler(server)
+    done = (
+        "import json\n"
+        "print(json.dumps({'event': 'result', 'decision': 'kept',\n"
+        "                  'reason': 'edit similarity 0.4 does not beat 0.5'}))\n"
+    )
+    server = _Host(adapt_max_minutes=5.0)
+    scheduler = _scheduler(server)
     scheduler.command = lambda root: [sys.executable, "-c", done]
     await scheduler._run(tmp_path)
     assert scheduler.last_result["decision"] == "kept"
-    assert server.said == ["selftune: the new adapter was not better, the one in use stays: "
-                           "edit similarity 0.4 does not beat 0.5."]
+    assert server.said == [
+        "selftune: the new adapter was not better, the one in use stays: edit similarity 0.4 does not beat 0.5."
+    ]

@@ -71,9 +71,17 @@ def test_the_vscode_extension_mirrors_the_server_schema():
         if f.name == "workspace_trusted":
             continue
         kind = {bool: "boolean", int: "integer", float: "number", str: "string"}[type(f.default)]
-        expected[f"selftune.{camel(f.name)}"] = (kind, f.default, f.metadata["lo"], f.metadata["hi"],
-                                                  list(f.metadata["choices"]) or None)
-    mirrored = {key: (p["type"], p["default"], p.get("minimum"), p.get("maximum"), p.get("enum"))
-                for key, p in properties.items() if key not in client_only}
+        expected[f"selftune.{camel(f.name)}"] = (
+            kind,
+            f.default,
+            f.metadata["lo"],
+            f.metadata["hi"],
+            list(f.metadata["choices"]) or None,
+        )
+    mirrored = {
+        key: (p["type"], p["default"], p.get("minimum"), p.get("maximum"), p.get("enum"))
+        for key, p in properties.items()
+        if key not in client_only
+    }
     assert mirrored == expected
     assert all(properties[key].get("markdownDescription") for key in properties)

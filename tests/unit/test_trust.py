@@ -33,8 +33,9 @@ def workspace(root: Path, config: str | None) -> Path:
 
 
 def git(root: Path, *args: str) -> None:
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=T", "-c", "user.email=t@e", *args], cwd=root, check=True, capture_output=True
+    )
 
 
 def test_a_grant_holds_until_the_config_changes_and_the_editor_says_first(tmp_path, data_folder):
@@ -68,8 +69,9 @@ def test_a_folder_without_a_config_is_trusted_until_one_appears(tmp_path):
 
 
 def test_an_untrusted_workspace_runs_nothing_and_its_file_only_narrows(tmp_path):
-    root = workspace(tmp_path / "ws", '[tests]\nenabled = true\ninterpreter = "evil/python"\ntimeout = 5\n'
-                                      'scope = "all"\n')
+    root = workspace(
+        tmp_path / "ws", '[tests]\nenabled = true\ninterpreter = "evil/python"\ntimeout = 5\nscope = "all"\n'
+    )
     (root / ".venv" / "bin").mkdir(parents=True)
     (root / ".venv" / "bin" / "python").write_text("#!/bin/sh\n")
     cfg, problems = test_config.load(root, **SETTINGS, trusted=False)
@@ -108,8 +110,7 @@ def test_a_config_file_git_tracks_is_ignored_until_the_workspace_is_trusted(tmp_
 
 
 def test_the_adapt_table_cannot_turn_on_project_code_in_an_untrusted_workspace(tmp_path):
-    root = workspace(tmp_path / "ws", "[adapt]\nrun_tests = true\nself_revise = true\ntest_timeout = 900\n"
-                                      "epochs = 2\n")
+    root = workspace(tmp_path / "ws", "[adapt]\nrun_tests = true\nself_revise = true\ntest_timeout = 900\nepochs = 2\n")
     cfg, notes = Config(run_tests=False, self_revise=False).from_workspace(root, trusted=False)
     assert (cfg.run_tests, cfg.self_revise, cfg.test_timeout, cfg.epochs) == (False, False, 60.0, 2.0)
     assert len(notes) == 2 and all("not trusted" in n for n in notes)

@@ -64,7 +64,7 @@ def _in_workspace(filename: str) -> str | None:
 
 def _frames(exc: BaseException | None) -> list[tuple[str, int]]:
     """The workspace frames of `exc`'s traceback, outermost first."""
-    found = []
+    found: list[tuple[str, int]] = []
     if exc is None:
         return found
     for frame in traceback.extract_tb(exc.__traceback__):
@@ -156,18 +156,33 @@ def pytest_make_collect_report(collector):
         cause = exc.__cause__ if exc is not None and exc.__cause__ is not None else exc
         deepest, in_test = _places(cause, test_file)
         text = str(report.longrepr or "").strip()
-        _send({"event": "result", "nodeid": report.nodeid or test_file or "", "outcome": "error", "when": "collect",
-               "duration": 0.0, "message": _message(cause, text.splitlines()[-1] if text else "collection failed"),
-               "frame": deepest, "test_frame": in_test or ([test_file, 1] if test_file else None),
-               "location": [test_file, 1] if test_file else None})
+        _send(
+            {
+                "event": "result",
+                "nodeid": report.nodeid or test_file or "",
+                "outcome": "error",
+                "when": "collect",
+                "duration": 0.0,
+                "message": _message(cause, text.splitlines()[-1] if text else "collection failed"),
+                "frame": deepest,
+                "test_frame": in_test or ([test_file, 1] if test_file else None),
+                "location": [test_file, 1] if test_file else None,
+            }
+        )
     elif report.passed and test_file is not None and test_file.endswith(".py"):
         _send({"event": "module", "nodeid": report.nodeid, "path": test_file})
     return report
 
 
 def pytest_runtest_logstart(nodeid, location) -> None:
-    _tests[nodeid] = {"outcome": "passed", "duration": 0.0, "message": "", "frame": None, "test_frame": None,
-                      "when": "call"}
+    _tests[nodeid] = {
+        "outcome": "passed",
+        "duration": 0.0,
+        "message": "",
+        "frame": None,
+        "test_frame": None,
+        "when": "call",
+    }
     path = _in_workspace(os.path.join(_rootdir, location[0])) if location and location[0] else None
     _send({"event": "start", "nodeid": nodeid, "location": [path, (location[1] or 0) + 1] if path else None})
 
@@ -175,8 +190,10 @@ def pytest_runtest_logstart(nodeid, location) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    state = _tests.setdefault(item.nodeid, {"outcome": "passed", "duration": 0.0, "message": "", "frame": None,
-                                            "test_frame": None, "when": "call"})
+    state = _tests.setdefault(
+        item.nodeid,
+        {"outcome": "passed", "duration": 0.0, "message": "", "frame": None, "test_frame": None, "when": "call"},
+    )
     state["duration"] += report.duration
     test_file = _in_workspace(str(item.path))
     state["location"] = [test_file, (item.location[1] or 0) + 1] if test_file else None
@@ -184,9 +201,13 @@ def pytest_runtest_makereport(item, call):
         exc = call.excinfo.value if call.excinfo is not None else None
         crash = getattr(report.longrepr, "reprcrash", None)
         deepest, in_test = _places(exc, test_file)
-        state.update(outcome="failed" if call.when == "call" else "error", when=call.when,
-                     message=_message(exc, crash.message if crash else str(report.longrepr or "")),
-                     frame=deepest, test_frame=in_test or state["location"])
+        state.update(
+            outcome="failed" if call.when == "call" else "error",
+            when=call.when,
+            message=_message(exc, crash.message if crash else str(report.longrepr or "")),
+            frame=deepest,
+            test_frame=in_test or state["location"],
+        )
     elif report.skipped and state["outcome"] == "passed":
         if hasattr(report, "wasxfail"):
             state["outcome"] = "xfailed"

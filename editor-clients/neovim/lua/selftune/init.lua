@@ -33,7 +33,7 @@ M.defaults = {
 }
 
 M.config = vim.deepcopy(M.defaults)
-M.state = nil -- the newest `selftune/status` the server sent (see README: "What the server is doing")
+M.state = nil -- the newest `selftune/status` the server sent (see README: the command `selftune.status`)
 
 local NAME = "selftune"
 

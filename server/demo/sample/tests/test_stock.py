@@ -1,5 +1,4 @@
 import pytest
-
 from inventory import Item, Stock
 
 PEN = Item("pen", "Ballpoint pen", 120)

@@ -1,0 +1,61 @@
+"""Choosing the next tokens: sampling from logits, and drafts the model can confirm in one batch.
+
+Pure functions used by the engine (context → prompt → engine → postprocess)
+between two decode calls; they know nothing of threads, requests or the
+backend. Prompt-lookup drafting guesses that text repeats: when the last few
+tokens occurred earlier in the context, the tokens that followed them there are
+decoded together with the next one, and every draft the model agrees with is a
+token generated without a decode call of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+TOP_K = 40  # candidates a sampled token (temperature > 0) is drawn from
+DRAFT_MAX = 8  # draft tokens checked in one batch, at most
+DRAFT_NGRAMS = (3, 2)  # the lengths of the last n-gram looked up, longest first
+
+
+def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """The most likely token at temperature 0, else one drawn from the top `TOP_K` at `temperature`."""
+    if temperature <= 0:
+        return int(np.argmax(logits))
+    k = min(TOP_K, len(logits))
+    top = np.argpartition(logits, -k)[-k:]
+    z = logits[top].astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    return int(top[rng.choice(len(top), p=p / p.sum())])
+
+
+def draft(history: Sequence[int], last: int, room: int) -> list[int]:
+    """Up to `room` (and `DRAFT_MAX`) tokens that followed the latest earlier occurrence of the last n-gram
+    of `history` + [`last`]."""
+    room = min(DRAFT_MAX, room)
+    if room <= 0:
+        return []
+    seq = np.array([*history, last], dtype=np.int32)
+    # Searching the bytes is much faster than a loop over tokens; a match must sit on a token boundary.
+    data = seq.tobytes()
+    for n in DRAFT_NGRAMS:
+        if len(seq) <= n:
+            continue
+        pattern = data[-4 * n :]
+        end = len(data) - 4  # an occurrence must end before the last token
+        while (at := data.rfind(pattern, 0, end)) != -1:
+            if at % 4 == 0:
+                follow = at // 4 + n
+                return seq[follow : follow + room].tolist()
+            end = at + 4 * n - 1
+    return []
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

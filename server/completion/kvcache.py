@@ -1,0 +1,85 @@
+"""What the model's context holds, token for token, and the states parked for other documents.
+
+The engine's bookkeeping of llama.cpp's KV cache (context → prompt → engine →
+postprocess). The context holds the state of one document (`key`) at a time;
+`tokens` mirrors it, so a new prompt is evaluated only past the prefix it
+shares with them. The states of the few most recently used other documents are
+parked in memory (`backend.save()`), each with whatever the engine was running
+on it (its generation), so switching back to a file does not pay the full
+prefill. Used only on the engine thread; the backend is passed in by the engine,
+which owns its lifetime.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+from .backend import Backend
+from .decoding import common_prefix
+
+T = TypeVar("T")  # what is parked with a document's state: the engine's generation
+
+
+class KVCache(Generic[T]):
+    def __init__(self, capacity: int):
+        self.capacity = capacity  # documents whose state is parked (0: none)
+        self.key: str | None = None  # the document whose state the context holds
+        self.tokens: list[int] = []  # what the context holds
+        self._parked: OrderedDict[str, tuple[list[int], bytes, T | None]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def switch(self, backend: Backend, key: str, running: T | None) -> T | None:
+        """Park the current document's state with `running`; bring back `key`'s and what was parked with it.
+
+        Returns None when `key` had nothing parked (the context is then empty).
+        """
+        if self.key is not None and self.tokens and self.capacity > 0:
+            self._parked[self.key] = (list(self.tokens), backend.save(), running)
+            self._parked.move_to_end(self.key)
+            while len(self._parked) > self.capacity:
+                self._parked.popitem(last=False)
+        parked = self._parked.pop(key, None)
+        self.key = key
+        if parked is not None and backend.restore(parked[1], len(parked[0])):
+            self.tokens = parked[0]
+            return parked[2]
+        backend.clear()
+        self.tokens = []
+        return None
+
+    def reuse(self, backend: Backend, tokens: list[int]) -> int:
+        """Cut the context back to the prefix it shares with `tokens`; how many of them it holds now.
+
+        The last of `tokens` is never kept: it is decoded again for the logits that follow it.
+        """
+        keep = common_prefix(self.tokens, tokens)
+        if keep == len(tokens):
+            keep -= 1
+        self.truncate(backend, keep)
+        return keep
+
+    def decode(self, backend: Backend, tokens: list[int], *, all_logits: bool = False) -> None:
+        """Evaluate `tokens` after what the context holds."""
+        backend.decode(tokens, all_logits=all_logits)
+        self.tokens.extend(tokens)
+
+    def truncate(self, backend: Backend, n: int) -> None:
+        """Keep the first `n` tokens (drop a rejected draft, or what a new prompt does not share)."""
+        if n < len(self.tokens):
+            backend.truncate(n)
+            del self.tokens[n:]
+
+    def reset(self, backend: Backend | None, *, keep_parked: bool = False) -> None:
+        """Forget what the context holds and clear it (None: there is no backend to clear).
+
+        The parked states go too, unless `keep_parked`: a failed decode puts only the context in doubt.
+        """
+        if backend is not None:
+            backend.clear()
+        self.key = None
+        self.tokens = []
+        if not keep_parked:
+            self._parked.clear()

@@ -1,0 +1,58 @@
+"""What a completion asks of the engine and what it gets back.
+
+The interface between the completer and the engine (context → prompt → engine
+→ postprocess). A `Request` carries the prompt and a `finish` callback: the
+post-processing step, which the engine shows the text generated so far (a
+`Partial`) after every token and which says whether the suggestion is complete.
+Every request is answered once, with an `Outcome`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Partial:
+    """What a generation has produced for a request so far, as the request's `finish` sees it."""
+
+    text: str  # the model's output from where the request's suggestion starts
+    final: bool  # the generation ended: end of text, stop string, token budget or a full context
+    exhausted: bool  # it ended at the token budget or a full context, so its last line may be cut short
+    hurry: bool  # the request has waited longer than its patience
+
+
+Finish = Callable[[Partial], tuple[str, bool]]  # -> (suggestion, done)
+
+
+@dataclass
+class Outcome:
+    """How a request was answered. `text` is None when it was superseded or cancelled."""
+
+    text: str | None
+    error: str | None = None
+    reused: bool = False  # served from a generation already running
+    prefill_tokens: int = 0  # prompt tokens evaluated for it
+    cached_tokens: int = 0  # prompt tokens found in the KV cache
+    generated_tokens: int = 0
+    drafted: int = 0  # prompt-lookup draft tokens checked
+    accepted: int = 0  # of which the model confirmed
+    seconds: float = 0.0
+    context_hash: str = ""  # of the prompt, set by the completer (the journal records it)
+
+
+@dataclass(eq=False)
+class Request:
+    key: str  # what a KV state belongs to: the document URI
+    prompt: str
+    finish: Finish
+    on_done: Callable[[Outcome], None]
+    max_tokens: int = 64
+    temperature: float = 0.0
+    special: bool = False  # the prompt holds special tokens (FIM)
+    stop: tuple[str, ...] = ()
+    patience: float = float("inf")  # seconds after which `finish` is asked to hurry
+    created: float = field(default_factory=time.perf_counter)
+    done: bool = False
