@@ -27,6 +27,9 @@ import tempfile
 from pathlib import Path
 
 from selftune.server.completion.completer import Completer
+from selftune.server.completion.project import ProjectIndex
+from selftune.server.completion.request import Outcome
+from selftune.server.completion.sources import Sources
 from selftune.server.settings import Settings
 
 from . import scratch
@@ -67,17 +70,27 @@ class Generator:
         self.completer.engine.set_adapter(path, lambda error: loop.call_soon_threadsafe(future.set_result, error))
         return await future
 
-    def complete(
-        self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48, temperature: float = 0.0
-    ) -> str:
-        settings = dataclasses.replace(
-            self.settings, multiline=multiline, max_tokens=max_tokens, temperature=temperature
-        )
+    def complete(self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48,
+                 temperature: float = 0.0, path: str = "", index: ProjectIndex | None = None,
+                 sources: Sources | None = None) -> str:  # fmt: skip
+        return self.outcome(text, offset, multiline=multiline, max_tokens=max_tokens, temperature=temperature,
+                            path=path, index=index, sources=sources).text or ""  # fmt: skip
+
+    def outcome(self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48,
+                temperature: float = 0.0, path: str = "", index: ProjectIndex | None = None,
+                sources: Sources | None = None) -> Outcome:  # fmt: skip
+        """The server's answer at `offset` in `text` (the file `path`, with its project `index`), as a first
+        suggestion after opening the file: nothing of it is in the model's cache."""
+        sources = sources or Sources()
+        settings = dataclasses.replace(self.settings, multiline=multiline, max_tokens=max_tokens,
+                                       temperature=temperature, context_definitions=sources.definitions,
+                                       context_similar=sources.similar, context_recent=sources.recent,
+                                       context_after_cursor=sources.after)  # fmt: skip
         if settings != self.completer.settings:
             self.completer.update_settings(settings)
         self._n += 1  # a fresh key each time: points are unrelated documents
-        outcome = asyncio.run(self.completer.complete(f"eval-{self._n}", text, offset, language_id="python"))
-        return outcome.text or ""
+        return asyncio.run(self.completer.complete(f"eval-{self._n}", text, offset, language_id="python",
+                                                   path=path, index=index))  # fmt: skip
 
     def close(self) -> None:
         self.completer.close()

@@ -8,6 +8,8 @@
     selftune.trust    allow workspace folders to run their own code, as `selftune trust` does (argument: a folder's
                       path or URI; default every folder of the session): {"trusted": [root, ...]}
     selftune.untrust  withdraw that: {"untrusted": [root, ...]}
+    selftune.prompt   what the model is shown for a completion (arguments: a document URI and a position
+                      {"line", "character"}): {"prompt": text, "tokens": n, "blocks": [{"kind", "path"}, ...]}
     selftune.flush    a barrier: answers once everything the notifications before it recorded is committed to the
                       journals: {"flushed": true, "journals": [path, ...]} (false: the writer did not catch up in 10 s)
 
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
 from .checking import Checking
@@ -32,6 +35,7 @@ from .recording import Recording
 from .report import write_report
 from .scheduler import Scheduler
 from .status import Status
+from .suggestions import Suggestions
 from .trust import grant, revoke
 from .workspace import CONFIG_NAME, journal_path
 
@@ -39,7 +43,7 @@ if TYPE_CHECKING:
     from pygls.lsp.server import LanguageServer
 
 STATUS, STATS, REPORT, ADAPT = "selftune.status", "selftune.stats", "selftune.report", "selftune.adapt"
-FLUSH = "selftune.flush"
+FLUSH, PROMPT = "selftune.flush", "selftune.prompt"
 TRUST, UNTRUST = "selftune.trust", "selftune.untrust"
 
 
@@ -64,6 +68,7 @@ def register(
     checking: Checking,
     status: Status,
     scheduler: Scheduler,
+    suggestions: Suggestions,
 ) -> None:
     """Register the commands on `server`; each uses only the parts it is given."""
 
@@ -91,6 +96,18 @@ def register(
         loop = asyncio.get_running_loop()
         folders = [await loop.run_in_executor(None, folder_stats, root) for root in roots()]
         return {"folders": folders}
+
+    @server.command(PROMPT)
+    def prompt(ls, *args: object) -> dict:
+        uri = args[0] if args else None
+        where = args[1] if len(args) > 1 else None
+        if not isinstance(uri, str) or not isinstance(where, dict):
+            raise JsonRpcInvalidParams(f"{PROMPT}: expected a document URI and a position {{line, character}}")
+        try:
+            position = types.Position(int(where["line"]), int(where["character"]))
+        except (KeyError, TypeError, ValueError):
+            raise JsonRpcInvalidParams(f"{PROMPT}: the position must be {{line, character}}, got {where!r}") from None
+        return suggestions.prompt_at(uri, position)
 
     @server.command(FLUSH)
     async def flush(ls, *args: object) -> dict:

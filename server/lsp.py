@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types
-from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from . import __version__
@@ -32,34 +30,22 @@ from .background import Background
 from .checking import Checking
 from .commands import register as register_commands
 from .completion.completer import Completer
-from .completion.engine import Outcome
 from .documents import Document, DocumentWorkspace
-from .errors import RequestFailed
-from .journal.text import utf16_column_to_index, utf16_len
+from .indexing import Indexing
+from .journal.text import utf16_len
 from .logs import LogForwarder
 from .models import ModelUnavailable
 from .progress import Progress
 from .protocol import SelftuneProtocol
-from .recent import Recent
 from .recording import Recording, workspace_roots
 from .scheduler import Scheduler
 from .settings import MODEL_KEYS, Settings, parse
 from .status import NOTIFICATION, Status
+from .suggestions import Suggestions
 
 log = logging.getLogger(__name__)
 
 ACCEPT_COMMAND = "selftune.accept"
-
-
-@dataclass
-class Shown:
-    uri: str
-    version: int
-    position: types.Position  # clamped to the document
-    offset: int  # of the position in the document's text
-    text: str
-    outcome: Outcome
-    model: str  # the manifest that made it
 
 
 class SelftuneServer(LanguageServer):
@@ -74,9 +60,10 @@ class SelftuneServer(LanguageServer):
         )
         self.settings = Settings()
         self.completer: Completer | None = None
-        self.shown: Recent[str, Shown] = Recent()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.recording = Recording(self, documents=lambda: self.workspace.text_documents.values())
+        self.indexing = Indexing(self, roots=lambda: self.recording.roots)
+        self.recording = Recording(self, documents=lambda: self.workspace.text_documents.values(),
+                                   outside=self.indexing.outside_change)  # fmt: skip
         self.checking = Checking(
             self, recording=self.recording, publish=self.text_document_publish_diagnostics, open_text=self.open_text
         )
@@ -95,9 +82,11 @@ class SelftuneServer(LanguageServer):
             wanted=self.wants_status,
             send=lambda snapshot: self.protocol.notify(NOTIFICATION, snapshot),
         )
+        self.suggestions = Suggestions(self, documents=self.workspace_document, completer=lambda: self.completer,
+                                       recording=self.recording, indexing=self.indexing,
+                                       scheduler=self.scheduler)  # fmt: skip
         self.settled = False  # settings from workspace/configuration have arrived (or will not)
         self.background = Background()
-        self._ids = itertools.count(1)
         self._warned: set[str] = set()
         self.log_forwarder: LogForwarder | None = None
 
@@ -114,6 +103,11 @@ class SelftuneServer(LanguageServer):
         self.scheduler.stop()
         self.checking.stop()
         self.recording.stop()
+        self.indexing.stop()
+
+    def workspace_document(self, uri: str) -> Document | None:
+        doc = self.workspace.text_documents.get(uri)
+        return doc if isinstance(doc, Document) else None
 
     def open_text(self, uri: str) -> str | None:
         doc = self.workspace.text_documents.get(uri)
@@ -179,27 +173,6 @@ class SelftuneServer(LanguageServer):
             log.info(message)
         self.window_show_message(types.ShowMessageParams(type=kind, message=message))
 
-    # --- documents --------------------------------------------------------------
-
-    def locate(self, uri: str, position: types.Position) -> tuple[Document, int, types.Position]:
-        """The open document, the offset of `position` in it and the position clamped to its line,
-        or a clear InvalidParams error. Costs one line's length, not the document's."""
-        doc = self.workspace.text_documents.get(unquote(uri))
-        if doc is None:
-            raise JsonRpcInvalidParams(f"document {uri} is not open: send textDocument/didOpen first")
-        if position.line < 0 or position.character < 0:
-            raise JsonRpcInvalidParams(f"position {position.line}:{position.character} is negative")
-        lines = doc.line_count
-        if position.line > lines or (position.line == lines and position.character > 0):
-            raise JsonRpcInvalidParams(
-                f"position {position.line}:{position.character} is outside {uri}, which has {lines} lines"
-            )
-        # LSP: a character past the end of the line means the end of the line.
-        units = utf16_len(doc.line_text(position.line)) if position.line < lines else 0
-        if position.character > units:
-            position = types.Position(position.line, units)
-        return doc, doc.offset_of(position), position
-
     def documentation(self, code: str) -> types.MarkupContent | str:
         """`code` as Markdown where the client renders it, else as a plain string."""
         caps = self.client_capabilities.text_document
@@ -208,66 +181,22 @@ class SelftuneServer(LanguageServer):
             return types.MarkupContent(types.MarkupKind.Markdown, f"```\n{code}\n```")
         return code
 
-    def completable(self, doc: Document) -> bool:
-        if "\x00" in doc.source:
-            self.say(
-                f"selftune: {doc.uri} looks binary (it contains NUL characters); no completions for it",
-                types.MessageType.Warning,
-                once=True,
-            )
-            return False
-        return True
-
-    async def suggest(self, params: types.InlineCompletionParams | types.CompletionParams) -> tuple[Shown, str] | None:
-        """The suggestion at a position, with an id for its accept command; None when there is none."""
-        doc, offset, position = self.locate(params.text_document.uri, params.position)
-        self.recording.cursor(params.text_document.uri, position.line)
-        completer = self.completer
-        if completer is None or not self.completable(doc):
-            return None
-        version = doc.version
-        outcome = await completer.complete(doc.uri, doc.source, offset, language_id=doc.language_id or "")
-        if outcome.error:
-            raise RequestFailed(f"selftune: {outcome.error}")
-        if not outcome.text or doc.version != version:
-            log.debug(
-                "no suggestion at %s:%s: %s",
-                doc.uri,
-                offset,
-                "superseded" if outcome.text is None else "document changed" if outcome.text else "nothing to offer",
-            )
-            return None
-        shown = Shown(
-            params.text_document.uri, version or 0, position, offset, outcome.text, outcome, completer.manifest.name
-        )
-        item_id = f"c{next(self._ids)}"
-        self.shown.add(item_id, shown)
-        self.recording.shown(
-            shown.uri,
-            item_id,
-            offset=offset,
-            line=position.line,
-            character=position.character,
-            text=outcome.text,
-            model=shown.model,
-            adapter=self.scheduler.serving,
-            latency_ms=round(outcome.seconds * 1000, 1),
-            context_hash=outcome.context_hash,
-        )
-        log.debug(
-            "suggestion %s after %.0f ms (%s)",
-            item_id,
-            outcome.seconds * 1000,
-            "reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens",
-        )
-        return shown, item_id
-
 
 def forward_logs(server: SelftuneServer) -> None:
     handler = LogForwarder(server.window_log_message)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     server.log_forwarder = handler
     logging.getLogger("selftune").addHandler(handler)
+
+
+def changed_lines(changes: Sequence[types.TextDocumentContentChangeEvent]) -> list[tuple[int, int]]:
+    """The lines (first, last) each change touches, in the text after it (a whole-document change: line 0)."""
+    out = []
+    for change in changes:
+        r = getattr(change, "range", None)
+        first = r.start.line if r is not None else 0
+        out.append((first, first + change.text.count("\n")))
+    return out
 
 
 def accept_command(item_id: str) -> types.Command:
@@ -306,6 +235,7 @@ def create_server() -> SelftuneServer:
         ls.checking.update()
         ls.status.changed()
         ls.scheduler.start()
+        ls.indexing.start()
 
     @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     async def did_change_configuration(ls: SelftuneServer, params: types.DidChangeConfigurationParams) -> None:
@@ -324,6 +254,7 @@ def create_server() -> SelftuneServer:
     def did_open(ls: SelftuneServer, params: types.DidOpenTextDocumentParams) -> None:
         doc = params.text_document
         ls.recording.opened(doc.uri, doc.language_id, doc.version, doc.text)
+        ls.indexing.opened(doc.uri, doc.text)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: SelftuneServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -331,17 +262,21 @@ def create_server() -> SelftuneServer:
             ls.completer.engine.supersede(unquote(params.text_document.uri))
         ls.scheduler.typing()
         ls.recording.changed(params)
+        uri = params.text_document.uri
+        ls.indexing.changed(uri, changed_lines(params.content_changes), lambda: ls.open_text(uri))
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     def did_save(ls: SelftuneServer, params: types.DidSaveTextDocumentParams) -> None:
         ls.recording.saved(params.text_document.uri)
         ls.checking.saved(params.text_document.uri)
+        ls.indexing.saved(params.text_document.uri, ls.open_text(params.text_document.uri))
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SelftuneServer, params: types.DidCloseTextDocumentParams) -> None:
         if ls.completer is not None:
             ls.completer.forget(unquote(params.text_document.uri))
         ls.recording.closed(params.text_document.uri)
+        ls.indexing.closed(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline_completion(
@@ -349,7 +284,7 @@ def create_server() -> SelftuneServer:
     ) -> types.InlineCompletionList | None:
         if not ls.settings.inline_completion:
             return None
-        found = await ls.suggest(params)
+        found = await ls.suggestions.at(params)
         if found is None:
             return types.InlineCompletionList(items=[])
         shown, item_id = found
@@ -367,7 +302,7 @@ def create_server() -> SelftuneServer:
     async def completion(ls: SelftuneServer, params: types.CompletionParams) -> types.CompletionList | None:
         if not ls.settings.completion:
             return None
-        found = await ls.suggest(params)
+        found = await ls.suggestions.at(params)
         if found is None:
             return types.CompletionList(is_incomplete=True, items=[])
         shown, item_id = found
@@ -404,21 +339,7 @@ def create_server() -> SelftuneServer:
     @server.command(ACCEPT_COMMAND)
     def accept(ls: SelftuneServer, *args: object) -> bool:
         """Arguments: the item id, and optionally how many characters of it were accepted (partial acceptance)."""
-        item_id = args[0] if args else None
-        length = args[1] if len(args) > 1 else None
-        if not isinstance(item_id, str) or item_id not in ls.shown:
-            log.info("accept for an unknown suggestion %r", item_id)
-            return False
-        if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 0):
-            raise JsonRpcInvalidParams(
-                f"{ACCEPT_COMMAND}: the accepted length must be a whole number >= 0, got {length!r}"
-            )
-        log.info("suggestion %s accepted%s", item_id, "" if length is None else f" ({length} characters)")
-        shown = ls.shown[item_id]
-        if length is not None:  # the editor counts UTF-16 code units
-            length = utf16_column_to_index(shown.text, length)
-        ls.recording.accepted(shown.uri, item_id, length)
-        return True
+        return ls.suggestions.accept(args[0] if args else None, args[1] if len(args) > 1 else None, ACCEPT_COMMAND)
 
     register_commands(
         server,
@@ -427,6 +348,7 @@ def create_server() -> SelftuneServer:
         checking=server.checking,
         status=server.status,
         scheduler=server.scheduler,
+        suggestions=server.suggestions,
     )
 
     @server.feature(types.SHUTDOWN)

@@ -11,6 +11,7 @@ later closes the journals, turning it on opens them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -50,10 +51,13 @@ def lsp_range(change: types.TextDocumentContentChangeEvent) -> Range | None:
 
 
 class Recording:
-    def __init__(self, host: Host, *, documents: Callable[[], Iterable[Document]]):
-        """`documents`: the documents open now (recorded as opened when recording starts)."""
+    def __init__(self, host: Host, *, documents: Callable[[], Iterable[Document]],
+                 outside: Callable[[Path, str, str | None], None] = lambda root, rel, text: None):  # fmt: skip
+        """`documents`: the documents open now (recorded as opened when recording starts); `outside`: told of each
+        file that changed outside the editor (folder, path, its text or None), on the event loop."""
         self.host = host
         self.documents = documents
+        self.outside = outside
         self.roots: list[Path] = []
         self.journals: dict[Path, Journal] = {}
         self._located: dict[str, tuple[Journal, str] | None] = {}
@@ -88,6 +92,7 @@ class Recording:
             try:
                 journal = Journal(
                     root,
+                    on_outside=functools.partial(self.outside, root),
                     version=__version__,
                     model=self.host.settings.model,
                     on_problem=self._problem(loop),

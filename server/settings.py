@@ -57,6 +57,20 @@ class Settings:
     cached_documents: int = field(
         default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64)
     )
+    context_definitions: bool = field(
+        default=True,
+        metadata=_meta("show the model the definitions, from other files, of the names used around the cursor"),
+    )
+    context_similar: bool = field(
+        default=True, metadata=_meta("show the model the code of other files most like the lines before the cursor")
+    )
+    context_recent: bool = field(
+        default=True, metadata=_meta("show the model the places you just edited in other files")
+    )
+    context_after_cursor: bool = field(
+        default=True,
+        metadata=_meta("show the model the lines after the cursor (models without fill-in-the-middle tokens)"),
+    )
     record: bool = field(
         default=True,
         metadata=_meta(

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 NOTIFICATION = "selftune/status"
 INTERVAL = 0.1  # seconds between two notifications at most
-STATES = ("adapting", "testing", "recording", "idle")  # most important first
-KIND_STATE = {"adapt": "adapting", "tests": "testing", "history": "recording"}
+STATES = ("adapting", "testing", "indexing", "recording", "idle")  # most important first
+KIND_STATE = {"adapt": "adapting", "tests": "testing", "index": "indexing", "history": "recording"}
 
 
 @dataclass

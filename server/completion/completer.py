@@ -2,8 +2,10 @@
 
 The one path every completion takes, whether it comes from the LSP handlers
 or from `selftune complete`. It owns the model (an `Engine` over a llama.cpp
-backend) and the per-document window anchors that keep consecutive prompts
-sharing their beginning. Knows nothing of LSP.
+backend) and, per document, the window anchors and the chosen project blocks
+that keep consecutive prompts sharing their beginning. The prompt is
+assembled in assemble.py, from the document and what the project index
+(project.py) knows. Knows nothing of LSP.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from collections.abc import Callable
 
 from ..models import Manifest, load_manifest, resolve_weights
 from ..settings import MODEL_KEYS, Settings
-from . import context, postprocess, prompt
+from . import postprocess
+from .assemble import Assembled, assemble
 from .backend import Backend
 from .engine import Engine
+from .project import ProjectIndex
 from .request import Outcome, Partial, Request
+from .sources import Choice, Sources
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 3.0  # conservative for code; the engine trims if a prompt still overflows
-SUFFIX_CHARS = 2000  # what post-processing looks at after the cursor (not in a plain prompt)
+CHARS_PER_TOKEN = 3.0  # before the model is loaded (its vocabulary counts tokens); the engine trims an overflow
 MIN_CONTEXT = 512
 
 
@@ -49,6 +53,7 @@ class Completer:
         self.manifest = manifest or load_manifest(settings.model)
         self.engine = Engine(load, cached_documents=settings.cached_documents)
         self._anchors: dict[str, int] = {}
+        self._choice = Choice()
 
     def update_settings(self, settings: Settings) -> None:
         """Apply new settings; a model change loads the new model on the engine thread."""
@@ -57,6 +62,7 @@ class Completer:
         if settings.differs_in(old, MODEL_KEYS):
             self.manifest, load = backend_loader(settings)
             self._anchors.clear()
+            self._choice = Choice()
             self.engine.reload(load)
 
     def model_state(self) -> tuple[str, str | None]:
@@ -72,25 +78,41 @@ class Completer:
         backend = self.engine.backend
         return backend.n_ctx if backend is not None else (self.settings.context_size or self.manifest.context_size)
 
-    def request(
-        self, key: str, text: str, offset: int, on_done: Callable[[Outcome], None], *, language_id: str = ""
-    ) -> Request:
-        """Submit a completion at `offset` in `text`; `on_done` is called once, from any thread."""
+    def measure(self, text: str) -> int:
+        """Tokens of `text` in the model's vocabulary (an estimate until the model is loaded)."""
+        counter = getattr(self.engine.backend, "counter", None)
+        return counter(text) if counter is not None else int(len(text) / CHARS_PER_TOKEN) + 1
+
+    def sources(self) -> Sources:
         s = self.settings
-        budget = max(64, self.n_ctx() - s.max_tokens - 8)
-        fim = self.manifest.prompt.kind == "fim"
-        prefix_chars = int(budget * (0.75 if fim else 1.0) * CHARS_PER_TOKEN)
-        suffix_chars = int(budget * 0.25 * CHARS_PER_TOKEN) if fim else SUFFIX_CHARS
-        ctx = context.build(
-            text, offset, prefix_chars=prefix_chars, suffix_chars=suffix_chars, previous_start=self._anchors.get(key)
-        )
-        self._anchors[key] = ctx.window_start
+        return Sources(definitions=s.context_definitions, similar=s.context_similar, recent=s.context_recent,
+                       after=s.context_after_cursor)  # fmt: skip
+
+    def assemble(self, key: str, text: str, offset: int, *, language_id: str = "", path: str = "",
+                 index: ProjectIndex | None = None) -> Assembled:  # fmt: skip
+        """The prompt for a completion at `offset` (what `request` sends the model), keeping the document's
+        window anchor and blocks."""
+        budget = max(64, self.n_ctx() - self.settings.max_tokens - 8)
+        assembled = assemble(self.manifest.prompt, text, offset, budget=budget, measure=self.measure, path=path,
+                             language_id=language_id, index=index, sources=self.sources(),
+                             previous_start=self._anchors.get(key), key=key, choice=self._choice)  # fmt: skip
+        self._anchors[key] = assembled.context.window_start
+        return assembled
+
+    def request(self, key: str, text: str, offset: int, on_done: Callable[[Outcome], None], *, language_id: str = "",
+                path: str = "", index: ProjectIndex | None = None) -> Request:  # fmt: skip
+        """Submit a completion at `offset` in `text`; `on_done` is called once, from any thread.
+
+        `path`: the document's path in its workspace folder, and `index` that folder's project index."""
+        s = self.settings
+        assembled = self.assemble(key, text, offset, language_id=language_id, path=path, index=index)
+        ctx = assembled.context
         shape = postprocess.shape_of(ctx, multiline=s.multiline, language_id=language_id)
 
         def finish(p: Partial) -> tuple[str, bool]:
             return postprocess.cut(shape, p.text, final=p.final, exhausted=p.exhausted, hurry=p.hurry)
 
-        text_prompt = prompt.render(self.manifest.prompt, ctx)
+        text_prompt = assembled.prompt
         context_hash = hashlib.sha1(text_prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         req = Request(
             key=key,
@@ -106,7 +128,8 @@ class Completer:
         self.engine.submit(req)
         return req
 
-    async def complete(self, key: str, text: str, offset: int, *, language_id: str = "") -> Outcome:
+    async def complete(self, key: str, text: str, offset: int, *, language_id: str = "", path: str = "",
+                       index: ProjectIndex | None = None) -> Outcome:  # fmt: skip
         """`request` for asyncio callers; cancelling the awaiting task cancels the request."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Outcome] = loop.create_future()
@@ -118,7 +141,7 @@ class Completer:
 
             loop.call_soon_threadsafe(resolve)
 
-        req = self.request(key, text, offset, on_done, language_id=language_id)
+        req = self.request(key, text, offset, on_done, language_id=language_id, path=path, index=index)
         try:
             return await future
         except asyncio.CancelledError:
@@ -127,6 +150,7 @@ class Completer:
 
     def forget(self, key: str) -> None:
         self._anchors.pop(key, None)
+        self._choice.forget(key)
 
     def close(self) -> None:
         self.engine.close()

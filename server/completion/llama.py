@@ -35,6 +35,21 @@ class AdapterRefused(RuntimeError):
     """An adapter file llama.cpp cannot use; the adapter in use stays."""
 
 
+class TokenCounter:
+    """Counts tokens with the model's vocabulary, for sizing prompts on the thread that builds them.
+
+    A vocabulary-only instance of its own: the engine thread's context is never touched from elsewhere.
+    Use it from one thread at a time."""
+
+    def __init__(self, model_path: Path):
+        self.llm = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+
+    def __call__(self, text: str) -> int:
+        if not text:
+            return 0
+        return len(self.llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=False))
+
+
 class LlamaBackend:
     def __init__(self, model_path: Path, *, n_ctx: int, threads: int = 0):
         threads = threads or os.cpu_count() or 1
@@ -66,6 +81,7 @@ class LlamaBackend:
         self.n_past = 0  # tokens in the KV cache
         self.prefill_chunk = PREFILL_CHUNK
         self._adapter = None  # the llama_adapter_lora in use, if any
+        self.counter = TokenCounter(model_path)
 
     def set_adapter(self, path: Path | None) -> None:
         """Apply the GGUF LoRA adapter at `path` (None: the base model alone) without reloading the base.

@@ -56,6 +56,7 @@ class Journal:
         model: str,
         on_problem: Callable[[str], None],
         call_soon: Callable[..., object],
+        on_outside: Callable[[str, str | None], None] = lambda rel, text: None,
         clock: Callable[[], float] = time.time,
     ):
         self.root = root.resolve()
@@ -67,6 +68,7 @@ class Journal:
         self.store.put(ev.SessionStarted(self.session, clock(), version, model))
         self.recorder = Recorder(self.store, self.session, new_id=lambda: secrets.randbits(62), clock=clock)
         self._call_soon = call_soon
+        self._on_outside = on_outside  # told of each outside change too (the project index reads it again)
         self.watcher: Watcher | None = None
         self._history: threading.Thread | None = None
 
@@ -78,6 +80,7 @@ class Journal:
 
         def outside(rel: str, text: str | None) -> None:
             self._call_soon(self.recorder.outside_change, rel, text)
+            self._call_soon(self._on_outside, rel, text)
 
         self.watcher = Watcher(self.rules, editor_has=self.recorder.editor_has, on_change=outside)
         threading.Thread(target=self.watcher.start, name="selftune-watch-start", daemon=True).start()

@@ -44,6 +44,17 @@ async def flush(client: LanguageClient) -> None:
     assert flushed, "the journal's writer did not catch up"
 
 
+async def until_async(check, timeout: float = 60.0, what: str = "condition"):
+    """`await check()` once it is truthy, asked again every 50 ms; fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def config() -> ClientServerConfig:
     return ClientServerConfig(server_command=SERVER, server_env=ENV)
 

@@ -114,9 +114,15 @@ async def test_switching_files_keeps_each_files_answer(client: LanguageClient):
 
 async def test_answer_after_typing_matches_a_fresh_answer(client: LanguageClient):
     """Reusing a running generation or the KV cache never changes what the model says."""
+    # The same prompt in another document: without the project's blocks (which name the file, and show the
+    # other one as just edited), the two prompts are the same text.
+    off = {"contextDefinitions": False, "contextSimilar": False, "contextRecent": False, "contextAfterCursor": False}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"selftune": off}))
     ed = Editor(client, client.root / "reuse.py", "def is_even(n):\n    return n % ")
     await ed.inline()
     ed.type("2")
     warm = await ed.inline()
     fresh = Editor(client, client.root / "fresh.py", ed.text)
     assert await fresh.inline() == warm
+    on = {key: True for key in off}
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"selftune": on}))
