@@ -287,7 +287,7 @@ class ProjectIndex:
         out = []
         with self.lock:
             recent = list(reversed(self._recent.items()))
-        for path, (first, last, _) in recent:
+        for path, (first, _last, _) in recent:
             entry = self.files.get(path)
             if path == exclude or entry is None:
                 continue
