@@ -100,13 +100,13 @@ def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
-def completion_metrics(
-    gen: Generator, points: list[Point], progress=lambda done, total: None, lines: list[str] | None = None
-) -> dict:
-    """Next-line exact match and edit similarity at `points`; each completed line is appended to `lines`."""
+def completion_metrics(gen: Generator, points: list[Point], progress=lambda done, total: None,
+                       lines: list[str] | None = None, index: ProjectIndex | None = None) -> dict:  # fmt: skip
+    """Next-line exact match and edit similarity at `points`, completed with the project `index` as the server
+    completes them; each completed line is appended to `lines`."""
     exact, sims = [], []
     for i, p in enumerate(points):
-        line = gen.complete(p.text, p.offset).split("\n", 1)[0].rstrip()
+        line = gen.complete(p.text, p.offset, path=p.path, index=index).split("\n", 1)[0].rstrip()
         exact.append(line == p.target.rstrip())
         sims.append(similarity(line, p.target.rstrip()))
         if lines is not None:

@@ -87,6 +87,14 @@ def record(root: Path, row: dict) -> None:
         conn.close()
 
 
+def token_counter(manifest: Manifest, model_path: str):
+    """Tokens of a text in the serving model's vocabulary: training prompts are sized as the server sizes them."""
+    from selftune.server.completion.llama import TokenCounter
+    from selftune.server.models import resolve_weights
+
+    return TokenCounter(resolve_weights(manifest, model_path))
+
+
 def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Generator:
     return evaluate.Generator(
         manifest.name, model_path, context_size=min(2048, manifest.context_size), threads=cfg.threads
@@ -95,7 +103,7 @@ def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Gen
 
 def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
     gen.set_adapter(adapter)
-    metrics = evaluate.completion_metrics(gen, data.points)
+    metrics = evaluate.completion_metrics(gen, data.points, index=data.index)
     if cfg.run_tests:
         metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
     return metrics
@@ -175,7 +183,7 @@ def _adapt(
 ) -> dict:
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
-    data = dataset.build(root, conn, manifest.prompt, cfg)
+    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
     if not data.train:
         raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
     location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
@@ -282,7 +290,7 @@ def evaluate_current(
     manifest = load_manifest(model)
     conn = _journal(root)
     reporter.phase("data", "building the held-out data")
-    data = dataset.build(root, conn, manifest.prompt, cfg)
+    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
     gen = _generator(manifest, model_path, cfg)
     previous = current_adapter(root)
     try:

@@ -114,6 +114,14 @@ def step_texts(
     """(path, time, the file right after the step, the step's diff) for each settled step of `paths` (every
     path if None) whose file can be read back: from its commit, or rebuilt from the editor's journal.
     `workspace_prefix` maps journal paths into the repository."""
+    for path, at, text, diff, _ in steps_with_commits(conn, repo, paths, workspace_prefix):
+        yield path, at, text, diff
+
+
+def steps_with_commits(
+    conn: sqlite3.Connection, repo, paths: set[str] | None = None, workspace_prefix: str = ""
+) -> Iterator[tuple[str, float, str, str, str | None]]:
+    """`step_texts`, with the commit of each step from git history (None for the editor's steps)."""
     documents = _EditorTexts(conn)
     for path, at, origin, diff, sha, document_id in conn.execute(
         "SELECT path, time, origin, diff, commit_sha, document_id FROM steps ORDER BY time, id"
@@ -129,7 +137,7 @@ def step_texts(
         elif document_id is not None:
             text = documents.at(document_id, at)
         if text is not None:
-            yield path, at, text, diff
+            yield path, at, text, diff, sha if origin == "history" else None
 
 
 def from_steps(conn: sqlite3.Connection, repo, paths: set[str], workspace_prefix: str = "") -> list[Point]:

@@ -79,18 +79,24 @@ def first_parent_commits(repo: Path, head: str = "HEAD") -> list[Commit]:
     return out
 
 
-def changed(repo: Path, commit: Commit) -> list[tuple[str, str]]:
-    """(status, path) of the source files `commit` changed, against its first parent (A, M or D)."""
-    base = commit.parent or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's empty tree
-    out = git(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-status", base, commit.sha).split("\0")
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's, for a commit without a parent
+
+
+def changed_between(repo: Path, old: str, new: str) -> list[tuple[str, str]]:
+    """(status, path) of the source files that differ from `old` to `new` (A, M or D)."""
+    out = git(repo, "diff-tree", "-r", "-z", "--no-renames", "--name-status", old, new).split("\0")
     pairs = list(zip(out[0::2], out[1::2]))
     return [(status, path) for status, path in pairs if status in ("A", "M", "D") and wanted(path)]
 
 
+def changed(repo: Path, commit: Commit) -> list[tuple[str, str]]:
+    """(status, path) of the source files `commit` changed, against its first parent."""
+    return changed_between(repo, commit.parent or EMPTY_TREE, commit.sha)
+
+
 def added(repo: Path, commit: Commit, path: str) -> list[int]:
     """0-based lines of `path` (as `commit` left it) that `commit` added."""
-    base = commit.parent or "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-    return added_lines(git(repo, "diff", "-U0", "--no-color", base, commit.sha, "--", path))
+    return added_lines(git(repo, "diff", "-U0", "--no-color", commit.parent or EMPTY_TREE, commit.sha, "--", path))
 
 
 def files_added(repo: Path, blobs: Blobs, commit: Commit) -> Iterator[tuple[str, str, list[int]]]:
@@ -104,35 +110,43 @@ def files_added(repo: Path, blobs: Blobs, commit: Commit) -> Iterator[tuple[str,
 
 
 class Timeline:
-    def __init__(self, repo: Path, start: Commit):
-        """The project index as `start` left the repository."""
+    def __init__(self, repo: Path, start: Commit, *, under: str = ""):
+        """The project index as `start` left the repository; `under`: a folder of it that is the workspace
+        (its files, with paths relative to it)."""
         self.repo = repo
+        self.under = under
         self.blobs = Blobs(repo)
         self.index = ProjectIndex()
         for row in git(repo, "ls-tree", "-r", "-z", start.sha).split("\0"):
             meta, _, path = row.partition("\t")
-            if path and wanted(path) and meta.split()[1:2] == ["blob"]:
+            if path.startswith(under) and wanted(path) and meta.split()[1:2] == ["blob"]:
                 text = self.blobs.read(meta.split()[2])
                 if text is not None:
-                    self.index.set_file(path, text)
+                    self.index.set_file(path[len(under) :], text)
         self.at = start
 
     def apply(self, commit: Commit) -> None:
-        """Move the index on to the state `commit` left (it must follow the current one); what it added is
-        the latest recent edit of each file."""
-        for status, path in changed(self.repo, commit):
-            if status == "D":
-                self.index.remove_file(path)
+        """Move the index to the state `commit` left; what changed since is the latest edit of each file."""
+        for status, path in changed_between(self.repo, self.at.sha, commit.sha):
+            if not path.startswith(self.under):
                 continue
-            text = self.blobs.read(f"{commit.sha}:{path}")
+            rel = path[len(self.under) :]
+            text = None if status == "D" else self.blobs.read(f"{commit.sha}:{path}")
             if text is None:
-                self.index.remove_file(path)
+                self.index.remove_file(rel)
                 continue
-            self.index.set_file(path, text)
-            diff = git(self.repo, "diff", "-U0", "--no-color", commit.parent or commit.sha, commit.sha, "--", path)
+            self.index.set_file(rel, text)
+            diff = git(self.repo, "diff", "-U0", "--no-color", self.at.sha, commit.sha, "--", path)
             for first, count in hunks(diff):
-                self.index.edited(path, first, first + count - 1, at=commit.time)
+                self.index.edited(rel, first, first + count - 1, at=commit.time)
         self.at = commit
+
+    def apply_to_parent_of(self, commit: Commit) -> None:
+        """Move the index to the state just before `commit` (its first parent)."""
+        if commit.parent is None:
+            return
+        at = float(git(self.repo, "log", "-1", "--format=%ct", commit.parent).strip() or 0)
+        self.apply(Commit(commit.parent, at, None))
 
     def close(self) -> None:
         self.blobs.close()

@@ -37,6 +37,7 @@ HARD_STOPS = (
 )
 PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex", "org", "asciidoc", "git-commit"}
 OPENERS = (":", "{", "(", "[")
+RUN_ON = 4  # copies of one piece at a line's end that make it a run-on
 CLOSERS = ")]}"
 _PROSE = re.compile(r"^(?:[A-Z][a-z]+|I|A)(?:[ ,][A-Za-z'’,-]+){2,}[.!?:]?$")
 _LIST_ITEM = re.compile(r"^(?:\d+\.|[-*•]) +[A-Za-z]")
@@ -132,8 +133,21 @@ def cut(
     lines = text.split("\n")
     # The last line is still being written unless the generation has ended.
     complete = len(lines) if final else len(lines) - 1
+    if shape.mode != "inline" and shape.line_prefix and not shape.line_prefix.strip() and not lines[0].strip():
+        # The cursor waits, indented, on a line of its own, and the model began with a line break: what it
+        # writes next is this line's code, not a blank line and then code.
+        blank = next((i for i, line in enumerate(lines[:complete]) if line.strip()), None)
+        if blank is None:
+            return "", final
+        if indent_of(lines[blank]) < indent_of(shape.line_prefix):
+            return "", True  # it ends the block here: nothing belongs on the cursor's line
+        lines = [lines[blank].lstrip(), *lines[blank + 1 :]]
+        complete -= blank
 
     if shape.mode == "inline" or (shape.mode == "line" and lines[0].strip()):
+        repeats = run_on(lines[0], strict=not (final and exhausted))
+        if repeats is not None:  # the model is stuck repeating itself: the line ends where it began to
+            return _finish_line(shape, lines[0][:repeats]), True
         if complete < 1:
             return _finish_line(shape, lines[0]), False
         return _finish_line(shape, lines[0]), True
@@ -153,7 +167,27 @@ def cut(
 def _finish_line(shape: Shape, line: str) -> str:
     if not shape.prose_ok and not shape.line_prefix.strip() and is_prose(line):
         return ""
+    if shape.line_prefix and not shape.line_prefix.strip():
+        line = line.lstrip()  # the cursor stands at the line's indentation already: no second one
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
+
+
+def run_on(line: str, *, strict: bool = True) -> int | None:
+    """Where `line` ends if it is stuck repeating itself: the end of the first of `RUN_ON` or more copies of the
+    same piece at its end (`part_part_part_part_`), else None. A piece holds a letter or digit; `strict`: four
+    copies of three characters or more, otherwise (the token budget ran out) three of two or more."""
+    copies, shortest = (RUN_ON, 3) if strict else (RUN_ON - 1, 2)
+    n = len(line)
+    for unit in range(shortest, n // copies + 1):
+        piece = line[n - unit :]
+        if not any(c.isalnum() for c in piece):
+            continue
+        count = 1
+        while line[n - unit * (count + 1) : n - unit * count] == piece:
+            count += 1
+        if count >= copies:
+            return n - unit * count + unit
+    return None
 
 
 def _block(

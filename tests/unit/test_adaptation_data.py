@@ -24,6 +24,7 @@ from selftune.adaptation.data import (
     split,
 )
 from selftune.adaptation.evaluate import gate, take_function
+from selftune.server.completion.project import ProjectIndex
 from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.migrations import migrate
 from selftune.server.journal.rows import compress, text_hash
@@ -183,7 +184,9 @@ def test_project_code_windows_and_fim(tmp_path):
         assert e.target and prefix + e.target + rest.removesuffix("<M>") in files[e.group][0]
 
 
-def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_path):
+def test_insertions_are_the_blocks_a_step_added_in_the_servers_format(tmp_path):
+    """Each block a commit added is an example: the prompt the server would have assembled at the block's first
+    line (the rest of the file after it), with the project index as it was before the commit."""
     import git
 
     repo = git.Repo.init(tmp_path)
@@ -191,13 +194,15 @@ def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_p
         cfg.set_value("user", "name", "t").set_value("user", "email", "t@t")
     first = "import os\n\n\ndef a():\n    return 1\n"
     (tmp_path / "m.py").write_text(first)
-    repo.index.add(["m.py"])
+    (tmp_path / "util.py").write_text("def helper_one(x):\n    return x\n")
+    repo.index.add(["m.py", "util.py"])
     repo.index.commit("a")
-    second = "import os\nimport sys\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return sys.argv\n"
+    second = "import os\nimport sys\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return helper_one(sys.argv)\n"
     (tmp_path / "m.py").write_text(second)
-    repo.index.add(["m.py"])
+    (tmp_path / "util.py").write_text("def helper_one(x):\n    return x\n\n\ndef helper_two(y):\n    return y\n")
+    repo.index.add(["m.py", "util.py"])
     sha = repo.index.commit("b").hexsha
-    diff = "@@ -1,0 +2 @@\n+import sys\n@@ -5,0 +7,4 @@\n+\n+\n+def b():\n+    return sys.argv\n"
+    diff = "@@ -1,0 +2 @@\n+import sys\n@@ -5,0 +7,4 @@\n+\n+\n+def b():\n+    return helper_one(sys.argv)\n"
     conn = journal()
     conn.execute(
         "INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (5, 'm.py', 'history', ?, ?)", (sha, diff)
@@ -206,13 +211,32 @@ def test_insertions_are_the_blocks_a_step_added_after_the_file_before_them(tmp_p
         "INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (6, 'README.md', 'history', ?, ?)",
         (sha, "@@ -0,0 +1 @@\n+# m\n"),
     )
-    found = insertions.from_steps(conn, repo)
+    seen = []
+
+    def prompt_for(path, document, cursor, index):
+        seen.append((path, document, cursor, sorted(index.files), index.definitions("helper_two")))
+        return f"PROMPT {len(seen)}"
+
+    found = insertions.from_steps(conn, repo, prompt_for=prompt_for)
     assert [(e.prompt, e.target) for e in found] == [
-        ("import os\n", "import sys\n"),
-        ("import os\nimport sys\n\n\ndef a():\n    return 1\n", "\n\ndef b():\n    return sys.argv\n"),
+        ("PROMPT 1", "import sys\n"),
+        ("PROMPT 2", "\n\ndef b():\n    return helper_one(sys.argv)\n"),
     ]
     assert all(e.kind == "insertion" and e.group == "m.py" and e.time == 5 for e in found)
-    assert insertions.tail("one\ntwo\nthree\n", 9) == "three\n"  # the prompt's end, from a line start
+    path, document, cursor, files, later = seen[0]
+    rest = "\n\n\ndef a():\n    return 1\n\n\ndef b():\n    return helper_one(sys.argv)\n"  # the cursor's line, then
+    assert (path, document[:cursor], document[cursor:]) == ("m.py", "import os\n", rest)
+    assert files == ["m.py", "util.py"] and later == []  # the project before the commit: nothing it added
+    # With the server's own assembly, the prompt holds the code after the cursor, then the window before it.
+    from selftune.adaptation.data.dataset import serving_prompts
+    from selftune.server.completion.prompt import PromptFormat
+
+    real = insertions.from_steps(
+        conn, repo, prompt_for=serving_prompts(PromptFormat(), Config(), lambda t: len(t) // 4)
+    )
+    prompt = real[0].prompt
+    assert prompt.startswith("# m.py, after the cursor:\ndef a():\n    return 1\n\n\ndef b():\n")
+    assert prompt.endswith("\n# m.py\nimport os\n") and real[0].target == "import sys\n"
 
 
 def test_insertions_from_editor_steps_read_the_document_as_it_was_at_each_step():
@@ -237,10 +261,12 @@ def test_insertions_from_editor_steps_read_the_document_as_it_was_at_each_step()
         "INSERT INTO steps (time, path, origin, document_id, diff) VALUES (4, 'a.py', 'editor', 1, ?)",
         ("@@ -2,0 +3 @@\n+z = x + y\n",),
     )
-    found = insertions.from_steps(conn, None)
+    head = ProjectIndex()
+    found = insertions.from_steps(conn, None, prompt_for=lambda path, doc, cursor, index: (doc[:cursor], index),
+                                  head_index=head)  # fmt: skip
     assert [(e.prompt, e.target, e.time) for e in found] == [
-        ("x = 1\n", "y = 2\n", 2),
-        ("x = 1\ny = 2\n", "z = x + y\n", 4),
+        (("x = 1\n", head), "y = 2\n", 2),
+        (("x = 1\ny = 2\n", head), "z = x + y\n", 4),
     ]
 
 

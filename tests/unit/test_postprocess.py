@@ -140,3 +140,32 @@ def test_a_hurry_never_offers_a_half_written_line():
     assert cut(s, "total = su", hurry=True) == ("total = su", False)
     s = shape_at("class A:\n    def f(self):|\n")
     assert cut(s, "\n        ret", hurry=True)[1] is False
+
+
+def test_a_line_stuck_repeating_itself_ends_after_the_first_copy():
+    s = shape_at("class A:\n    def |\n", multiline=False)
+    assert cut(s, "name_part_part_part_part_") == ("name_part_", True)  # answered now, not at the budget's end
+    assert cut(s, "name_part_part_") == ("name_part_part_", False)  # two copies: still writing
+    assert cut(s, "name_part_part_part_", final=True, exhausted=True) == ("name_part_", True)
+    s = shape_at("x = |\n", multiline=False)
+    assert cut(s, "[0, 0, 0]\n") == ("[0, 0, 0]", True)  # a line that ends is not a run-on
+    assert cut(s, '"=" * 80 + "========"\n') == ('"=" * 80 + "========"', True)  # no letter or digit repeated
+
+
+def test_no_second_indentation_at_an_indented_cursor():
+    s = shape_at("def f(xs):\n    total = 0\n    |\n", multiline=False)
+    assert s.mode == "line"
+    assert cut(s, "    return total\n") == ("return total", True)
+    s = shape_at("def f(xs):\n|\n", multiline=False)  # at column 0 the model's indentation is the line's
+    assert cut(s, "    return 1\n")[0] == "    return 1"
+
+
+def test_on_an_indented_empty_line_a_leading_line_break_is_not_offered():
+    s = shape_at("def f(xs):\n    total = 0\n    |\n", multiline=False)
+    assert cut(s, "\n    return total\n") == ("return total", True)
+    assert cut(s, "\n") == ("", False)  # nothing yet
+    assert cut(s, "\nreturn 1\n") == ("", True)  # a dedent: the block ended before the cursor's line
+    block = shape_at("def f(xs):\n    |\n")
+    assert block.mode == "block"
+    text, done = cut(block, "\n    total = 0\n    for x in xs:\n        total += x\n    return total\n\ndef g():\n")
+    assert done and text == "total = 0\n    for x in xs:\n        total += x\n    return total"
