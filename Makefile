@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt clean
+.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt bench-quality clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -77,6 +77,12 @@ bench-feedback: install
 bench-adapt: install
 	@test -n "$(REPO)" || { echo "usage: make bench-adapt REPO=path/to/git/repo [ARGS='--points 60 --humaneval 164']"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/adaptation.py --repo $(REPO) $(ARGS)
+
+# REPOS: git repositories nobody here wrote (clones of pallets/click, huggingface/smolagents, ...); ARGS: more
+# options (--points 60, --adapt to train and measure an adapter per repository, --variants, --dump FILE).
+bench-quality: install
+	@test -n "$(REPOS)" || { echo "usage: make bench-quality REPOS='path/to/repo ...' [ARGS='--points 60 --adapt']"; exit 1; }
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/quality.py $(foreach r,$(REPOS),--repo $(r)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,14 +19,13 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import json
-import os
 import secrets
 import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from selftune.server import workspace
+from selftune.server import adapters, workspace
 from selftune.server.journal.migrations import migrate
 from selftune.server.journal.queries import open_readonly
 from selftune.server.journal.rows import insert
@@ -53,9 +52,7 @@ def current_adapter(root: Path) -> tuple[str, Path] | None:
 
 
 def promote(root: Path, adapter_id: str) -> None:
-    tmp = workspace.adapters_dir(root) / f".current.{os.getpid()}"
-    tmp.write_text(adapter_id + "\n")
-    os.replace(tmp, workspace.current_file(root))
+    adapters.point_current_at(root, adapter_id)
 
 
 @contextmanager

@@ -1,5 +1,5 @@
-"""`selftune adapt`, `selftune eval`, `selftune trust` and `selftune untrust`: the commands about adaptation and
-about whether a workspace may run its own code (cli.py has the rest).
+"""`selftune adapt`, `eval`, `adapters`, `trust` and `untrust`: the commands about adaptation, the adapters it
+leaves, and whether a workspace may run its own code (cli.py has the rest).
 
 `adapt` and `eval` import the training packages (the `adapt` extra) only when they run, so the server and the other
 commands never do.
@@ -42,6 +42,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         )
         p.set_defaults(run=run)
 
+    p = sub.add_parser("adapters", help="list the workspace's adapters; `use ID|base` or `export ID DIR`")
+    p.add_argument("action", nargs="*", metavar="use ID | use base | export ID DIR",
+                   help="nothing: list them; use: serve that adapter (or the base model alone) from now on, the "
+                        "running server swaps it in; export: write its GGUF with an Ollama Modelfile and the "
+                        "llama.cpp command lines into DIR")  # fmt: skip
+    p.add_argument("--workspace", default=".", help="the workspace folder (default: the current one)")
+    p.add_argument("--json", action="store_true", help="the list as JSON")
+    p.set_defaults(run=_adapters)
+
     p = sub.add_parser("trust", help="allow a workspace to run its own code (tests on save, self-revision)")
     p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
     p.add_argument("--list", action="store_true", help="list the trusted folders instead")
@@ -49,6 +58,37 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("untrust", help="withdraw a workspace's trust")
     p.add_argument("workspace", nargs="?", default=".", metavar="DIR", help="the workspace folder (default: this one)")
     p.set_defaults(run=_untrust)
+
+
+def _adapters(args: argparse.Namespace) -> int:
+    import json
+
+    from . import adapters
+    from .models import ModelUnavailable, load_manifest, resolve_weights
+
+    root = Path(args.workspace).resolve()
+    action = args.action
+    try:
+        if not action:
+            found = adapters.listed(root)
+            if args.json:
+                print(json.dumps(found, indent=2))
+            else:
+                print("\n".join(adapters.describe(a) for a in found) or f"no adapters in {root} yet")
+            return 0
+        if action[0] == "use" and len(action) == 2:
+            using = adapters.use(root, action[1])
+            print(f"{root}: serving {using or 'the base model alone'} (a running server swaps it in)")
+            return 0
+        if action[0] == "export" and len(action) == 3:
+            meta = next((a for a in adapters.listed(root) if a["id"] == action[1]), {})
+            base = resolve_weights(load_manifest(str(meta.get("base") or Settings.model)))
+            for path in adapters.export(root, action[1], Path(action[2]), base):
+                print(path)
+            return 0
+    except (ValueError, ModelUnavailable) as exc:
+        raise SystemExit(f"selftune adapters: {exc}") from None
+    raise SystemExit("selftune adapters: expected nothing, `use ID`, `use base` or `export ID DIR`")
 
 
 def _trust(args: argparse.Namespace) -> int:

@@ -8,6 +8,10 @@
     selftune.trust    allow workspace folders to run their own code, as `selftune trust` does (argument: a folder's
                       path or URI; default every folder of the session): {"trusted": [root, ...]}
     selftune.untrust  withdraw that: {"untrusted": [root, ...]}
+    selftune.adapters the adapters of each workspace folder: {"folders": [{"root", "adapters": [meta + id, current,
+                      usable], "text": [one line each]}]}
+    selftune.useAdapter  serve an adapter from now on (arguments: its id or "base", and optionally the folder):
+                      {"using": id or null}; the swap happens at once, without a restart
     selftune.prompt   what the model is shown for a completion (arguments: a document URI and a position
                       {"line", "character"}): {"prompt": text, "tokens": n, "blocks": [{"kind", "path"}, ...]}
     selftune.flush    a barrier: answers once everything the notifications before it recorded is committed to the
@@ -27,6 +31,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
+from . import adapters
 from .checking import Checking
 from .errors import RequestFailed
 from .host import Host
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
 STATUS, STATS, REPORT, ADAPT = "selftune.status", "selftune.stats", "selftune.report", "selftune.adapt"
 FLUSH, PROMPT = "selftune.flush", "selftune.prompt"
+ADAPTERS, USE_ADAPTER = "selftune.adapters", "selftune.useAdapter"
 TRUST, UNTRUST = "selftune.trust", "selftune.untrust"
 
 
@@ -96,6 +102,28 @@ def register(
         loop = asyncio.get_running_loop()
         folders = [await loop.run_in_executor(None, folder_stats, root) for root in roots()]
         return {"folders": folders}
+
+    @server.command(ADAPTERS)
+    async def list_adapters(ls, *args: object) -> dict:
+        loop = asyncio.get_running_loop()
+        folders = []
+        for root in roots():
+            found = await loop.run_in_executor(None, adapters.listed, root)
+            folders.append({"root": str(root), "adapters": found, "text": [adapters.describe(a) for a in found]})
+        return {"folders": folders}
+
+    @server.command(USE_ADAPTER)
+    def use_adapter(ls, *args: object) -> dict:
+        name = args[0] if args else None
+        if not isinstance(name, str) or not name:
+            raise JsonRpcInvalidParams(f"{USE_ADAPTER}: expected an adapter id, or {adapters.BASE!r}")
+        root = chosen(args[1:])[0]
+        try:
+            using = adapters.use(root, name)
+        except ValueError as exc:
+            raise RequestFailed(f"selftune: {exc}") from None
+        scheduler.apply_current(force=True)
+        return {"using": using}
 
     @server.command(PROMPT)
     def prompt(ls, *args: object) -> dict:

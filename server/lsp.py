@@ -159,7 +159,7 @@ class SelftuneServer(LanguageServer):
             self.say(f"selftune: no completions: {engine.load_error}", types.MessageType.Error)
         else:
             log.info("model %s loaded", completer.manifest.name)
-            self.scheduler.apply_current()
+            self.scheduler.apply_current(force=True)
         self.status.changed()
 
     def say(self, message: str, kind: types.MessageType = types.MessageType.Info, *, once: bool = False) -> None:

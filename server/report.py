@@ -16,15 +16,15 @@ otherwise needs none of it.
 from __future__ import annotations
 
 import html
-import json
 import sqlite3
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .adapters import listed
 from .journal.queries import OUTCOMES, describe_stats, has_table, open_readonly, stats
-from .workspace import adapters_dir, current_file, journal_path, reports_dir
+from .workspace import journal_path, reports_dir
 
 
 def report_path(root: Path) -> Path:
@@ -53,23 +53,6 @@ def test_runs_per_day(conn: sqlite3.Connection) -> list[tuple[str, int, int]]:
         "       sum(NOT (status = 'finished' AND coalesce(failed, 0) + coalesce(errors, 0) = 0)) "
         "FROM test_runs WHERE status IS NOT 'cancelled' GROUP BY day ORDER BY day"
     ).fetchall()
-
-
-def adapters(root: Path) -> list[dict]:
-    """Each adapter's meta.json (with its id and whether it is the current one), oldest first."""
-    folder = adapters_dir(root)
-    current = current_file(root).read_text().strip() if current_file(root).is_file() else None
-    found = []
-    for meta in sorted(folder.glob("*/meta.json")):
-        try:
-            data = json.loads(meta.read_text())
-        except (OSError, ValueError) as exc:
-            data = {"error": f"unreadable meta.json: {exc}"}
-        if not isinstance(data, dict):
-            data = {"error": "meta.json is not an object"}
-        data.update(id=meta.parent.name, current=meta.parent.name == current)
-        found.append(data)
-    return sorted(found, key=lambda d: (str(d.get("created", "")), d["id"]))
 
 
 def _frame(width: int, height: int, left: int, top: int, plot_w: float, plot_h: float, top_value) -> list[str]:
@@ -231,7 +214,7 @@ def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
     days = per_day(conn)
     rates = [accepted / shown if shown else None for _, shown, accepted in days]
     runs = test_runs_per_day(conn)
-    found = adapters(root)
+    found = listed(root)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>selftune report: {html.escape(root.name)}</title>
 <style>

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 60.0
+CURRENT_SECONDS = 2.0  # how often `adapters/current` is read: a change is served this soon
 
 
 def _signal_group(proc: asyncio.subprocess.Process, sig: int) -> None:
@@ -105,19 +106,24 @@ class Scheduler:
         self.last_result: dict | None = None
         self._background = Background()
         self._loop: asyncio.Future | None = None
+        self._asked: Path | None = None  # the adapter file last asked of the engine
 
     # --- the served adapter ------------------------------------------------------------
 
-    def apply_current(self) -> None:
-        """Serve the current adapter of the first workspace folder (after start, a reload, or a promotion)."""
+    def apply_current(self, *, force: bool = False) -> None:
+        """Serve the current adapter of the first workspace folder: after start, a reload, a promotion, or when
+        `adapters/current` names another (`selftune adapters use`). One the engine refused is not tried again
+        until `current` changes, unless `force`."""
         completer = self.completer()
         roots = self.recording.roots
         if completer is None or not roots:
             return
         found = current_adapter(roots[0])
         path = found[1] if found else None
-        if path == completer.engine.adapter:
+        if path == completer.engine.adapter or (path == self._asked and not force):
+            self._asked = path
             return
+        self._asked = path
         loop = asyncio.get_running_loop()
 
         def done(error: str | None) -> None:
@@ -144,6 +150,15 @@ class Scheduler:
     def start(self) -> None:
         if self._loop is None:
             self._loop = self._background.start(self._check_every())
+            self._background.start(self._follow_current())
+
+    async def _follow_current(self) -> None:
+        while True:
+            await asyncio.sleep(CURRENT_SECONDS)
+            try:
+                self.apply_current()
+            except Exception:
+                log.exception("following adapters/current failed")
 
     async def _check_every(self) -> None:
         while True:
@@ -237,7 +252,7 @@ class Scheduler:
         )
         if decision == "promoted":
             self.host.say(f"selftune: new adapter {result.get('id')} promoted: {result.get('reason')}.{untrusted}")
-            self.apply_current()
+            self.apply_current(force=True)
         else:
             self.host.say(
                 f"selftune: the new adapter was not better, the one in use stays: {result.get('reason')}.{untrusted}"

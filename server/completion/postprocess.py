@@ -169,6 +169,8 @@ def _finish_line(shape: Shape, line: str) -> str:
         return ""
     if shape.line_prefix and not shape.line_prefix.strip():
         line = line.lstrip()  # the cursor stands at the line's indentation already: no second one
+        if len(line.strip()) > 3 and line.strip() == shape.next_line:
+            return ""  # the line that already follows the cursor, written again
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
 
 

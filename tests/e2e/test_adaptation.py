@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from pygls.exceptions import JsonRpcException
 from pytest_lsp import LanguageClient
 
-from .conftest import Editor, config, git, start, wait_for_message
+from .conftest import ENV, Editor, config, git, start, wait_for_message
 from .test_feedback import journal, until
 
 NAMES = ["load", "save", "parse", "render", "merge", "split", "clean", "count", "sort", "index", "fetch", "store"]
@@ -134,6 +137,41 @@ async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: Languag
     report = await client.workspace_execute_command_async(types.ExecuteCommandParams(command="selftune.report"))
     page = Path(field(report, "reports")[0]).read_text()
     assert f"{adapter_id} (current)" in page and "★ " + meta["created"][5:16] in page
+
+
+async def test_adapters_are_listed_switched_and_exported_without_a_restart(client: LanguageClient, project: Path,
+                                                                          tmp_path: Path):  # fmt: skip
+    in_use = (project / ".selftune" / "adapters" / "current").read_text().strip()
+    cli = [sys.executable, "-m", "selftune.server", "adapters", "--workspace", str(project)]
+    listing = subprocess.run(cli, capture_output=True, text=True, check=True, env=ENV).stdout
+    assert any(line.startswith(in_use) and line.endswith("* in use") for line in listing.splitlines()), listing
+    assert "held-out exact match" in listing and "broken" in listing
+
+    # From the command line: the running server notices and serves the base model alone.
+    subprocess.run([*cli, "use", "base"], check=True, env=ENV, capture_output=True)
+    await until(lambda: client.statuses and field(client.statuses[-1], "adapter") is None, 30,
+                what="the server to go back to the base model")  # fmt: skip
+    editor = Editor(client, project / "shop" / "parcels.py", NEW_FILE)
+    assert 'zone="qx-77"' not in await editor.inline()
+    # From the editor: the command swaps it back at once.
+    result = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command="selftune.useAdapter", arguments=[in_use]))  # fmt: skip
+    assert field(result, "using") == in_use
+    await until(lambda: client.statuses and field(client.statuses[-1], "adapter") == in_use, 30,
+                what="the server to serve the adapter again")  # fmt: skip
+    with pytest.raises(JsonRpcException, match="no adapter 'nope'"):
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command="selftune.useAdapter", arguments=["nope"]))  # fmt: skip
+
+    out = tmp_path / "export"
+    subprocess.run([*cli, "export", in_use, str(out)], check=True, env=ENV, capture_output=True)
+    assert (out / "adapter.gguf").read_bytes() == (
+        project / ".selftune" / "adapters" / in_use / "adapter.gguf"
+    ).read_bytes()
+    assert (
+        "ADAPTER ./adapter.gguf" in (out / "Modelfile").read_text()
+        and "llama-server" in (out / "README.txt").read_text()
+    )
 
 
 async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):

@@ -169,3 +169,9 @@ def test_on_an_indented_empty_line_a_leading_line_break_is_not_offered():
     assert block.mode == "block"
     text, done = cut(block, "\n    total = 0\n    for x in xs:\n        total += x\n    return total\n\ndef g():\n")
     assert done and text == "total = 0\n    for x in xs:\n        total += x\n    return total"
+
+
+def test_the_line_after_the_cursor_is_not_written_again_on_an_empty_line():
+    s = shape_at("def f(xs):\n    |\n    return total\n", multiline=False)
+    assert cut(s, "return total\n") == ("", True)
+    assert cut(s, "total = sum(xs)\n") == ("total = sum(xs)", True)

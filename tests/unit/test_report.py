@@ -2,7 +2,8 @@ import json
 import re
 from pathlib import Path
 
-from selftune.server.report import adapter_table, adapters, metric_chart
+from selftune.server.adapters import listed as adapters
+from selftune.server.report import adapter_table, metric_chart
 
 
 def write_meta(root: Path, adapter_id: str, meta: object) -> None:

@@ -85,13 +85,13 @@ local function on_status(_, result)
 end
 
 --- Run a server command; `done(result)` on success, an error message otherwise.
-local function execute(command, done)
+local function execute(command, done, arguments)
   local client = M.client(vim.api.nvim_get_current_buf())
   if not client then
     vim.notify("selftune: the server is not running in this buffer", vim.log.levels.WARN)
     return
   end
-  client:request("workspace/executeCommand", { command = command, arguments = {} }, function(err, result)
+  client:request("workspace/executeCommand", { command = command, arguments = arguments or {} }, function(err, result)
     if err then
       vim.notify(err.message or tostring(err), vim.log.levels.ERROR)
     elseif done then
@@ -179,10 +179,38 @@ M.commands = {
   untrust = function()
     execute("selftune.untrust")
   end,
+  -- The adapters trained on this workspace, the one in use marked; `:Selftune use ID` (or `base`) switches.
+  adapters = function()
+    execute("selftune.adapters", function(result)
+      local lines = {}
+      for _, folder in ipairs(result.folders or {}) do
+        table.insert(lines, folder.root)
+        vim.list_extend(lines, #folder.text > 0 and folder.text or { "  no adapters yet" })
+        table.insert(lines, "")
+      end
+      scratch("selftune://adapters", lines)
+    end)
+  end,
+  use = function(id)
+    if not id then
+      vim.notify("selftune: :Selftune use ID (or base)", vim.log.levels.ERROR)
+      return
+    end
+    execute("selftune.useAdapter", function(result)
+      vim.notify("selftune: serving " .. (result.using ~= vim.NIL and result.using or "the base model"))
+    end, { id })
+  end,
 }
 
 local function user_command(opts)
   local run = M.commands[opts.fargs[1] or "status"]
+  if run and opts.fargs[2] then
+    local arg = opts.fargs[2]
+    local command = run
+    run = function()
+      command(arg)
+    end
+  end
   if not run then
     vim.notify("selftune: unknown subcommand " .. opts.fargs[1] .. "; one of: "
       .. table.concat(vim.tbl_keys(M.commands), ", "), vim.log.levels.ERROR)
@@ -293,11 +321,11 @@ function M.setup(opts)
   })
   vim.lsp.enable(NAME)
   vim.api.nvim_create_user_command("Selftune", user_command, {
-    nargs = "?",
+    nargs = "*",
     complete = function()
       return vim.tbl_keys(M.commands)
     end,
-    desc = "selftune: status | stats | adapt | report | record | tests | trust | untrust",
+    desc = "selftune: status | stats | adapt | report | record | tests | trust | untrust | adapters | use ID",
   })
 end
 
