@@ -13,6 +13,7 @@ import {
   StaticFeature,
 } from "vscode-languageclient/node";
 import { PartialAcceptance } from "./partial";
+import { Restarts } from "./restarts";
 import { resolveServer } from "./serverPath";
 import { serverKeys, serverSettings } from "./settings";
 import { ClientState, describe, ServerStatus } from "./status";
@@ -52,6 +53,12 @@ class Selftune implements vscode.Disposable {
   private readonly partial = new PartialAcceptance();
   private accepting = 0; // accept-word/line commands in flight
   private readonly keys: string[];
+  private readonly restarts = new Restarts(async (reading) => {
+    await this.stop();
+    this.failure = "";
+    reading();
+    await this.start();
+  });
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.keys = serverKeys(context.extension.packageJSON.contributes.configuration.properties);
@@ -65,7 +72,7 @@ class Selftune implements vscode.Disposable {
     return serverSettings(this.keys, (key) => config.get(key), vscode.workspace.isTrusted);
   }
 
-  async start(): Promise<void> {
+  private async start(): Promise<void> {
     const found = resolveServer({
       configured: vscode.workspace.getConfiguration("selftune").get<string>("serverPath", ""),
       folders: (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === "file").map((f) => f.uri.fsPath),
@@ -126,6 +133,9 @@ class Selftune implements vscode.Disposable {
     const client = new LanguageClient("selftune", "selftune", serverOptions, clientOptions);
     client.registerFeature(new StatusCapability());
     client.onDidChangeState((e) => {
+      if (this.client !== client) {
+        return; // a client being stopped for a restart: its end is no failure to show
+      }
       this.clientState = e.newState === State.Running ? "running" : e.newState === State.Starting ? "starting" : "stopped";
       this.render();
     });
@@ -155,10 +165,9 @@ class Selftune implements vscode.Disposable {
     }
   }
 
-  async restart(): Promise<void> {
-    await this.stop();
-    this.failure = "";
-    await this.start();
+  /** (Re)start the server; requests while one runs are served one at a time (see restarts.ts). */
+  restart(): Promise<void> {
+    return this.restarts.request();
   }
 
   private fail(message: string): void {
@@ -203,14 +212,18 @@ class Selftune implements vscode.Disposable {
     }
   }
 
-  /** Accept the next word or line of the suggestion through VS Code's own command, and report it. */
+  /**
+   * Accept the next word or line of the suggestion through VS Code's own command, and report it. The
+   * command edits the document before it returns, and the window sends that change to the extension host
+   * before the command's result, on the same ordered channel: its change event fires while `accepting`
+   * is set, and nothing typed after the command is taken for part of the acceptance.
+   */
   async acceptPartially(builtin: string): Promise<void> {
     this.accepting += 1;
     try {
       await vscode.commands.executeCommand(builtin);
     } finally {
-      // The edit's change event can arrive just after the command resolves.
-      setTimeout(() => (this.accepting -= 1), 50);
+      this.accepting -= 1;
     }
   }
 
@@ -268,9 +281,35 @@ class Selftune implements vscode.Disposable {
     }
   }
 
+  /** Pick the adapter the server serves (or the base model alone), from the ones trained on this workspace. */
+  async chooseAdapter(): Promise<void> {
+    const result = (await this.execute("selftune.adapters")) as
+      | { folders: { adapters: { id: string; current: boolean; usable: boolean }[]; text: string[] }[] }
+      | undefined;
+    if (!result) {
+      return;
+    }
+    const folder = result.folders[0];
+    const picks: (vscode.QuickPickItem & { id: string })[] = [
+      { label: "base", description: "the model alone", id: "base" },
+      ...(folder?.adapters ?? [])
+        .map((a, i) => ({ label: a.id, description: a.current ? "in use" : "", detail: folder.text[i], id: a.id, usable: a.usable }))
+        .filter((a) => a.usable)
+        .reverse(),
+    ];
+    const pick = await vscode.window.showQuickPick(picks, { placeHolder: "The adapter to serve (newest first)" });
+    if (pick) {
+      const used = (await this.execute("selftune.useAdapter", true, [pick.id])) as { using: string | null } | undefined;
+      if (used) {
+        vscode.window.showInformationMessage(`selftune: serving ${used.using ?? "the base model alone"}`);
+      }
+    }
+  }
+
   async menu(): Promise<void> {
     const picks: (vscode.QuickPickItem & { command: string })[] = [
       { label: "Adapt now", command: "selftune.adaptNow" },
+      { label: "Choose the adapter in use", command: "selftune.chooseAdapter" },
       { label: "Show journal stats", command: "selftune.showStats" },
       { label: "Open the report", command: "selftune.openReport" },
       { label: "Toggle recording", command: "selftune.toggleRecording" },
@@ -304,6 +343,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   context.subscriptions.push(
     app,
     command("selftune.adaptNow", () => app.adapt()),
+    command("selftune.chooseAdapter", () => app.chooseAdapter()),
     command("selftune.showStats", () => app.showStats()),
     command("selftune.toggleRecording", () => app.toggle("record")),
     command("selftune.toggleTestFeedback", () => app.toggle("testFeedback")),
@@ -318,7 +358,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     vscode.workspace.onDidChangeTextDocument((event) => app.documentChanged(event)),
     vscode.workspace.onDidCloseTextDocument((document) => app.forget(document)),
   );
-  await app.start();
+  await app.restart();
 }
 
 export async function deactivate(): Promise<void> {
