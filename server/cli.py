@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     j.set_defaults(run=_journal_stats)
     j = jsub.add_parser("export", help="JSONL: edit sequences, revision pairs, completion events (schema in README)")
     j.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    j.add_argument("--raw-edits", action="store_true", help="also every raw edit, as the editor sent it")
     _add_time_range(j)
     j.set_defaults(run=_journal_export)
     j = jsub.add_parser("forget", help="delete what was recorded for some paths and/or a time range")
@@ -147,7 +148,7 @@ def _journal_export(args: argparse.Namespace) -> int:
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     count = 0
     try:
-        for record in export(conn, args.since, args.until):
+        for record in export(conn, args.since, args.until, raw_edits=args.raw_edits):
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     finally:

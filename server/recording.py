@@ -5,7 +5,12 @@ params into the plain values the recorder takes, runs the recorder's clock
 (`tick`) on the event loop, and shows the git-history import as `$/progress`.
 Recording starts once the settings are known (after `workspace/configuration`),
 so that with `record: false` nothing is ever written; turning the setting off
-later closes the journals, turning it on opens them.
+later closes the journals, turning it on opens them. The editor events that
+arrive before then (a document opened and typed into while the client takes
+its time to answer) are held, with the time each arrived, and recorded as they
+happened once recording starts; with `record: false` they are dropped, and so
+they are if there are too many (the documents are then recorded as they are
+when recording starts).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lsprotocol import types
@@ -24,6 +31,7 @@ from .background import Background
 from .documents import Document
 from .host import Host
 from .journal import Journal
+from .journal.recorder import Recorder
 from .journal.text import Range
 from .progress import Progress
 from .workspace import locate
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.25
 LOCATED_KEPT = 10_000  # documents whose workspace folder is remembered
+HELD_EVENTS = 20_000  # editor events held until the settings are known; more, and they are dropped
+HELD_CHARS = 50_000_000  # and characters of text in them
 
 
 def workspace_roots(params: types.InitializeParams) -> list[Path]:
@@ -50,18 +60,35 @@ def lsp_range(change: types.TextDocumentContentChangeEvent) -> Range | None:
     return (r.start.line, r.start.character), (r.end.line, r.end.character)
 
 
+@dataclass(frozen=True)
+class Held:
+    """An editor event that arrived before recording started, and how to record it later."""
+
+    at: float  # when it arrived
+    uri: str
+    record: Callable[[Recorder, str, float], None]  # (the recorder of its journal, its path there, `at`)
+    chars: int = 0  # text it holds
+
+
 class Recording:
     def __init__(self, host: Host, *, documents: Callable[[], Iterable[Document]],
-                 outside: Callable[[Path, str, str | None], None] = lambda root, rel, text: None):  # fmt: skip
+                 outside: Callable[[Path, str, str | None], None] = lambda root, rel, text: None,
+                 clock: Callable[[], float] = time.time):  # fmt: skip
         """`documents`: the documents open now (recorded as opened when recording starts); `outside`: told of each
         file that changed outside the editor (folder, path, its text or None), on the event loop."""
         self.host = host
         self.documents = documents
         self.outside = outside
+        self.clock = clock
         self.roots: list[Path] = []
         self.journals: dict[Path, Journal] = {}
         self._located: dict[str, tuple[Journal, str] | None] = {}
         self._background = Background()
+        # Editor events before the settings are known (None once they are, or when too many arrived), and the
+        # documents opened meanwhile.
+        self._held: list[Held] | None = []
+        self._held_chars = 0
+        self._held_opened: set[str] = set()
 
     def for_uri(self, uri: str) -> tuple[Journal, str] | None:
         """The journal of the workspace folder holding `uri`, and the path relative to it."""
@@ -77,15 +104,19 @@ class Recording:
     # --- starting and stopping -------------------------------------------------------
 
     def update(self) -> None:
-        """Open or close the journals to match the `record` setting."""
+        """Open or close the journals to match the `record` setting (the first call: the settings are known)."""
         settings = self.host.settings
+        held, opened = self._held or [], self._held_opened
+        self._held, self._held_chars, self._held_opened = None, 0, set()
         if settings.record and not self.journals:
-            self.start()
+            self.start(held, opened)
         elif not settings.record and self.journals:
             log.info("recording turned off")
             self.stop()
 
-    def start(self) -> None:
+    def start(self, held: Iterable[Held] = (), opened: Collection[str] = ()) -> None:
+        """Open the journals; record the documents open now, and what the editor did before (`held`, which
+        opens the documents in `opened`), each event at its own time."""
         self._located.clear()
         loop = asyncio.get_running_loop()
         for root in self.roots:
@@ -106,7 +137,10 @@ class Recording:
             journal.watch()
             self._import_history(journal)
         for doc in list(self.documents()):
-            self.opened(doc.uri, doc.language_id or "", doc.version or 0, doc.source)
+            if doc.uri not in opened:
+                self.opened(doc.uri, doc.language_id or "", doc.version or 0, doc.source)
+        for event in held:
+            self._record(event)
         if self.journals and not len(self._background):
             self._background.start(self._tick())
 
@@ -141,28 +175,48 @@ class Recording:
     # --- events ---------------------------------------------------------------------
 
     def opened(self, uri: str, language: str, version: int, text: str) -> None:
-        found = self.for_uri(uri)
-        if found:
-            journal, rel = found
-            journal.recorder.opened(uri, rel, language, version, text)
+        def record(recorder: Recorder, rel: str, at: float) -> None:
+            recorder.opened(uri, rel, language, version, text, at=at)
+
+        if self._held is not None:
+            self._held_opened.add(uri)
+        self._record(Held(self.clock(), uri, record, len(text)))
 
     def changed(self, params: types.DidChangeTextDocumentParams) -> None:
-        found = self.for_uri(params.text_document.uri)
-        if found:
-            changes = [(lsp_range(c), c.text) for c in params.content_changes]
-            found[0].recorder.changed(params.text_document.uri, params.text_document.version, changes)
+        uri, version = params.text_document.uri, params.text_document.version
+        changes = [(lsp_range(c), c.text) for c in params.content_changes]
+
+        def record(recorder: Recorder, rel: str, at: float) -> None:
+            recorder.changed(uri, version, changes, at=at)
+
+        self._record(Held(self.clock(), uri, record, sum(len(text) for _, text in changes)))
 
     def saved(self, uri: str) -> None:
-        if found := self.for_uri(uri):
-            found[0].recorder.saved(uri)
+        self._record(Held(self.clock(), uri, lambda recorder, rel, at: recorder.saved(uri, at=at)))
 
     def closed(self, uri: str) -> None:
-        if found := self.for_uri(uri):
-            found[0].recorder.closed(uri)
+        self._record(Held(self.clock(), uri, lambda recorder, rel, at: recorder.closed(uri, at=at)))
 
     def cursor(self, uri: str, line: int) -> None:
-        if found := self.for_uri(uri):
-            found[0].recorder.cursor(uri, line)
+        self._record(Held(self.clock(), uri, lambda recorder, rel, at: recorder.cursor(uri, line, at=at)))
+
+    def _record(self, event: Held) -> None:
+        """Hand a document event to the recorder of its journal, or hold it until the settings are known."""
+        if self._held is not None:
+            self._held.append(event)
+            self._held_chars += event.chars
+            if len(self._held) > HELD_EVENTS or self._held_chars > HELD_CHARS:
+                log.warning(
+                    "%d editor events (%d characters) before the settings arrived: too many to keep; the documents "
+                    "are recorded as they are when recording starts",
+                    len(self._held),
+                    self._held_chars,
+                )
+                self._held, self._held_opened = None, set()
+            return
+        if found := self.for_uri(event.uri):
+            journal, rel = found
+            event.record(journal.recorder, rel, event.at)
 
     def shown(self, uri: str, item: str, **details) -> None:
         if found := self.for_uri(uri):

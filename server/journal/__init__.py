@@ -3,9 +3,10 @@
 `Journal` puts the parts together for one workspace folder: the `Store`
 (SQLite, WAL, one writer thread), the privacy `Rules`, the `Recorder` that
 turns editor events into journal events, the `Watcher` for changes made
-outside the editor, and the import of git history. The server owns one per
-workspace folder while recording is on; the CLI and the trainer read the same
-file through `queries`. Nothing here knows about LSP.
+outside the editor, the import of git history, and, on a thread as it opens,
+the recovery of what killed servers left unsettled (recovery.py). The server
+owns one per workspace folder while recording is on; the CLI and the trainer
+read the same file through `queries`. Nothing here knows about LSP.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from ..workspace import DIRNAME, journal_path
 from . import events as ev
-from . import history
+from . import history, recovery
 from .privacy import Rules
 from .recorder import Recorder
 from .store import Store, connect
@@ -65,12 +66,16 @@ class Journal:
         self.path = journal_path(self.root)
         self.store = Store(self.path, rules=self.rules, on_problem=on_problem)
         self.session = uuid.uuid4().hex[:12]
+        recovery.opened_here(self.session)
         self.store.put(ev.SessionStarted(self.session, clock(), version, model))
         self.recorder = Recorder(self.store, self.session, new_id=lambda: secrets.randbits(62), clock=clock)
         self._call_soon = call_soon
         self._on_outside = on_outside  # told of each outside change too (the project index reads it again)
         self.watcher: Watcher | None = None
         self._history: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._recovery = threading.Thread(target=self._recover, name="selftune-recovery", daemon=True)
+        self._recovery.start()
 
     def relative(self, path: str | Path) -> str | None:
         return self.rules.relative(path)
@@ -111,6 +116,18 @@ class Journal:
         self._history = threading.Thread(target=run, name="selftune-history", daemon=True)
         self._history.start()
 
+    def _recover(self) -> None:
+        """Settle the sessions of servers that were killed (on a thread: it reads their edits)."""
+        self.store.flush()  # the file exists, with the newest schema
+        try:
+            conn = connect(self.path, readonly=True)
+            try:
+                recovery.recover(conn, self.store.put, stopping=self._closing.is_set)
+            finally:
+                conn.close()
+        except Exception as exc:  # a journal that cannot be read now is tried again at the next start
+            log.warning("settling the sessions of killed servers failed: %s", exc)
+
     def _meta(self, key: str) -> str | None:
         self.store.flush()
         if not self.path.exists():
@@ -124,7 +141,9 @@ class Journal:
 
     def close(self) -> None:
         """Finish the session and commit everything (on shutdown)."""
+        self._closing.set()
         if self.watcher is not None:
             self.watcher.stop()
         self.recorder.close()
         self.store.close()
+        recovery.closed_here(self.session)

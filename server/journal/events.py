@@ -63,6 +63,7 @@ class StepSettled:
     time: float
     before: str  # the document before the step
     after: str  # and after it
+    edits: int  # how many of the document's edits `after` includes (where a recovery goes on from)
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,17 @@ class RunCompletion:
     completion_id: str
 
 
+@dataclass(frozen=True)
+class SessionRecovered:
+    """What a session that never ended (its server killed) left unsettled, settled by a later server.
+
+    Written in one transaction, and only while the session has no end yet, so that two servers starting
+    at once cannot both write it; the last of `events` is the session's `SessionEnded`."""
+
+    session_id: str
+    events: tuple[Event, ...]
+
+
 Event = (
     SessionStarted
     | SessionEnded
@@ -237,4 +249,5 @@ Event = (
     | RunEnded
     | Fix
     | RunCompletion
+    | SessionRecovered
 )

@@ -223,7 +223,25 @@ def m003_adaptation_runs(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [m001_initial, m002_test_runs, m003_adaptation_runs]
+def m004_step_edits(conn: sqlite3.Connection) -> None:
+    """Where an editor step ends in its document's edits, so that the steps of a session whose server was
+    killed are settled later from the edits after the last one (recovery.py). Since this migration a
+    suggestion still pending when its server died is rejected with the reason `session-lost`."""
+    _run(
+        conn,
+        """
+        -- editor steps: how many of the document's edits the text after the step includes (NULL: older steps)
+        ALTER TABLE steps ADD COLUMN edits INTEGER;
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    m001_initial,
+    m002_test_runs,
+    m003_adaptation_runs,
+    m004_step_edits,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> list[str]:

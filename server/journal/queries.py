@@ -23,6 +23,10 @@ Export schema: one JSON object per line, its kind in `type`:
   (`accepted`, `partially_accepted`, `rejected` or null while pending), `reason`,
   `accepted_length`, `retention`: `[{time, trigger, survived}]` (`survived` is
   the share of the accepted text still present).
+- `edit` (only with `raw_edits`): one `didChange` content change as the editor sent it:
+  `path`, `document` (one opening of it), `time`, `version`, `range`
+  (`{start: {line, character}, end: ...}`, UTF-16 columns; null: the whole text
+  replaced), `text`, `origin` (`typing` or `reload`); per document, in order.
 """
 
 from __future__ import annotations
@@ -162,7 +166,9 @@ def _between(column: str, since: float | None, until: float | None) -> tuple[str
     return (" AND ".join(clauses) or "1"), args
 
 
-def export(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> Iterator[dict]:
+def export(
+    conn: sqlite3.Connection, since: float | None = None, until: float | None = None, *, raw_edits: bool = False
+) -> Iterator[dict]:
     where, args = _between("s.time", since, until)
     sequence: dict | None = None
     for path, at, origin, diff, sha, message, both in conn.execute(
@@ -256,6 +262,32 @@ def export(conn: sqlite3.Connection, since: float | None = None, until: float | 
             else:
                 record.update(outcome=kind, reason=reason, accepted_length=length)
         yield record
+
+    if raw_edits:
+        yield from edits(conn, since, until)
+
+
+def edits(conn: sqlite3.Connection, since: float | None = None, until: float | None = None) -> Iterator[dict]:
+    """The raw edits as export records, per document (oldest opening first), in the order they were made."""
+    where, args = _between("e.time", since, until)
+    for path, document, at, version, sl, sc, el, ec, text, origin in conn.execute(
+        "SELECT d.path, e.document_id, e.time, e.version, e.start_line, e.start_char, e.end_line, e.end_char, "
+        f"e.text, e.origin FROM edits e JOIN documents d ON d.id = e.document_id WHERE {where} "
+        "ORDER BY d.path, d.opened, e.document_id, e.id",
+        args,
+    ):
+        yield {
+            "type": "edit",
+            "path": path,
+            "document": document,
+            "time": at,
+            "version": version,
+            "range": None
+            if sl is None
+            else {"start": {"line": sl, "character": sc}, "end": {"line": el, "character": ec}},
+            "text": text,
+            "origin": origin,
+        }
 
 
 def forget(

@@ -11,7 +11,9 @@ Completion lifecycle, per suggestion returned to the editor (an *offer*):
   partial acceptance);
 - *rejected* when the user types something it did not say (`typed-over`), or
   nobody accepted it within `REJECT_SECONDS` (`timeout`, or `replaced` when a
-  newer suggestion was shown meanwhile), or its document closed (`closed`).
+  newer suggestion was shown meanwhile), or its document closed (`closed`);
+  one still pending when its server was killed is rejected by the next
+  server that opens the journal (`session-lost`, recovery.py).
 Typing the suggestion's own next characters keeps it pending.
 
 An accepted text is followed through later edits (its region grows, shrinks
@@ -20,7 +22,9 @@ save, the journal gets how much of it survives and what the region holds; if
 the user changed it, the pair (model's text, user's text) is a revision.
 
 `tick` runs the time-based rules and is called by the server about four times
-a second; `clock` is injectable for tests.
+a second; `clock` is injectable for tests. The document events also take the
+time they happened (`at`): the events recording.py held until the settings
+were known are recorded later than they arrived, with the time they arrived.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Doc:
     version: int
     recording: bool
     steps: steps_.Steps = field(default_factory=steps_.Steps)
+    edits: int = 0  # edits recorded under `id` (a step says how many of them its text includes)
     opened_hash: str = ""  # of the text at didOpen: the file on disk when the editor opened it
 
 
@@ -135,81 +140,81 @@ class Recorder:
 
     # --- documents -------------------------------------------------------------------
 
-    def opened(self, uri: str, path: str, language: str, version: int, text: str) -> None:
+    def opened(self, uri: str, path: str, language: str, version: int, text: str, *, at: float | None = None) -> None:
         if is_secret_file(path):
             return
         doc = Doc(self.new_id(), uri, path, language, Text(text), version, recording=False, opened_hash=_digest(text))
         self.docs[uri] = doc
-        self._resume(doc)
+        self._resume(doc, self.now() if at is None else at)
 
-    def _resume(self, doc: Doc) -> None:
+    def _resume(self, doc: Doc, now: float) -> None:
         if len(doc.text) <= MAX_RECORDED_CHARS and "\x00" not in doc.text.text:
             doc.recording = True
+            doc.edits = 0
             self.store.put(
-                ev.DocumentOpened(doc.id, self.session, doc.path, doc.language, self.now(), doc.version, doc.text.text)
+                ev.DocumentOpened(doc.id, self.session, doc.path, doc.language, now, doc.version, doc.text.text)
             )
 
-    def _suspend(self, doc: Doc, why: str) -> None:
+    def _suspend(self, doc: Doc, why: str, now: float) -> None:
         log.info("not recording %s while it %s", doc.path, why)
-        self.store.put(ev.DocumentClosed(doc.id, self.now(), None))
+        self.store.put(ev.DocumentClosed(doc.id, now, None))
         doc.recording = False
         doc.id = self.new_id()
         doc.steps = steps_.Steps()
 
-    def changed(self, uri: str, version: int, changes: Sequence[tuple[Range | None, str]]) -> None:
+    def changed(
+        self, uri: str, version: int, changes: Sequence[tuple[Range | None, str]], *, at: float | None = None
+    ) -> None:
         doc = self.docs.get(uri)
         if doc is None:
             return
-        now = self.now()
+        now = self.now() if at is None else at
         doc.version = version
         reload = doc.path in self.outside and rebuild(doc.text.text, list(changes)) == self.outside[doc.path]
         if reload:
             self.outside.pop(doc.path)
-            self._finish_step(doc)
+            self._finish_step(doc, now)
         origin = "reload" if reload else "typing"
         for range_, new in changes:
-            if range_ is None:
-                first, last = 0, doc.text.line_count
-            else:
-                first, last = range_[0][0], range_[1][0]
             if not reload:
-                finished = doc.steps.edit(doc.text.text, first, last, new.count("\n") - (last - first), now)
-                if finished and doc.recording:
-                    self.store.put(ev.StepSettled(doc.id, now, *finished))
+                for settled_at, base, before in doc.steps.change(doc.text.text, range_, new, now):
+                    self._settle(doc, settled_at, base, before)
             edit = doc.text.apply(range_, new)
             if doc.recording and len(doc.text) > MAX_RECORDED_CHARS:
-                self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters")
+                self._suspend(doc, f"is over {MAX_RECORDED_CHARS} characters", now)
             elif doc.recording and "\x00" in new:
-                self._suspend(doc, "holds NUL characters (binary)")
+                self._suspend(doc, "holds NUL characters (binary)", now)
             elif doc.recording:
                 self.store.put(ev.Edited(doc.id, now, version, range_, new, origin))
+                doc.edits += 1
             self._follow(doc, edit, now)
         if not doc.recording:
-            self._resume(doc)  # it checks the size and NUL rules itself
+            self._resume(doc, now)  # it checks the size and NUL rules itself
         if reload:
             doc.steps = steps_.Steps()
 
-    def saved(self, uri: str) -> None:
+    def saved(self, uri: str, *, at: float | None = None) -> None:
         doc = self.docs.get(uri)
         if doc is None:
             return
-        self._finish_step(doc)
+        self._finish_step(doc, self.now() if at is None else at)
         for kept in [k for k in self.kept if k.doc is doc]:
             self._measure(kept, "save")
 
-    def closed(self, uri: str) -> None:
+    def closed(self, uri: str, *, at: float | None = None) -> None:
         doc = self.docs.pop(uri, None)
         if doc is None:
             return
-        self._finish_step(doc)
+        now = self.now() if at is None else at
+        self._finish_step(doc, now)
         for offer in [o for o in self.offers.values() if o.doc is doc and not o.resolved]:
             self._reject(offer, "closed")
         for kept in [k for k in self.kept if k.doc is doc]:
             self._measure(kept, "close")
         if doc.recording:
-            self.store.put(ev.DocumentClosed(doc.id, self.now(), doc.text.text))
+            self.store.put(ev.DocumentClosed(doc.id, now, doc.text.text))
 
-    def cursor(self, uri: str, line: int) -> None:
+    def cursor(self, uri: str, line: int, *, at: float | None = None) -> None:
         """The cursor is on `line` (a completion was asked for there): a step elsewhere is over."""
         doc = self.docs.get(uri)
         step = doc.steps.pending if doc else None
@@ -218,7 +223,7 @@ class Recorder:
             and step is not None
             and not (step.first - steps_.NEAR_LINES <= line <= step.last + steps_.NEAR_LINES)
         ):
-            self._finish_step(doc)
+            self._finish_step(doc, self.now() if at is None else at)
 
     def outside_change(self, path: str, text: str | None) -> None:
         """A file changed on disk, not through the editor; an open document showing it may reload it."""
@@ -232,10 +237,14 @@ class Recorder:
         docs = [d for d in list(self.docs.values()) if d.path == path]
         return any(d.text.text == text for d in docs) or (bool(docs) and _digest(text) in {d.opened_hash for d in docs})
 
-    def _finish_step(self, doc: Doc) -> None:
+    def _finish_step(self, doc: Doc, now: float) -> None:
         finished = doc.steps.finish(doc.text.text)
-        if finished and doc.recording:
-            self.store.put(ev.StepSettled(doc.id, self.now(), *finished))
+        if finished:
+            self._settle(doc, now, *finished)
+
+    def _settle(self, doc: Doc, at: float, base: str, after: str) -> None:
+        if doc.recording:
+            self.store.put(ev.StepSettled(doc.id, at, base, after, doc.edits))
 
     # --- completions -------------------------------------------------------------------
 
@@ -424,8 +433,8 @@ class Recorder:
         now = self.now()
         for doc in self.docs.values():
             finished = doc.steps.settled(doc.text.text, now)
-            if finished and doc.recording:
-                self.store.put(ev.StepSettled(doc.id, now, *finished))
+            if finished:
+                self._settle(doc, now, *finished)
         for offer in list(self.offers.values()):
             if not offer.resolved and now - offer.shown >= REJECT_SECONDS:
                 self._reject(offer, "replaced" if offer.newer else "timeout")

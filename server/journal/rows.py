@@ -5,7 +5,9 @@ batch, inside one transaction. Here the privacy rules are applied (a path
 git ignores, or a file that holds secrets, is never written), likely
 secrets are masked in every text, and snapshots are stored compressed and
 content-addressed in `blobs`. `Rows` remembers which open documents are
-recorded, so the edits of a document that is not are dropped too.
+recorded, so the edits of a document that is not are dropped too; a document
+it has not seen (one opened by an earlier server, whose session a recovery
+settles) is looked up in `documents`: one with no row was never recorded.
 """
 
 from __future__ import annotations
@@ -72,6 +74,13 @@ class Rows:
     def _allows(self, path: str) -> bool:
         return self.rules is None or self.rules.allows(self.rules.root / path)
 
+    def _path(self, conn: sqlite3.Connection, document_id: int) -> str | None:
+        """Where a recorded document lives; None: it is not recorded (by rule, or never opened)."""
+        if document_id not in self._documents:  # opened by an earlier server
+            row = conn.execute("SELECT path FROM documents WHERE id = ?", (document_id,)).fetchone()
+            self._documents[document_id] = row[0] if row is not None and self._allows(row[0]) else None
+        return self._documents[document_id]
+
     def _session_started(self, conn, e: ev.SessionStarted) -> None:
         insert(
             conn,
@@ -105,7 +114,9 @@ class Rows:
         )
 
     def _document_closed(self, conn, e: ev.DocumentClosed) -> None:
-        if self._documents.pop(e.document_id, None) is None:
+        path = self._path(conn, e.document_id)
+        self._documents.pop(e.document_id, None)
+        if path is None:
             return
         snapshot = self._blob(conn, scrub(e.text)) if e.text is not None else None
         conn.execute(
@@ -113,7 +124,7 @@ class Rows:
         )
 
     def _edited(self, conn, e: ev.Edited) -> None:
-        if self._documents.get(e.document_id) is None:
+        if self._path(conn, e.document_id) is None:
             return
         (sl, sc), (el, ec) = e.range if e.range is not None else ((None, None), (None, None))
         insert(
@@ -133,7 +144,7 @@ class Rows:
         )
 
     def _step_settled(self, conn, e: ev.StepSettled) -> None:
-        path = self._documents.get(e.document_id)
+        path = self._path(conn, e.document_id)
         if path is None:
             return
         diff = hunks(e.before, e.after)
@@ -141,11 +152,18 @@ class Rows:
             insert(
                 conn,
                 "steps",
-                {"time": e.time, "path": path, "origin": "editor", "document_id": e.document_id, "diff": scrub(diff)},
+                {
+                    "time": e.time,
+                    "path": path,
+                    "origin": "editor",
+                    "document_id": e.document_id,
+                    "diff": scrub(diff),
+                    "edits": e.edits,
+                },
             )
 
     def _shown(self, conn, e: ev.Shown) -> None:
-        if self._documents.get(e.document_id) is None:
+        if self._path(conn, e.document_id) is None:
             return
         insert(
             conn,
@@ -169,7 +187,7 @@ class Rows:
         )
 
     def _completion_outcome(self, conn, e: ev.CompletionOutcome) -> None:
-        if self._documents.get(e.document_id) is None:
+        if self._path(conn, e.document_id) is None:
             return
         insert(
             conn,
@@ -186,7 +204,7 @@ class Rows:
         )
 
     def _revised(self, conn, e: ev.Revised) -> None:
-        path = self._documents.get(e.document_id)
+        path = self._path(conn, e.document_id)
         if path is None:
             return
         insert(
@@ -315,6 +333,13 @@ class Rows:
     def _run_completion(self, conn, e: ev.RunCompletion) -> None:
         insert(conn, "run_completions", {"run_id": e.run_id, "completion_id": e.completion_id}, verb="INSERT OR IGNORE")
 
+    def _session_recovered(self, conn, e: ev.SessionRecovered) -> None:
+        row = conn.execute("SELECT ended FROM sessions WHERE id = ?", (e.session_id,)).fetchone()
+        if row is None or row[0] is not None:
+            return  # ended meanwhile (another server recovered it first)
+        for event in e.events:
+            self.write(conn, event)
+
 
 # The writer of each kind of event (every kind in events.Event has one; a test checks it).
 WRITERS: dict[type, Callable[[Rows, sqlite3.Connection, Any], None]] = {
@@ -338,4 +363,5 @@ WRITERS: dict[type, Callable[[Rows, sqlite3.Connection, Any], None]] = {
     ev.RunEnded: Rows._run_ended,
     ev.Fix: Rows._fix,
     ev.RunCompletion: Rows._run_completion,
+    ev.SessionRecovered: Rows._session_recovered,
 }

@@ -86,7 +86,8 @@ class Store:
     # --- any thread ------------------------------------------------------------
 
     def put(self, event: ev.Event) -> None:
-        if type(event) not in WRITERS:  # here, where the caller is, rather than later on the writer thread
+        inner = event.events if isinstance(event, ev.SessionRecovered) else ()
+        if any(type(e) not in WRITERS for e in (event, *inner)):  # here, where the caller is, not on the writer
             raise TypeError(f"not a journal event: {event!r}")
         with self._put_lock:
             self._put_count += 1

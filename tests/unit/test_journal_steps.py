@@ -37,3 +37,15 @@ def test_the_step_region_grows_and_moves_with_inserted_lines():
     assert steps.edit("", 15, 15, 0, now=0.2) is None  # within NEAR_LINES of the end
     assert steps.edit("", 40, 40, 0, now=0.3) is not None  # far away: a new step
     assert (steps.pending.first, steps.pending.last) == (40, 40)
+
+
+def test_a_change_after_a_pause_settles_the_step_when_the_pause_reached_the_limit():
+    """`change` takes LSP ranges and the edit's own time: the same steps whenever (or whether) a tick ran."""
+    steps = Steps()
+    assert steps.change("", ((0, 0), (0, 0)), "a = 1\n", now=10.0) == []
+    assert steps.change("a = 1\n", ((1, 0), (1, 0)), "b", now=11.0) == []
+    ended = steps.change("a = 1\nb", ((1, 1), (1, 1)), "c", now=20.0)  # a long pause, then more typing
+    assert ended == [(11.0 + SETTLE_SECONDS, "", "a = 1\nb")]
+    ended = steps.change("a = 1\nbc" + "\n" * 20, None, "new\n", now=20.5)  # the whole text replaced
+    assert ended == []  # it covers every line, the pending step's too
+    assert steps.finish("new\n") == ("a = 1\nb", "new\n")

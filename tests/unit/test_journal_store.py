@@ -28,7 +28,7 @@ EXPECTED = {
     ],
     "files": ["id", "time", "path", "snapshot", "origin", "session_id"],
     "commits": ["sha", "time", "author", "message", "code_and_tests"],
-    "steps": ["id", "time", "path", "origin", "document_id", "commit_sha", "diff"],
+    "steps": ["id", "time", "path", "origin", "document_id", "commit_sha", "diff", "edits"],
     "completions": [
         "id",
         "session_id",
@@ -253,7 +253,7 @@ def test_every_kind_of_event_round_trips_through_the_store(tmp_path):
         ev.SessionStarted("s1", 1.0, "0.1", "m"),
         ev.DocumentOpened(1, "s1", "a.py", "python", 2.0, 1, "x = 1\n"),
         ev.Edited(1, 2.5, 2, ((1, 0), (1, 0)), "y", "typing"),
-        ev.StepSettled(1, 2.6, "x = 1\n", "x = 1\ny"),
+        ev.StepSettled(1, 2.6, "x = 1\n", "x = 1\ny", 1),
         shown,
         ev.CompletionOutcome("s1-c1", 1, 3.5, "partially_accepted", accepted_length=3),
         ev.CompletionOutcome("s1-c1", 1, 4.0, "retention", reason="save", survived=0.5, region="ret"),
@@ -271,6 +271,9 @@ def test_every_kind_of_event_round_trips_through_the_store(tmp_path):
         ev.RunCompletion(7, "s1-c1"),
         ev.DocumentClosed(1, 8.0, "x = 1\ny"),
         ev.SessionEnded("s1", 9.0),
+        ev.SessionStarted("s0", 0.5, "0.1", "m"),  # a killed server's, settled by a later one
+        ev.SessionRecovered("s0", (ev.SessionEnded("s0", 0.7),)),
+        ev.SessionRecovered("s0", (ev.SessionEnded("s0", 0.9),)),  # once: it has ended meanwhile
     ]
     assert {type(e) for e in events} == set(typing.get_args(ev.Event)) == set(WRITERS)
     store = Store(path)
@@ -283,7 +286,10 @@ def test_every_kind_of_event_round_trips_through_the_store(tmp_path):
     def row(sql):
         return conn.execute(sql).fetchone()
 
-    assert row("SELECT id, started, ended, version, model FROM sessions") == ("s1", 1.0, 9.0, "0.1", "m")
+    assert conn.execute("SELECT id, started, ended, version, model FROM sessions ORDER BY started").fetchall() == [
+        ("s0", 0.5, 0.7, "0.1", "m"),
+        ("s1", 1.0, 9.0, "0.1", "m"),
+    ]
     assert row("SELECT id, session_id, path, language, opened, version, closed FROM documents") == (
         1,
         "s1",
@@ -297,12 +303,13 @@ def test_every_kind_of_event_round_trips_through_the_store(tmp_path):
     assert row(
         "SELECT document_id, time, version, start_line, start_char, end_line, end_char, text, origin FROM edits"
     ) == (1, 2.5, 2, 1, 0, 1, 0, "y", "typing")
-    assert row("SELECT time, path, origin, document_id, diff FROM steps WHERE origin = 'editor'") == (
+    assert row("SELECT time, path, origin, document_id, diff, edits FROM steps WHERE origin = 'editor'") == (
         2.6,
         "a.py",
         "editor",
         1,
         "@@ -1,0 +2 @@\n+y",
+        1,
     )
     assert row(
         "SELECT id, session_id, document_id, time, version, line, character, offset, text, model, adapter, "
