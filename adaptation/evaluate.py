@@ -51,6 +51,7 @@ class Generator:
             multiline=False,
             max_tokens=48,
             block_wait_ms=60000,
+            line_wait_ms=60000,  # held-out lines are measured whole
             cached_documents=0,
         )
         self.completer = Completer(self.settings)

@@ -46,6 +46,15 @@ class Settings:
     multiline: bool = field(
         default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line")
     )
+    line_wait_ms: int = field(
+        default=200,
+        metadata=_meta(
+            "a one-line suggestion waits at most this long for its line to end, then offers the whole "
+            "words it has (the next request gets the rest)",
+            lo=0,
+            hi=60000,
+        ),  # fmt: skip
+    )
     block_wait_ms: int = field(
         default=300,
         metadata=_meta("a multi-line suggestion waits at most this long, then offers the lines it has", lo=0, hi=60000),

@@ -45,6 +45,11 @@ def backend_loader(settings: Settings) -> tuple[Manifest, Callable[[], Backend]]
     return manifest, load
 
 
+def patience(mode: str, line_wait_ms: int, block_wait_ms: int) -> float:
+    """Seconds a request waits for its suggestion to be complete before it takes what is ready."""
+    return (block_wait_ms if mode == "block" else line_wait_ms) / 1000
+
+
 class Completer:
     def __init__(self, settings: Settings, load: Callable[[], Backend] | None = None, manifest: Manifest | None = None):
         self.settings = settings
@@ -123,7 +128,7 @@ class Completer:
             temperature=s.temperature,
             special=self.manifest.prompt.uses_special_tokens,
             stop=self.manifest.stop,
-            patience=s.block_wait_ms / 1000,
+            patience=patience(shape.mode, s.line_wait_ms, s.block_wait_ms),
         )
         self.engine.submit(req)
         return req

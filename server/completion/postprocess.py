@@ -126,7 +126,9 @@ def cut(
     `final`: the model stopped (end of text, stop string or token budget);
     `exhausted`: it stopped because the token budget ran out, so its last line
     may be cut short; `hurry`: the request has waited long enough, so a block
-    may be offered as the whole lines written so far.
+    may be offered as the whole lines written so far, and a line as its whole
+    words so far (the generation goes on, and the next request, once the user
+    accepts or types them, is answered from it).
     """
     text, stopped = _hard_stop(text)
     final = final or stopped
@@ -149,6 +151,10 @@ def cut(
         if repeats is not None:  # the model is stuck repeating itself: the line ends where it began to
             return _finish_line(shape, lines[0][:repeats]), True
         if complete < 1:
+            if hurry:  # the pause is ending: the whole words so far now, the rest on the next request
+                words = whole_words(lines[0])
+                if words.strip():
+                    return _finish_line(shape, words), True
             return _finish_line(shape, lines[0]), False
         return _finish_line(shape, lines[0]), True
 
@@ -172,6 +178,15 @@ def _finish_line(shape: Shape, line: str) -> str:
         if len(line.strip()) > 3 and line.strip() == shape.next_line:
             return ""  # the line that already follows the cursor, written again
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
+
+
+def whole_words(line: str) -> str:
+    """`line` up to the end of its last finished word (an identifier or number the model may still be writing
+    is left out, with what it began after)."""
+    end = len(line)
+    while end and (line[end - 1].isalnum() or line[end - 1] == "_"):
+        end -= 1
+    return line[:end].rstrip()
 
 
 def run_on(line: str, *, strict: bool = True) -> int | None:

@@ -101,7 +101,8 @@ async def start(
             capabilities=caps,
             root_uri=root.as_uri(),
             workspace_folders=[types.WorkspaceFolder(root.as_uri(), root.name)],
-            initialization_options={"selftune": options or {}},
+            # Whole lines unless a test says otherwise: a suggestion cut at a deadline depends on the machine's load.
+            initialization_options={"selftune": {"lineWaitMs": 60000, **(options or {})}},
         )
     )
 

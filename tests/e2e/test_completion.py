@@ -126,3 +126,30 @@ async def test_answer_after_typing_matches_a_fresh_answer(client: LanguageClient
     assert await fresh.inline() == warm
     on = {key: True for key in off}
     client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"selftune": on}))
+
+
+async def test_at_its_deadline_a_line_offers_its_whole_words_and_the_next_request_the_rest(client: LanguageClient):
+    """With a deadline that has always passed, the first answer is the line's first whole words; typing them, the
+    next request is served from the generation that went on, and the two make the line a patient request gets."""
+    off = {"contextDefinitions": False, "contextSimilar": False, "contextRecent": False, "contextAfterCursor": False}
+    text = "import os\n\n\ndef list_python_files(folder):\n    return "
+
+    def settings(wait: int) -> None:
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"selftune": {**off, "lineWaitMs": wait}})
+        )
+
+    settings(60000)
+    whole = await Editor(client, client.root / "patient.py", text).inline()
+    settings(0)
+    hurried = Editor(client, client.root / "hurried.py", text)
+    first = await hurried.inline()
+    assert first and whole.startswith(first) and len(first) < len(whole), (first, whole)
+    assert not (first[-1].isalnum() and whole[len(first)].isalnum())  # it ends where a word ends
+    settings(60000)
+    hurried.type(first)
+    assert first + await hurried.inline() == whole
+    settings(60000)
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"selftune": {key: True for key in off}})
+    )

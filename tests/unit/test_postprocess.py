@@ -175,3 +175,11 @@ def test_the_line_after_the_cursor_is_not_written_again_on_an_empty_line():
     s = shape_at("def f(xs):\n    |\n    return total\n", multiline=False)
     assert cut(s, "return total\n") == ("", True)
     assert cut(s, "total = sum(xs)\n") == ("total = sum(xs)", True)
+
+
+def test_a_line_in_a_hurry_offers_its_whole_words_so_far():
+    s = shape_at("    result = |\n")
+    assert cut(s, "compute(values, lim", hurry=True) == ("compute(values,", True)
+    assert cut(s, "compute(values, lim") == ("compute(values, lim", False)  # no hurry: wait for the line
+    assert cut(s, "comp", hurry=True) == ("comp", False)  # not one word finished yet: keep waiting
+    assert cut(s, "compute(values)\n", hurry=True) == ("compute(values)", True)  # complete anyway
