@@ -30,14 +30,20 @@ def listed(root: Path) -> list[dict]:
     found = current_adapter(root)
     in_use = found[0] if found else None
     out = []
-    for meta in folder.glob("*/meta.json"):
+    # An adapter's folder has its meta.json, or at least its GGUF (one put there by hand); a run still going on
+    # has neither yet.
+    folders = {p.parent for p in folder.glob("*/meta.json")} | {p.parent for p in folder.glob(f"*/{ADAPTER_FILE}")}
+    for adapter in folders:
+        meta = adapter / "meta.json"
         try:
             data = json.loads(meta.read_text())
+        except FileNotFoundError:
+            data = {"error": "no meta.json (not made by selftune adapt)"}
         except (OSError, ValueError) as exc:
             data = {"error": f"unreadable meta.json: {exc}"}
         if not isinstance(data, dict):
             data = {"error": "meta.json is not an object"}
-        name = meta.parent.name
+        name = adapter.name
         data.update(id=name, current=name == in_use, usable=(meta.parent / ADAPTER_FILE).is_file())
         out.append(data)
     return sorted(out, key=lambda d: (str(d.get("created", "")), d["id"]))

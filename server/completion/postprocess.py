@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .context import Context
+from .project import SOURCE_SUFFIXES
 
 Mode = Literal["inline", "line", "block"]
 
@@ -39,6 +40,10 @@ PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex",
 OPENERS = (":", "{", "(", "[")
 RUN_ON = 4  # copies of one piece at a line's end that make it a run-on
 CLOSERS = ")]}"
+# A line that copies the labels the prompt puts on its blocks (prompt.LABELS): "# path/to/file.py" or
+# "# ..., after the cursor:". The model is continuing the prompt's layout, not writing code.
+_SUFFIXES = "|".join(sorted(s.lstrip(".") for s in SOURCE_SUFFIXES))
+_LABEL = re.compile(rf"^[ \t]*(?:#|//|--|;) ?(?:[\w./-]+\.(?:{_SUFFIXES})|.*after the cursor:)[ \t]*$", re.MULTILINE)
 _PROSE = re.compile(r"^(?:[A-Z][a-z]+|I|A)(?:[ ,][A-Za-z'’,-]+){2,}[.!?:]?$")
 _LIST_ITEM = re.compile(r"^(?:\d+\.|[-*•]) +[A-Za-z]")
 _KEYWORDS = {
@@ -109,6 +114,9 @@ def _trim_line_suffix(line: str, suffix: str) -> str:
 
 def _hard_stop(text: str) -> tuple[str, bool]:
     cuts = [i for i in (text.find(m) for m in HARD_STOPS) if i != -1]
+    label = _LABEL.search(text)
+    if label:
+        cuts.append(label.start())
     if cuts:
         return text[: min(cuts)], True
     return text, False

@@ -183,3 +183,15 @@ def test_a_line_in_a_hurry_offers_its_whole_words_so_far():
     assert cut(s, "compute(values, lim") == ("compute(values, lim", False)  # no hurry: wait for the line
     assert cut(s, "comp", hurry=True) == ("comp", False)  # not one word finished yet: keep waiting
     assert cut(s, "compute(values)\n", hurry=True) == ("compute(values)", True)  # complete anyway
+
+
+def test_a_copy_of_the_prompts_block_labels_is_never_offered():
+    """The prompt labels its blocks with comments (prompt.LABELS); a model continuing that layout is not coding."""
+    top = shape_at('|\n"""Reports."""\n')
+    assert cut(top, "# shop/reports.py, after the cursor:\n", final=True) == ("", True)
+    assert cut(top, "# after the cursor:\n", final=True) == ("", True)
+    block = shape_at("def f(xs):\n    |\n")
+    assert cut(block, "return xs\n\n# shop/other.py\ndef g():\n") == ("return xs", True)
+    # A comment that only mentions a file, or a dotted name, is code's own.
+    assert cut(block, "# see setup.py for the version\nreturn xs\n", final=True)[0].startswith("# see setup.py")
+    assert cut(block, "# os.path\nreturn xs\n", final=True)[0].startswith("# os.path")
