@@ -5,13 +5,16 @@ same thing. A `Session` starts the server as a subprocess and speaks LSP to it
 with pygls's client. `type_text` replays keystrokes on a schedule (characters
 50 ms apart, pauses at word ends and line ends): every keystroke sends a
 `didChange` and an inline-completion request and cancels the previous
-request, as VS Code does. At each pause it waits for the answer to the last
-keystroke's request and records the time from that keystroke to the answer.
+request, as VS Code does. The typist keeps the schedule, as a user does: at a
+pause it waits for the last keystroke's answer only until its next key is
+due, and an answer that comes later was never seen (recorded as a miss, its
+time as never shown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sys
 import time
@@ -28,7 +31,6 @@ from ..journal.text import utf16_len
 CHAR_GAP = 0.050  # seconds between keystrokes
 WORD_PAUSE = 0.250  # after the last character of a word
 LINE_PAUSE = 0.600  # after the last character of a line
-ANSWER_CAP = 10.0  # the longest a pause waits for a late answer
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,8 @@ def keystrokes(text: str) -> list[Keystroke]:
 class Pause:
     kind: str  # "word" or "line"
     line: str  # the cursor's line at the pause
-    suggestion: str | None  # None: no answer within ANSWER_CAP
-    seconds: float  # from the last keystroke to the answer
+    suggestion: str | None  # None: no answer before the next key was due (or the request failed)
+    seconds: float  # from the last keystroke to the answer; inf where it was never seen
     expected: str  # what the file really says next (rest of the line, or the next line)
 
 
@@ -282,19 +284,20 @@ async def type_text(
         pressed = time.perf_counter()
         outstanding, future = session.request_inline(doc, offset)
         if key.pause:
-            try:
-                result = await asyncio.wait_for(asyncio.shield(future), ANSWER_CAP)
-                suggestion = _text_of(result)
+            suggestion, seconds = None, math.inf
+            try:  # until the next key is due; what comes after it was never seen
+                left = max(0.0, pressed + key.gap - time.perf_counter())
+                result = await asyncio.wait_for(asyncio.shield(future), left)
+                suggestion, seconds = _text_of(result), time.perf_counter() - pressed
             except TimeoutError:
-                suggestion = None
+                pass
             except Exception as exc:  # an LSP error is a failed suggestion, recorded as such
-                suggestion = None
                 session.messages.append(f"request failed: {exc}")
-            seconds = time.perf_counter() - pressed
             line = doc.text[doc.text.rfind("\n", 0, offset) + 1 : offset]
             pause = Pause(key.pause, line, suggestion, seconds, _expected(full, i + 1, key.pause))
             pauses.append(pause)
-            outstanding = None
+            if suggestion is not None:
+                outstanding = None  # answered; a late one stays outstanding and the next key cancels it
             if on_pause is not None:
                 maybe = on_pause(pause)
                 if asyncio.iscoroutine(maybe):

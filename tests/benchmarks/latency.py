@@ -15,7 +15,9 @@ lines ending at the cursor and up to 64 new tokens.
 
 Measured at each pause: the time from the last key to the suggestion for that
 text (ours: the LSP answer; the peer: the end of its stream), and whether the
-suggestion matches what the file really says next. Then switching files: the
+suggestion matches what the file really says next. The typist keeps its
+schedule for both: a suggestion not there when the next key is due was never
+seen, and counts as never shown (inf) in the medians over all pauses. Then switching files: the
 first suggestion after coming back to a file opened earlier.
 
 Prints figures; asserts nothing about time.
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import json
 import json.decoder
+import math
 import os
 import socket
 import statistics
@@ -47,7 +50,6 @@ from selftune.server.settings import Settings
 
 PEER_DEBOUNCE = 0.150
 PEER_MAX_TOKENS = 64
-PEER_CAP = 30.0  # the peer is slow on a CPU: wait this long for its answer before counting it missing
 
 
 def pick_region(path: Path, start: int | None, count: int) -> tuple[str, str, str]:
@@ -68,7 +70,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summarize(name: str, pauses: list[Pause]) -> dict:
-    lat = [p.seconds * 1000 for p in pauses]
+    # A pause without a suggestion before the next key counts as never shown (inf) in every figure over all pauses.
+    lat = [p.seconds * 1000 if p.suggestion else math.inf for p in pauses]
     shown = [p for p in pauses if p.suggestion]
     useful = [useful_chars(p.suggestion or "", p.expected) for p in pauses]
     line_hits = [
@@ -82,12 +85,13 @@ def summarize(name: str, pauses: list[Pause]) -> dict:
         "pauses": len(pauses),
         "p50_ms": statistics.median(lat),
         "p95_ms": percentile(lat, 0.95),
-        "word_p50_ms": statistics.median([p.seconds * 1000 for p in pauses if p.kind == "word"] or [0]),
-        "line_p50_ms": statistics.median([p.seconds * 1000 for p in pauses if p.kind == "line"] or [0]),
+        "word_p50_ms": statistics.median([t for t, p in zip(lat, pauses) if p.kind == "word"] or [0]),
+        "line_p50_ms": statistics.median([t for t, p in zip(lat, pauses) if p.kind == "line"] or [0]),
+        "shown_p50_ms": statistics.median([t for t in lat if t < math.inf] or [math.inf]),
         "with_suggestion": len(shown) / len(pauses),
         "useful_chars_mean": statistics.mean(useful),
         "rest_of_line_exact": len(line_hits) / len(pauses),
-        "no_answer": sum(p.suggestion is None for p in pauses),
+        "no_answer": sum(p.suggestion is None for p in pauses),  # nothing at all came before the next key
     }
     return out
 
@@ -223,17 +227,18 @@ async def run_peer(
             # No key within the debounce: llama.vscode sends its request.
             await asyncio.sleep(PEER_DEBOUNCE)
             inflight = asyncio.create_task(peer.complete(peer_window(text, offset, budget_chars)))
-            try:
-                suggestion = await asyncio.wait_for(asyncio.shield(inflight), PEER_CAP)
+            suggestion, seconds = None, math.inf
+            try:  # until the next key is due, as for ours: a later answer was never seen
+                left = max(0.0, pressed + key.gap - time.perf_counter())
+                suggestion = await asyncio.wait_for(asyncio.shield(inflight), left)
+                seconds, inflight = time.perf_counter() - pressed, None
             except TimeoutError:
-                suggestion = None
-            seconds = time.perf_counter() - pressed
-            inflight = None
+                pass
             line = text[text.rfind("\n", 0, offset) + 1 : offset]
             pauses.append(Pause(key.pause, line, suggestion, seconds, _expected(full, i + 1, key.pause)))
         next_at = max(pressed + key.gap, time.perf_counter())
     if inflight is not None:
-        await inflight
+        inflight.cancel()
     same, typed = [], []
     await peer.complete(peer_window(text, offset, budget_chars))
     for i in range(switches):
@@ -284,14 +289,16 @@ def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer:
         ("pause→suggestion p95 (ms)", "p95_ms", "{:.0f}"),
         ("  at word ends, p50 (ms)", "word_p50_ms", "{:.0f}"),
         ("  at line ends, p50 (ms)", "line_p50_ms", "{:.0f}"),
-        ("pauses with a suggestion", "with_suggestion", "{:.0%}"),
+        ("  the shown ones only, p50 (ms)", "shown_p50_ms", "{:.0f}"),
+        ("pauses with a suggestion in time", "with_suggestion", "{:.0%}"),
         ("useful chars per pause (mean)", "useful_chars_mean", "{:.1f}"),
         ("rest of line exactly right", "rest_of_line_exact", "{:.0%}"),
-        ("pauses with no answer", "no_answer", "{}"),
+        ("pauses with no answer in time", "no_answer", "{}"),
     ]
     print(f"\n{'':34}{'selftune':>12}{'peer':>12}{'ours/peer':>12}")
     for label, key, fmt in rows:
-        ratio = ours[key] / peer[key] if key.endswith("_ms") and peer[key] else None
+        both = key.endswith("_ms") and 0 < peer[key] < math.inf and ours[key] < math.inf
+        ratio = ours[key] / peer[key] if both else None
         print(
             f"{label:34}{fmt.format(ours[key]):>12}{fmt.format(peer[key]):>12}{(f'{ratio:.2f}' if ratio else ''):>12}"
         )
@@ -302,7 +309,9 @@ def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer:
             f"{'    every try (ms)':34}{' '.join(f'{v:.0f}' for v in back_ours[how])}  |  "
             f"{' '.join(f'{v:.0f}' for v in back_peer[how])}"
         )
-    print("\ntargets: p50 ≤ 100 ms; ours/peer ≤ 0.2 at p50 and ≤ 0.5 at p95; back to a recent file ≤ 150 ms")
+    print("\n(over all pauses; a pause with no suggestion before the next key counts as never shown: inf)")
+    print("targets: ≥ 90 % of pauses in time; p50 ≤ 100 ms; ours/peer ≤ 0.2 at p50 and ≤ 0.5 at p95;")
+    print("         back to a recent file ≤ 150 ms")
 
 
 async def main() -> int:
