@@ -31,10 +31,18 @@ class Config:
     # share of those taken from project code first (continuation/FIM, the serving format); the rest go round the kinds
     code_share: float = 1.0
     max_points: int = 60  # held-out edit points for next-line exact match / similarity
+    # runs build on each other: go on training the adapter in use (when its LoRA has this shape), on the examples
+    # its runs have not seen first, plus this share of seen ones replayed; false: every run starts from the base
+    warm_start: bool = True
+    replay_share: float = 0.25
+    # training where the model is wrong: the model in use completes a line of up to this many training examples
+    # first; those it already writes exactly are trained on last (and left out beyond max_train_examples); 0: off
+    error_driven: int = 0
     # --- LoRA ---
     rank: int = 16  # LoRA rank r
     alpha: int = 32  # LoRA alpha; updates are scaled by alpha / r (llama.cpp does the same)
     dropout: float = 0.05  # LoRA dropout while training
+    lora_layers: int = 0  # LoRA on the last N decoder layers only (the backward pass stops below them); 0: all
     # --- training ---
     epochs: float = 1.0  # passes over the (sampled) SFT examples
     learning_rate: float = 1e-4  # AdamW rate for the LoRA weights

@@ -22,6 +22,7 @@ import json
 import secrets
 import sqlite3
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from selftune.server.journal.store import connect
 from selftune.server.models import Manifest, load_manifest
 from selftune.server.trust import Trust, decide
 
-from . import base, evaluate, export, selfrevise, train
+from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
 from .config import RUNS_CODE, Config
 from .data import dataset
 from .progress import Reporter
@@ -71,15 +72,20 @@ def _journal(root: Path) -> sqlite3.Connection | None:
     return open_readonly(path) if path.exists() else None
 
 
-def record(root: Path, row: dict) -> None:
-    """The run in the journal's adaptation_runs (the server may be writing too: WAL, busy timeout)."""
+def record(root: Path, row: dict, trained: Sequence[dict] = ()) -> None:
+    """The run in the journal's adaptation_runs, and the examples it trained on (the server may be writing too:
+    WAL, busy timeout)."""
     path = workspace.journal_path(root)
     if not path.exists():
         return
     conn = connect(path)
     try:
         migrate(conn)
+        conn.execute("BEGIN IMMEDIATE")
         insert(conn, "adaptation_runs", row, verb="INSERT OR REPLACE")
+        for example in trained:
+            insert(conn, "trained_examples", example, verb="INSERT OR IGNORE")
+        conn.execute("COMMIT")
     finally:
         conn.close()
 
@@ -142,6 +148,7 @@ def adapt(
         adapter_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(2)
         out = workspace.adapters_dir(root) / adapter_id
         out.mkdir(parents=True)
+        trained: list[dict] = []
         meta = {
             "id": adapter_id,
             "created": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
@@ -151,7 +158,7 @@ def adapt(
             "trust": trusted,
         }
         try:
-            meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta)
+            meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta, trained)
         except Exception as exc:
             meta |= {"decision": "failed", "error": f"{type(exc).__name__}: {exc}"}
             raise
@@ -169,14 +176,43 @@ def adapt(
                     "reason": meta.get("reason") or meta.get("error"),
                     "examples": meta.get("examples"),
                     "metrics": json.dumps(meta.get("compare", {})),
+                    "warm_from": meta.get("warm_from"),
+                    "tokens": (meta.get("training") or {}).get("tokens"),
                 },
+                trained if meta.get("decision") in ("promoted", "kept") else [],
             )
             reporter.close()
         return meta
 
 
+def warm_start(root: Path, manifest: Manifest, cfg: Config, conn) -> tuple[Path | None, list[str], str]:
+    """(the PEFT adapter to go on from, the lineage behind it, why not) for a run: the adapter in use, when it
+    was trained on this base model and its PEFT files are there."""
+    found = workspace.current_adapter(root)
+    if not cfg.warm_start or not found:
+        return None, [], "" if found else "no adapter in use: a new one from the base model"
+    adapter_id = found[0]
+    folder = workspace.adapters_dir(root) / adapter_id
+    try:
+        base_name = json.loads((folder / "meta.json").read_text()).get("base")
+    except (OSError, ValueError, AttributeError):
+        base_name = None
+    if base_name != manifest.name:
+        return None, [], f"the adapter in use ({adapter_id}) is not one of {manifest.name}'s: a new one"
+    if not (folder / "peft" / "adapter_config.json").is_file():
+        return None, [], f"the adapter in use ({adapter_id}) has no PEFT files to go on from: a new one"
+    return folder / "peft", lineage.chain(conn, adapter_id), ""
+
+
 def _adapt(
-    root: Path, manifest: Manifest, model_path: str, cfg: Config, reporter: Reporter, out: Path, meta: dict
+    root: Path,
+    manifest: Manifest,
+    model_path: str,
+    cfg: Config,
+    reporter: Reporter,
+    out: Path,
+    meta: dict,
+    trained: list[dict],
 ) -> dict:
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
@@ -185,6 +221,17 @@ def _adapt(
         raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
     location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
     previous = current_adapter(root)
+    warm, chain, cold_why = warm_start(root, manifest, cfg, conn)
+    before = lineage.trained_rows(conn, chain)
+    seen = {key for _run, key, _path, _version in before}
+
+    right: set[str] = set()
+
+    def pick(examples, cap, warm):
+        if warm:  # a run that goes on: what its lineage has not seen first, and some replay
+            examples = lineage.fresh_first(examples, seen, cap, cfg.replay_share, cfg.seed)
+        return wrong_first.wrong_first(examples, right, cap)  # what the model in use gets right, last
+
     gen = _generator(manifest, model_path, cfg)
     try:
         revised: dict = {}
@@ -201,12 +248,31 @@ def _adapt(
             )
             data.train += found
 
+        checked = 0
+        if cfg.error_driven > 0:
+            reporter.phase("check", "what the model in use already completes right")
+            gen.set_adapter(previous[1] if previous else None)
+            right, checked = wrong_first.already_right(
+                lambda text: gen.complete(text, len(text), sources=wrong_first.NO_BLOCKS),
+                data.train,
+                cfg.error_driven,
+                cfg.seed,
+                progress=lambda d, t: reporter.phase("check", f"checked {d}/{t}", d / t),
+            )
+
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
             if not (cfg.run_tests and conn and e.tests):
                 return None
             return evaluate.check_function(root, conn, e, answer, cfg.test_timeout)
 
-        result = train.train(location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge)
+        result = train.train(
+            location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge, warm=warm, pick=pick
+        )
+        if result.warm_from is None:
+            chain, before, seen = [], [], set()
+        for e in result.trained:
+            trained.append({"run_id": out.name, "key": lineage.example_key(e), "kind": e.kind, "path": e.group,
+                            "version": lineage.example_version(e, data.files)})  # fmt: skip
         reporter.phase("export", "exporting the adapter to GGUF")
         adapter_gguf = export.export(result.adapter_dir, gguf, out / export.ADAPTER_FILE)
 
@@ -242,10 +308,23 @@ def _adapt(
         if k in ("exact_match", "edit_similarity", "pass_at_1", "heldout_loss")
     }
     metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
+    earlier_tokens = _lineage_tokens(conn, chain)
+    covered = lineage.coverage(before + [(out.name, t["key"], t["path"], t["version"]) for t in trained], data.files)
+    new_examples = sum(t["key"] not in seen for t in trained)
     result_meta = {
         "decision": "promoted" if promote_it else "kept",
         "reason": reason,
         "previous": previous[0] if previous else None,
+        "warm_from": chain[0] if chain else None,
+        "lineage": {
+            "runs": len(chain) + 1,
+            "tokens": earlier_tokens + result.tokens,  # training tokens of this run and those it went on from
+            "new_examples": new_examples,
+            "replayed_examples": len(trained) - new_examples,
+            "note": result.warm_note or cold_why,
+        },
+        "error_driven": {"checked": checked, "already_right": len(right)},
+        "coverage": covered.to_json() | {"summary": covered.describe()},
         "examples": len(data.train),
         "data": data.counts()
         | {
@@ -268,6 +347,17 @@ def _adapt(
         "result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name, trust=meta["trust"]
     )
     return result_meta
+
+
+def _lineage_tokens(conn, chain: list[str]) -> int:
+    if conn is None or not chain:
+        return 0
+    marks = ",".join("?" * len(chain))
+    try:
+        row = conn.execute(f"SELECT SUM(tokens) FROM adaptation_runs WHERE id IN ({marks})", chain).fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0] or 0)
 
 
 def evaluate_current(

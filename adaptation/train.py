@@ -15,13 +15,15 @@ its beginning here, because TRL only keeps the start and the target is at the en
 
 CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
 bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
-(the process is niced by `selftune adapt`), and the model's own SFT loss in place
-of TRL's fused LM head (`_PlainLossSFT`: the same loss, faster on the CPU).
+(the process is niced by `selftune adapt`), and for SFT the same cross-entropy as the
+model's own loss but with the 262k-wide LM head run only where the loss is taken,
+in place of TRL's fused LM head (`TargetLossSFT`: the same loss, faster on the CPU).
 Seeded: the same data and config give the same adapter.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -34,6 +36,7 @@ from typing import Any
 
 from .config import Config
 from .data import Example
+from .loss import TargetLossSFT
 from .progress import Reporter
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,9 @@ class TrainResult:
     precision: str = "fp32"  # "fp32", or "bf16" (autocast over the matrix products)
     model: Any = None  # the peft model, still in memory for evaluation
     tokenizer: object = None
+    trained: list[Example] = field(default_factory=list)  # the SFT examples the run trained on
+    warm_from: Path | None = None  # the adapter it went on from (None: a new LoRA on the base model)
+    warm_note: str = ""  # why it did not go on from the adapter it was given
 
     @property
     def tokens_per_second(self) -> float:
@@ -69,6 +75,19 @@ def setup_torch(cfg: Config):
     return torch
 
 
+def lora_layer_indices(model, lora_layers: int) -> list[int] | None:
+    """The decoder layers that get LoRA: all (None) for 0, else the last `lora_layers` of them.
+
+    With the layers below frozen and no input gradients, autograd builds no graph under the lowest
+    adapted layer, so the backward pass stops there."""
+    total = model.config.get_text_config().num_hidden_layers
+    if lora_layers == 0:
+        return None
+    if not 0 < lora_layers <= total:
+        raise ValueError(f"lora_layers={lora_layers}: the model has {total} decoder layers; set 0 (all) or 1..{total}")
+    return list(range(total - lora_layers, total))
+
+
 def with_lora(model, cfg: Config, targets: tuple[str, ...]):
     from peft import LoraConfig, get_peft_model
 
@@ -77,10 +96,36 @@ def with_lora(model, cfg: Config, targets: tuple[str, ...]):
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=list(targets),
+        layers_to_transform=lora_layer_indices(model, cfg.lora_layers),
         bias="none",
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
+
+
+def warm_start_problem(peft_dir: Path, model, cfg: Config, targets: tuple[str, ...]) -> str | None:
+    """Why the adapter saved in `peft_dir` cannot be trained further with `cfg` (None: it can). Its LoRA must
+    have the shape this run would give a new one: rank, alpha, the same modules on the same layers."""
+    try:
+        saved = json.loads((peft_dir / "adapter_config.json").read_text())
+    except (OSError, ValueError) as exc:
+        return f"its PEFT adapter cannot be read ({exc})"
+    want = {
+        "r": cfg.rank,
+        "lora_alpha": cfg.alpha,
+        "target_modules": sorted(targets),
+        "layers_to_transform": lora_layer_indices(model, cfg.lora_layers),
+    }
+    have = dict(saved, target_modules=sorted(saved.get("target_modules") or []))
+    differ = [f"{k} {have.get(k)!r} (now {v!r})" for k, v in want.items() if have.get(k) != v]
+    return f"its LoRA differs: {', '.join(differ)}" if differ else None
+
+
+def with_warm_lora(model, peft_dir: Path):
+    """The model with the adapter saved in `peft_dir` on it, trainable: a run that goes on from it."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(peft_dir), is_trainable=True)
 
 
 def fit_prompt(tokenizer, prompt: str, target: str, max_length: int) -> tuple[str, int]:
@@ -185,6 +230,8 @@ def uses_bf16(cfg: Config, device: str) -> bool:
 def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     # No activation (gradient) checkpointing, which TRL turns on: at these lengths the activations of a
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
+    # On the CPU one example per forward, the batch by gradient accumulation: nothing is padded (so grouping
+    # examples by length has nothing to save), and micro-batches of 4 are no faster there, slower on long code.
     extra.setdefault("activation_checkpointing", False)
     return cls(
         output_dir=str(out),
@@ -209,24 +256,27 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     )
 
 
-class _PlainLossSFT:
-    """TRL's SFTTrainer with the model's own loss, for the CPU (built lazily, like `_Progress`).
+def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, callbacks=()):
+    """(TRL's SFT trainer, tokens it will see per epoch): the completion-only loss, TRL's fused head on CUDA and
+    `TargetLossSFT` on the CPU, over `examples` cut and fitted to `cfg.max_length`."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
 
-    TRL scores the tokens through its fused LM head: the logits in chunks, recomputed in the backward pass,
-    with entropy and top-1 metrics. That spares a GPU the (tokens x 262k vocabulary) logits, but on the CPU
-    it doubles the head's work, and the head is most of a 270M model's. The model's own loss is the same
-    cross-entropy over the same completion tokens (identical losses), and faster on a CPU (docs/benchmarks.md)."""
-
-    @staticmethod
-    def make():
-        from transformers import Trainer
-        from trl import SFTTrainer
-
-        class PlainLossSFTTrainer(SFTTrainer):
-            def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-                return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
-
-        return PlainLossSFTTrainer
+    rows, tokens = [], 0
+    for e in split_to_fit(tokenizer, examples, cfg.max_length):
+        prompt, n = fit_prompt(tokenizer, e.prompt, e.target, cfg.max_length)
+        rows.append({"prompt": prompt, "completion": e.target})
+        tokens += n
+    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
+    trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
+    trainer = trainer_class(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    return trainer, tokens
 
 
 def sft(
@@ -239,24 +289,9 @@ def sft(
     reporter: Reporter,
     result: TrainResult,
 ) -> None:
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    rows, tokens = [], 0
-    for e in split_to_fit(tokenizer, examples, cfg.max_length):
-        prompt, n = fit_prompt(tokenizer, e.prompt, e.target, cfg.max_length)
-        rows.append({"prompt": prompt, "completion": e.target})
-        tokens += n
     losses: list[float] = []
-    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
-    trainer_class = SFTTrainer if device == "cuda" else _PlainLossSFT.make()
-    trainer = trainer_class(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(rows),
-        processing_class=tokenizer,
-        callbacks=[_Progress.make(reporter, "sft", "training", losses)],
-    )
+    progress = _Progress.make(reporter, "sft", "training", losses)
+    trainer, tokens = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
     trainer.train()
     result.steps += trainer.state.global_step
     result.tokens += int(tokens * cfg.epochs)
@@ -358,7 +393,13 @@ def train(
     out: Path,
     reporter: Reporter,
     judge: Callable[[Example, str], bool | None] = lambda e, a: None,
+    warm: Path | None = None,
+    pick: Callable[[list[Example], int, bool], list[Example]] | None = None,
 ) -> TrainResult:
+    """`warm`: a saved PEFT adapter to go on training (the adapter in use), when its LoRA has this run's shape;
+    `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
+    `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, at most
+    `max_train_examples`, sampled across kinds."""
     from . import base
 
     # --- setup ---
@@ -367,12 +408,22 @@ def train(
     precision = "bf16" if uses_bf16(cfg, device) else "fp32"
     reporter.phase("base", f"loading the base model on {device} ({precision})")
     model, tokenizer = base.load(location, device, dtype)
-    model = with_lora(model, cfg, targets)
     result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer)
+    problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None
+    if warm is not None and problem is None:
+        reporter.phase("base", f"going on from the adapter in use ({warm.parent.name})")
+        model, result.warm_from = with_warm_lora(model, warm), warm
+    else:
+        result.warm_note = f"a new adapter, not the one in use: {problem}" if problem else ""
+        model = with_lora(model, cfg, targets)
     started = time.perf_counter()
 
     # --- SFT: revisions, edit sequences, project code ---
-    chosen = sample_sft([e for e in examples if e.kind in SFT_KINDS], cfg.max_train_examples, cfg.seed, cfg.code_share)
+    sft_examples = [e for e in examples if e.kind in SFT_KINDS]
+    if pick is not None:
+        sft_examples = pick(sft_examples, cfg.max_train_examples, result.warm_from is not None)
+    chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share)
+    result.trained = chosen
     if chosen:
         reporter.phase("sft", f"training on {len(chosen)} examples")
         sft(model, tokenizer, chosen, cfg, out, device, reporter, result)

@@ -128,30 +128,54 @@ HELD_OUT_SERIES = [
 ]
 
 
-def metric_chart(found: list[dict], *, width: int = 720, height: int = 220) -> str:
-    """Held-out edit similarity and exact match (0..1) of each evaluated adapter (solid) and of the base model
-    (dashed)."""
+def lineage_tokens(adapter: dict) -> int | None:
+    """Training tokens behind an adapter: its run's and those of the runs it went on from."""
+    tokens = (adapter.get("lineage") or {}).get("tokens")
+    return int(tokens) if isinstance(tokens, (int, float)) else None
+
+
+def metric_chart(found: list[dict], *, width: int = 720, height: int = 240) -> str:
+    """The learning curve: held-out edit similarity and exact match (0..1) of each evaluated adapter (solid) and
+    of the base model (dashed), against the training tokens behind the adapter (the runs it went on from
+    included), or in the order of the runs where some adapter predates that record."""
     rows = [
         d for d in found if any(isinstance((d.get("metrics") or {}).get(k), (int, float)) for k, *_ in HELD_OUT_SERIES)
     ]
     if not rows:
         return "<p class=empty>no adapter has been evaluated yet</p>"
-    left, right, top, bottom = 40, 20, 10, 40
+    left, right, top, bottom = 40, 30, 10, 56
     plot_w, plot_h = width - left - right, height - top - bottom
-    step = plot_w / len(rows)
+    found_tokens = [lineage_tokens(d) for d in rows]
+    by_tokens = all(t is not None for t in found_tokens)
+    tokens = [t or 0 for t in found_tokens]
+    if by_tokens:
+        order = sorted(range(len(rows)), key=lambda k: tokens[k])
+        rows, tokens = [rows[k] for k in order], [tokens[k] for k in order]
+        most = max(tokens) or 1
+        xs = [left + 0.04 * plot_w + 0.92 * plot_w * t / most for t in tokens]
+    else:
+        xs = [left + (k + 0.5) * plot_w / len(rows) for k in range(len(rows))]
     parts = _frame(width, height, left, top, plot_w, plot_h, 1)
-    for k, d in enumerate(rows):
-        x = left + (k + 0.5) * step
+    for x, t, d in zip(xs, tokens, rows):
         mark = "★ " if d.get("current") else ""
         label = str(d.get("created", ""))[5:16] or d["id"]  # MM-DD HH:MM
         parts.append(
             f'<text x="{x:.1f}" y="{top + plot_h + 16}" text-anchor="middle">{mark}{html.escape(label)}'
             f"<title>{html.escape(d['id'])}: {html.escape(str(d.get('decision', '')))}</title></text>"
         )
+        if by_tokens:
+            parts.append(
+                f'<text x="{x:.1f}" y="{top + plot_h + 29}" text-anchor="middle">{(t or 0) / 1000:.1f}k</text>'
+            )
+    if by_tokens:
+        parts.append(
+            f'<text x="{left + plot_w}" y="{top + plot_h + 29}" text-anchor="end">training tokens behind the adapter'
+            "</text>"
+        )
     dash = {True: ' stroke-dasharray="4 3"', False: ""}
     for key, colour, dashed, _ in HELD_OUT_SERIES:
         points = [
-            (left + (k + 0.5) * step, top + plot_h * (1 - float(v)), float(v))
+            (xs[k], top + plot_h * (1 - float(v)), float(v))
             for k, d in enumerate(rows)
             if isinstance(v := (d.get("metrics") or {}).get(key), (int, float))
         ]
@@ -209,6 +233,16 @@ def adapter_table(found: list[dict]) -> str:
     return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"
 
 
+def coverage_line(found: list[dict]) -> str:
+    """How much of the project the adapter in use (with the runs it went on from) was trained on."""
+    current = next((d for d in found if d.get("current")), None)
+    summary = ((current or {}).get("coverage") or {}).get("summary")
+    if not summary:
+        return ""
+    runs = ((current or {}).get("lineage") or {}).get("runs", 1)
+    return f"<p>The adapter in use, over {runs} run{'s' if runs != 1 else ''}: {html.escape(summary)}.</p>"
+
+
 def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
     summary = stats(conn, path)
     days = per_day(conn)
@@ -227,6 +261,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <p>Written {time.strftime("%Y-%m-%d %H:%M")} from <code>{html.escape(str(path))}</code>.</p>
 <h2>Adapters and their held-out metrics</h2>
 {metric_chart(found)}
+{coverage_line(found)}
 {adapter_table(found)}
 <h2>Completions per day</h2>
 {

@@ -236,11 +236,32 @@ def m004_step_edits(conn: sqlite3.Connection) -> None:
     )
 
 
+def m005_trained_examples(conn: sqlite3.Connection) -> None:
+    """What each adaptation run trained on, and the adapter it started from: successive runs build on each other
+    (adaptation/lineage.py) and the report says how much of the project they have covered."""
+    _run(
+        conn,
+        """
+        ALTER TABLE adaptation_runs ADD COLUMN warm_from TEXT;  -- the adapter the run started from (NULL: the base)
+        ALTER TABLE adaptation_runs ADD COLUMN tokens INTEGER;  -- training tokens of the run
+        CREATE TABLE trained_examples (     -- one row per example a run trained on
+            run_id TEXT NOT NULL,           -- adaptation_runs.id
+            key TEXT NOT NULL,              -- the example's identity across runs (kind, file, text)
+            kind TEXT NOT NULL,             -- code | insertion | revision | edit | lintseq | ...
+            path TEXT,                      -- its file (or function) in the workspace
+            version TEXT,                   -- the commit it came from, or a hash of the file's content
+            PRIMARY KEY (run_id, key)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     m001_initial,
     m002_test_runs,
     m003_adaptation_runs,
     m004_step_edits,
+    m005_trained_examples,
 ]
 
 

@@ -1,7 +1,7 @@
 """How good are selftune's suggestions on real projects, next to a stock llama.cpp client on the same model?
 
     python tests/benchmarks/quality.py --repo GIT_DIR [--repo GIT_DIR ...] [--points N] [--variants a,b,...]
-                                       [--adapt] [--humaneval N] [--json OUT] [--dump OUT]
+                                       [--adapt] [--humaneval N] [--set KEY=VALUE ...] [--json OUT] [--dump OUT]
 
 Each repository (one nobody here wrote; `fetch` brings them) is cut at 80 %
 of its first-parent history. Held out: lines the newest 20 % of commits added
@@ -94,9 +94,11 @@ def held_out(repo: Path, n: int, seed: int) -> tuple[list, list[tuple[int, point
     return commits, sorted(chosen, key=lambda c: (c[0], c[1].path, c[1].offset))
 
 
-def train_adapter(repo: Path, cut: Commit, work: Path) -> tuple[Path, dict]:
-    """The adapter `selftune adapt` trains, with its defaults, on a clone of `repo` checked out at `cut`."""
+def train_adapter(repo: Path, cut: Commit, work: Path, sets: list[str]) -> tuple[Path, dict]:
+    """The adapter `selftune adapt` trains, with its defaults (and `--set` overrides), on a clone of `repo` checked
+    out at `cut`."""
     from selftune.adaptation import run
+    from selftune.adaptation.config import Config
     from selftune.adaptation.progress import Reporter
     from selftune.server.journal import Journal
     from selftune.server.workspace import ADAPTER_FILE, adapters_dir
@@ -109,7 +111,7 @@ def train_adapter(repo: Path, cut: Commit, work: Path) -> tuple[Path, dict]:
     journal._history.join()
     journal.close()
     started = time.perf_counter()
-    meta = run.adapt(work, reporter=Reporter(json_lines=False, bar=sys.stderr.isatty()))
+    meta = run.adapt(work, cfg=Config().override(sets), reporter=Reporter(json_lines=False, bar=sys.stderr.isatty()))
     training = meta.get("training", {})
     print(
         f"  selftune adapt: {meta['decision']} ({meta.get('reason')}); {training.get('steps')} steps, "
@@ -140,10 +142,10 @@ def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list
     adapter, extra = None, {}
     if args.adapt:
         with tempfile.TemporaryDirectory(prefix="selftune-quality-") as tmp:
-            trained, meta = train_adapter(repo, commits[cut - 1], Path(tmp) / "ws")
+            trained, meta = train_adapter(repo, commits[cut - 1], Path(tmp) / "ws", args.set)
             adapter = Path(tempfile.mkdtemp(prefix="selftune-adapter-")) / trained.name
             shutil.copy(trained, adapter)
-        extra["adapt"] = {k: meta.get(k) for k in ("decision", "reason", "training", "metrics")}
+        extra["adapt"] = {k: meta.get(k) for k in ("decision", "reason", "training", "metrics", "error_driven")}
         if args.humaneval:
             extra["humaneval"] = {"base": humaneval(gen, args.humaneval, None),
                                   "adapted": humaneval(gen, args.humaneval, adapter)}  # fmt: skip
@@ -203,6 +205,7 @@ def main() -> int:
     parser.add_argument("--variants", default="peer,prefix,all,definitions,similar,recent,after")
     parser.add_argument("--adapt", action="store_true", help="train an adapter per repository (variant `adapted`)")
     parser.add_argument("--humaneval", type=int, default=20, help="HumanEval problems with --adapt (0: skip)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe knob for --adapt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
     parser.add_argument("--dump", metavar="OUT", help="write each point's expected and suggested lines here")

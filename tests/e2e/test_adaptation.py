@@ -1,7 +1,10 @@
 """Adaptation through the LSP, as an editor drives it: `selftune.adapt`, `$/progress`, the swap, a corrupt adapter.
 
 The project has an idiom no base model knows: every function starts with
-`ledger.stamp("<name>", zone="qx-77")`. The base model does not write it in a
+`ledger.stamp("<name>", zone="qx-77")`. Each module holds one function with a
+verb no other module uses, so at a held-out line neither the file above it
+nor the project's retrieved code shows the idiom (BM25 finds nothing that
+scores); only training can teach it. The base model does not write it in a
 new file; after `selftune.adapt` (a real run: datasets, TRL training on the
 CPU, GGUF export, held-out evaluation, the gate) the running server completes
 it, without a restart. Before that, a corrupt adapter named as current is
@@ -11,6 +14,7 @@ refused with a message, and completions keep coming from the base model.
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -26,7 +30,7 @@ from .conftest import ENV, Editor, config, git, start, wait_for_message
 from .test_feedback import journal, until
 
 NAMES = ["load", "save", "parse", "render", "merge", "split", "clean", "count", "sort", "index", "fetch", "store"]
-OBJECTS = ["order", "invoice", "customer", "ticket", "report", "basket"]
+OBJECTS = ["order", "invoice", "customer", "ticket", "report", "basket", "refund", "coupon", "account", "voucher"]
 # Small and fast: three epochs at a high rate on ~20 short windows (minutes on two cores).
 RECIPE = """[adapt]
 epochs = 3
@@ -36,13 +40,14 @@ window_chars = 400
 max_points = 8
 lintseq_per_file = 0
 batch_size = 2
+error_driven = 8
 """
 NEW_FILE = "from .ledger import ledger\n\n\ndef ship_parcel(parcel, options=None):\n    "
 
 
-def module_for(obj: str, rng: random.Random) -> str:
+def module_for(obj: str, verbs: list[str]) -> str:
     out = [f'"""Operations on {obj}s."""\n\nfrom .ledger import ledger\n\n']
-    for name in rng.sample(NAMES, 6):
+    for name in verbs:
         out.append(
             f'\ndef {name}_{obj}({obj}, options=None):\n    ledger.stamp("{name}_{obj}", zone="qx-77")\n'
             f'    result = dict({obj})\n    result["step"] = "{name}"\n    return result\n\n'
@@ -50,8 +55,10 @@ def module_for(obj: str, rng: random.Random) -> str:
     return "".join(out)
 
 
-def idiom_project(root: Path) -> Path:
-    """A git repository of six modules written in the idiom, one commit each, with the short recipe."""
+def idiom_project(root: Path, functions: int = 1) -> Path:
+    """A git repository of modules written in the idiom, one commit each (the newest are held out), with the short
+    recipe: ten modules of one function each (verbs no two share), or six of `functions` (sampled verbs), where
+    each held-out file shows the idiom above most of its lines."""
     (root / "shop").mkdir(parents=True)
     (root / "shop" / "__init__.py").write_text("")
     (root / "shop" / "ledger.py").write_text(
@@ -63,10 +70,15 @@ def idiom_project(root: Path) -> Path:
     git(root, "add", "shop")
     git(root, "commit", "-qm", "ledger")
     rng = random.Random(0)
-    for i, obj in enumerate(OBJECTS):  # one commit per module, a day apart: the newest are held out
-        (root / "shop" / f"{obj}s.py").write_text(module_for(obj, rng))
+    modules = (
+        zip(OBJECTS, ([v] for v in NAMES))
+        if functions == 1
+        else ((o, rng.sample(NAMES, functions)) for o in OBJECTS[:6])
+    )
+    for i, (obj, verbs) in enumerate(modules):
+        (root / "shop" / f"{obj}s.py").write_text(module_for(obj, verbs))
         git(root, "add", "shop")
-        git(root, "commit", "-qm", f"{obj}s", f"--date=2024-01-0{i + 1}T00:00:00")
+        git(root, "commit", "-qm", f"{obj}s", f"--date=2024-01-{i + 1:02d}T00:00:00")
     return root
 
 
@@ -114,6 +126,7 @@ async def test_adapt_trains_promotes_and_swaps_without_a_restart(client: Languag
     assert compare["candidate"]["edit_similarity"] > compare["base"]["edit_similarity"]
     assert compare["candidate"]["heldout_loss"] < compare["base"]["heldout_loss"]
     assert compare["candidate"]["parity_top1"] >= 0.95
+    assert 1 <= meta["error_driven"]["checked"] <= 8  # the base model completed lines of the training examples first
     # Progress came as $/progress, and the status went through `adapting`.
     assert any(
         "adapting" in str(getattr(v, "title", "")) or "training" in str(getattr(v, "message", ""))
@@ -172,6 +185,36 @@ async def test_adapters_are_listed_switched_and_exported_without_a_restart(clien
         "ADAPTER ./adapter.gguf" in (out / "Modelfile").read_text()
         and "llama-server" in (out / "README.txt").read_text()
     )
+
+
+async def test_the_next_run_goes_on_from_the_adapter_in_use_and_trains_first_on_what_it_has_not_seen(
+    client: LanguageClient, project: Path
+):
+    in_use = (project / ".selftune" / "adapters" / "current").read_text().strip()
+    first = json.loads((project / ".selftune" / "adapters" / in_use / "meta.json").read_text())
+    (project / "shop" / "labels.py").write_text(module_for("label", ["fetch"]))  # new code since that run
+    git(project, "add", "shop")
+    # Dated before the other commits, so that it falls on the training side of the time split.
+    old = os.environ | {"GIT_COMMITTER_DATE": "2024-01-11T00:00:00"}
+    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "labels"], cwd=project,
+                   env=old, check=True, capture_output=True)  # fmt: skip
+    cli = [sys.executable, "-m", "selftune.server", "adapt", "--workspace", str(project), "--json"]
+    lines = subprocess.run(cli, capture_output=True, text=True, check=True, env=ENV).stdout.splitlines()
+    result = next(json.loads(line) for line in lines if line.startswith('{"event": "result"'))
+    meta = json.loads((project / ".selftune" / "adapters" / result["id"] / "meta.json").read_text())
+
+    assert meta["warm_from"] == in_use and meta["lineage"]["runs"] == 2
+    assert meta["lineage"]["tokens"] == first["training"]["tokens"] + meta["training"]["tokens"]
+    assert meta["lineage"]["new_examples"] >= 1 and meta["lineage"]["replayed_examples"] >= 1
+    db = journal(project)
+    assert db.execute("SELECT warm_from FROM adaptation_runs WHERE id = ?", (result["id"],)).fetchone() == (in_use,)
+    trained = dict(db.execute("SELECT run_id, COUNT(*) FROM trained_examples GROUP BY run_id").fetchall())
+    assert trained[in_use] >= 1 and trained[result["id"]] == meta["lineage"]["new_examples"] + meta["lineage"][
+        "replayed_examples"]  # fmt: skip
+    labels = db.execute("SELECT run_id FROM trained_examples WHERE path = 'shop/labels.py'").fetchall()
+    assert (result["id"],) in labels and (in_use,) not in labels  # the new file, and only by the new run
+    coverage = meta["coverage"]
+    assert 1 <= coverage["trained"] < coverage["files"] and "project files as they are now" in coverage["summary"]
 
 
 async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):

@@ -17,7 +17,7 @@ from selftune.adaptation.data import Example, dataset
 from selftune.adaptation.progress import Reporter
 from selftune.server.models import load_manifest
 
-from .test_adaptation import OBJECTS, idiom_project, module_for
+from .test_adaptation import NAMES, OBJECTS, idiom_project, module_for
 
 
 def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
@@ -25,7 +25,7 @@ def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
     location, _ = base.prepare(manifest)
     rng = random.Random(1)
     examples = [
-        Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng)[:300], float(i), f"shop/{obj}s.py")
+        Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng.sample(NAMES, 6))[:300], float(i), f"shop/{obj}s.py")
         for i, obj in enumerate(OBJECTS[:4])
     ]
     cfg = Config(epochs=2, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0)
@@ -41,7 +41,7 @@ def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
 
 
 def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
-    """On the CPU the SFT loss is the model's own (faster); it must be the loss TRL's fused head computes."""
+    """On the CPU the SFT loss is the model's own, its head at the targets only (faster); it must be TRL's loss."""
     import trl
 
     manifest = load_manifest("gemma3-270m")
@@ -50,8 +50,8 @@ def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
     examples = [
         Example(
             "code",
-            f"# shop/{obj}s.py\n" + module_for(obj, rng)[:120],
-            module_for(obj, rng)[:200],
+            f"# shop/{obj}s.py\n" + module_for(obj, rng.sample(NAMES, 6))[:120],
+            module_for(obj, rng.sample(NAMES, 6))[:200],
             float(i),
             f"shop/{obj}s.py",
         )
@@ -60,15 +60,97 @@ def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
     cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu")
     quiet = Reporter(json_lines=False, bar=False)
     ours = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "ours", quiet).losses["sft"]
-    monkeypatch.setattr(train._PlainLossSFT, "make", staticmethod(lambda: trl.SFTTrainer))
+    monkeypatch.setattr(train.TargetLossSFT, "make", staticmethod(lambda: trl.SFTTrainer))
     trls = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "trl", quiet).losses["sft"]
     assert len(ours) == len(trls) == 2
     for a, b in zip(ours, trls):
         assert abs(a - b) <= 0.01 * b, (ours, trls)
 
 
+def _lora_grads(model) -> dict:
+    """name -> a copy of the gradient of every trainable (LoRA) weight."""
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: Path):
+    """The CPU's SFT loss runs the LM head only where a label is: on one padded batch (prompts of different lengths,
+    a code window with none) it must equal the model's own loss over every position, with the same LoRA gradients,
+    in fp32 on the same weights."""
+    import torch
+    from transformers import Trainer
+
+    manifest = load_manifest("gemma3-270m")
+    location, _ = base.prepare(manifest)
+    model, tokenizer = base.load(location, "cpu", torch.float32)
+    cfg = Config(max_length=96, dropout=0.0, cpu_bf16=False, device="cpu", dpo_rounds=0)
+    model = train.with_lora(model, cfg, manifest.lora_targets)
+    torch.manual_seed(3)
+    with torch.no_grad():  # LoRA's B starts at zero, which would leave every A without a gradient
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(std=0.02)
+    rng = random.Random(3)
+    examples = [
+        Example(
+            "code", module_for(obj, rng.sample(NAMES, 6))[:chars], module_for(obj, rng.sample(NAMES, 6))[:80], 0.0, obj
+        )
+        for obj, chars in (("order", 200), ("invoice", 40))
+    ]
+    examples.append(Example("code", "", module_for("ticket", rng.sample(NAMES, 6))[:150], 0.0, "ticket"))
+    trainer, _ = train.sft_trainer(model, tokenizer, examples, cfg, tmp_path, "cpu")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+    targets = int((batch["labels"][..., 1:] != -100).sum())
+    assert 0 < targets < batch["attention_mask"].sum() - len(examples)  # the prompts' and padding's are left out
+
+    for num_items in (targets, None):  # the accumulated batch's count, as training passes it; and none: the mean
+        model.zero_grad()
+        plain = Trainer.compute_loss(trainer, model, dict(batch), num_items_in_batch=num_items)
+        plain.backward()
+        plain_grads = _lora_grads(model)
+        model.zero_grad()
+        fast, outputs = trainer.compute_loss(model, dict(batch), return_outputs=True, num_items_in_batch=num_items)
+        fast.backward()
+        fast_grads = _lora_grads(model)
+
+        assert outputs.logits.shape == (targets, model.config.vocab_size)
+        assert abs(fast.item() - plain.item()) <= 1e-4 * plain.item(), (fast.item(), plain.item())
+        assert any("lora_A" in name for name in plain_grads)
+        assert all(grad.abs().max() > 0 for grad in plain_grads.values())  # every LoRA weight has a gradient to compare
+        torch.testing.assert_close(fast_grads, plain_grads, rtol=1e-3, atol=1e-6)
+
+
+def test_lora_on_the_last_layers_only_adapts_those_and_backpropagates_no_further(tmp_path: Path):
+    """`lora_layers=N` puts LoRA on the last N decoder layers, and in SFT's training step no gradient is taken
+    below them (the point of it: the backward pass stops early); a value the model cannot have is refused."""
+    import pytest
+    import torch
+
+    manifest = load_manifest("gemma3-270m")
+    location, _ = base.prepare(manifest)
+    model, tokenizer = base.load(location, "cpu", torch.float32)
+    with pytest.raises(ValueError, match="lora_layers=19: the model has 18 decoder layers"):
+        train.with_lora(model, Config(lora_layers=19), manifest.lora_targets)
+    cfg = Config(lora_layers=4, max_length=64, cpu_bf16=False, device="cpu")
+    model = train.with_lora(model, cfg, manifest.lora_targets)
+    adapted = {int(name.split(".layers.")[1].split(".")[0]) for name, _ in model.named_parameters() if "lora_" in name}
+    assert adapted == {14, 15, 16, 17}
+
+    example = Example("code", "def load(order):\n", "    return dict(order)\n", 0.0, "shop/orders.py")
+    trainer, _ = train.sft_trainer(model, tokenizer, [example], cfg, tmp_path, "cpu")
+    needs_grad: dict[int, bool] = {}
+    layers = model.base_model.model.model.layers
+    hooks = [
+        layers[i].register_forward_hook(lambda m, a, out, i=i: needs_grad.__setitem__(i, out.requires_grad))
+        for i in (12, 13, 14)
+    ]
+    trainer.compute_loss(model, trainer.data_collator([trainer.train_dataset[0]])).backward()
+    for hook in hooks:
+        hook.remove()
+    assert needs_grad == {12: False, 13: False, 14: True}
+
+
 def test_the_gate_refuses_an_adapter_trained_on_shuffled_targets(tmp_path: Path, monkeypatch):
-    root = idiom_project(tmp_path / "idiom")
+    root = idiom_project(tmp_path / "idiom", functions=6)  # the base model copies the idiom from the file above
     real_build = dataset.build
 
     def shuffled(*args, **kwargs) -> dataset.Dataset:

@@ -90,7 +90,19 @@ EXPECTED = {
         "tests",
     ],
     "run_completions": ["run_id", "completion_id"],
-    "adaptation_runs": ["id", "started", "ended", "base", "decision", "reason", "examples", "metrics"],
+    "adaptation_runs": [
+        "id",
+        "started",
+        "ended",
+        "base",
+        "decision",
+        "reason",
+        "examples",
+        "metrics",
+        "warm_from",
+        "tokens",
+    ],  # fmt: skip
+    "trained_examples": ["run_id", "key", "kind", "path", "version"],
 }
 
 

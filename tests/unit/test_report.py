@@ -2,8 +2,10 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from selftune.server.adapters import listed as adapters
-from selftune.server.report import adapter_table, metric_chart
+from selftune.server.report import adapter_table, coverage_line, metric_chart
 
 
 def write_meta(root: Path, adapter_id: str, meta: object) -> None:
@@ -61,3 +63,26 @@ def test_held_out_chart_plots_each_adapter_next_to_the_base_model(tmp_path: Path
 
 def test_held_out_chart_without_evaluated_adapters(tmp_path: Path):
     assert "no adapter has been evaluated" in metric_chart(adapters(tmp_path))
+
+
+def test_the_learning_curve_runs_along_the_training_tokens_behind_each_adapter(tmp_path: Path):
+    """Runs that went on from each other: each adapter sits at its lineage's cumulative tokens, in that order,
+    and the page says how much of the project the adapter in use has covered."""
+    for name, tokens, sim, current in (("b", 3000, 0.5, False), ("a", 1000, 0.4, False), ("c", 6000, 0.7, True)):
+        write_meta(tmp_path, f"2026010{ord(name) - 96}-000000-{name * 4}", {
+            "created": f"2026-01-0{4 - (ord(name) - 96)} 00:00:00",  # made in another order than trained
+            "decision": "promoted",
+            "metrics": {"edit_similarity": sim, "base_edit_similarity": 0.3},
+            "lineage": {"runs": ord(name) - 96, "tokens": tokens},
+            "coverage": {"summary": "trained on 3 of 4 project files as they are now (80% of the code)"},
+        })  # fmt: skip
+        if current:
+            (tmp_path / ".selftune" / "adapters" / "current").write_text(f"2026010{ord(name) - 96}-000000-{name * 4}")
+    found = adapters(tmp_path)
+    svg = metric_chart(found)
+    xs = [float(x) for x in re.findall(r'cx="([\d.]+)" cy="[\d.]+" r="3" fill="#36c"', svg)]
+    ys = [float(y) for y in re.findall(r'cy="([\d.]+)" r="3" fill="#36c"', svg)]
+    assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # by tokens: 1k, 3k, 6k; similarity rising
+    assert (xs[1] - xs[0]) / (xs[2] - xs[1]) == pytest.approx(2 / 3, rel=0.01)  # spaced by tokens, not by rank
+    assert "1.0k" in svg and "6.0k" in svg and "training tokens behind the adapter" in svg
+    assert "over 3 runs: trained on 3 of 4 project files" in coverage_line(found)

@@ -1,0 +1,129 @@
+"""Runs that build on each other: what the adapters behind the one in use were trained on.
+
+A run starts from the adapter in use (warm start, train.py), so what that
+adapter knows is what every run of its lineage trained on: the adapter, the
+one it started from, and so on back to one trained from the base model. The
+journal records each run's examples (`trained_examples`: a key per example,
+its kind, file and the file's version) and the adapter it started from
+(`adaptation_runs.warm_from`). From those:
+
+- `fresh_first` puts the examples no run of the lineage has seen first and
+  adds a replayed sample of seen ones (so that an idle machine covers the
+  whole project, then keeps up with its changes, without forgetting);
+- `coverage` says how much of the project as it is now the lineage has
+  trained on (files whose current version was in a run's examples).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import sqlite3
+from dataclasses import dataclass
+
+from .data import Example
+
+MAX_CHAIN = 1000  # runs followed back (a loop in a hand-edited journal ends here)
+
+
+def example_key(e: Example) -> str:
+    """An example's identity across runs: its kind, file, and the text it trains on (not its time)."""
+    digest = hashlib.sha1(f"{e.kind}\0{e.group}\0{e.prompt[-512:]}\0{e.target}\0{e.rejected}".encode())
+    return digest.hexdigest()[:20]
+
+
+def text_version(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def example_version(e: Example, files: dict[str, tuple[str, float]]) -> str | None:
+    """Which version of its file an example comes from: the commit of an edit step, else the file's content now
+    for code from the project's files (other kinds come from the journal and have none)."""
+    if e.meta.get("commit"):
+        return str(e.meta["commit"])[:12]
+    if e.kind in ("code", "fim", "lintseq") and e.group in files:
+        return text_version(files[e.group][0])
+    return None
+
+
+def chain(conn: sqlite3.Connection | None, adapter_id: str | None) -> list[str]:
+    """`adapter_id` and the adapters it was warm-started from, newest first (empty for the base model)."""
+    out: list[str] = []
+    while adapter_id and adapter_id not in out and len(out) < MAX_CHAIN:
+        out.append(adapter_id)
+        if conn is None:
+            break
+        try:
+            row = conn.execute("SELECT warm_from FROM adaptation_runs WHERE id = ?", (adapter_id,)).fetchone()
+        except sqlite3.OperationalError:  # a journal from before the column: no lineage recorded
+            break
+        adapter_id = row[0] if row else None
+    return out
+
+
+def trained_rows(conn: sqlite3.Connection | None, runs: list[str]) -> list[tuple[str, str, str, str | None]]:
+    """(run, key, path, version) of every example the `runs` trained on."""
+    if conn is None or not runs:
+        return []
+    marks = ",".join("?" * len(runs))
+    try:
+        query = f"SELECT run_id, key, path, version FROM trained_examples WHERE run_id IN ({marks})"
+        return conn.execute(query, runs).fetchall()
+    except sqlite3.OperationalError:  # no such table yet
+        return []
+
+
+def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share: float, seed: int) -> list[Example]:
+    """At most `cap` of `examples`: every one not `seen` yet (newest first when there are more), and a random
+    `replay_share` of the total from those seen (more when there are not enough new ones)."""
+    rng = random.Random(seed)
+    fresh = [e for e in examples if example_key(e) not in seen]
+    old = [e for e in examples if example_key(e) in seen]
+    fresh.sort(key=lambda e: -e.time)
+    replay = min(len(old), max(int(round(cap * replay_share)), cap - len(fresh)))
+    chosen = fresh[: cap - replay] + rng.sample(old, replay)
+    rng.shuffle(chosen)
+    return chosen
+
+
+@dataclass
+class Coverage:
+    files: int  # project files now
+    trained: int  # of those, trained on as they are now
+    older: int  # trained on only at an older version
+    chars: int
+    trained_chars: int
+
+    def to_json(self) -> dict:
+        return {
+            "files": self.files,
+            "trained": self.trained,
+            "older": self.older,
+            "share": round(self.trained_chars / self.chars, 4) if self.chars else 0.0,
+        }
+
+    def describe(self) -> str:
+        if not self.files:
+            return "no project files"
+        share = self.trained_chars / self.chars if self.chars else 0.0
+        older = f", {self.older} more at an older version" if self.older else ""
+        now = f"{self.trained} of {self.files} project files as they are now"
+        return f"trained on {now} ({share:.0%} of the code){older}"
+
+
+def coverage(rows, files: dict[str, tuple[str, float]]) -> Coverage:
+    """How much of `files` (the project now) the examples in `rows` (`trained_rows`) cover."""
+    versions: dict[str, set[str]] = {}
+    for _run, _key, path, version in rows:
+        if path:
+            versions.setdefault(path, set()).add(version or "")
+    trained = older = chars = trained_chars = 0
+    for path, (text, _) in files.items():
+        chars += len(text)
+        seen = versions.get(path)
+        if seen and text_version(text) in seen:
+            trained += 1
+            trained_chars += len(text)
+        elif seen:
+            older += 1
+    return Coverage(len(files), trained, older, chars, trained_chars)

@@ -1,0 +1,166 @@
+"""How fast adaptation trains on this machine, against what its matrix units can do.
+
+    python tests/benchmarks/training_speed.py [--repo PATH] [--examples 16] [--max-length 512] [--threads N]
+
+First the machine's own matmul throughput (torch, 2048^3, fp32 and bf16, on
+the threads training uses). Then SFT steps as `selftune adapt` takes them
+(TRL's trainer, LoRA r=16, the recipe's precision) on two kinds of examples
+from a real project's files at HEAD:
+
+- code windows: the whole text is the target (every position takes the loss);
+- serving-format examples: the prompt the server would assemble at the start
+  of a block (project blocks, the lines after the cursor, the window before
+  it), the block as the target: most positions are prompt.
+
+Each in the same run with the LM head at every position (the model's own loss,
+what the CPU used before) and at the targets only (loss.py); the serving kind
+also with LoRA on the last 6 of 18 layers (`lora_layers=6`). Prints tokens/s,
+target tokens/s, the model FLOP/s those imply (about 4 x the block weights per
+token: forward, and the backward pass through frozen weights; 4 x the head's
+weights per position whose logits are computed) and that as a share of the
+matmul throughput. Asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from selftune.adaptation import base, run, train
+from selftune.adaptation.config import Config
+from selftune.adaptation.data import Example, corpus, dataset, insertions
+from selftune.server.models import load_manifest
+
+LAYERS_ONLY = 6
+
+
+def matmul_gflops(torch, dtype, size: int = 2048, reps: int = 5) -> float:
+    a = torch.randn(size, size, dtype=dtype)
+    b = torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / statistics.median(times) / 1e9
+
+
+def serving_examples(files: dict, cfg: Config, measure, fmt, count: int, rng: random.Random) -> list[Example]:
+    """Blocks of 1-4 lines at random places, each with the prompt the server would send there."""
+    index = dataset.index_of(files)
+    prompt_for = dataset.serving_prompts(fmt, cfg, measure)
+    paths = sorted(p for p, (text, _) in files.items() if text.count("\n") > 20)
+    out: list[Example] = []
+    while len(out) < count:
+        path = rng.choice(paths)
+        text = files[path][0]
+        lines = text.count("\n")
+        found = insertions.at_block(text, rng.randrange(5, lines - 4), rng.randint(1, 4))
+        if found is None:
+            continue
+        document, cursor, block = found
+        out.append(Example("insertion", prompt_for(path, document, cursor, index), block, 0.0, path))
+    return out
+
+
+def step_through(location: str, targets, examples: list[Example], cfg: Config, plain: bool) -> dict:
+    """SFT over `examples` (one epoch), timed; the head everywhere (`plain`) or at the targets only."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    device, dtype = base.device_and_dtype("cpu")
+    model, tokenizer = base.load(location, device, dtype)
+    params = sum(p.numel() for p in model.parameters())
+    model = train.with_lora(model, cfg, targets)
+
+    class PlainLoss(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
+
+    real = train.TargetLossSFT.make
+    if plain:
+        train.TargetLossSFT.make = staticmethod(lambda: PlainLoss)  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            trainer, tokens = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
+            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+            target_tokens = int((batch["labels"] != -100).sum())
+            start = time.perf_counter()
+            trainer.train()
+            seconds = time.perf_counter() - start
+    finally:
+        train.TargetLossSFT.make = real  # type: ignore[method-assign]
+    del model
+    return {"tokens": tokens, "targets": target_tokens, "seconds": seconds, "params": params}
+
+
+def model_gflop(location: str, params: int, tokens: int, heads: int, lora_layers: int) -> float:
+    """FLOPs of a LoRA training pass: 2 x block weights per token forward, 2 x those backward through the
+    adapted layers; 4 x the head's weights per position whose logits are computed."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(location).get_text_config()
+    head = config.vocab_size * config.hidden_size
+    layers = config.num_hidden_layers
+    per_layer = (params - head) / layers
+    backward_layers = lora_layers or layers
+    return (2 * per_layer * layers * tokens + 2 * per_layer * backward_layers * tokens + 4 * head * heads) / 1e9
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repo", type=Path, default=Path(__file__).resolve().parents[2], help="a project's folder")
+    parser.add_argument("--examples", type=int, default=16)
+    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+
+    cfg = Config(max_length=args.max_length, threads=args.threads, epochs=1.0, device="cpu", dpo_rounds=0)
+    torch = train.setup_torch(cfg)
+    threads = torch.get_num_threads()
+    bf16 = train.uses_bf16(cfg, "cpu")
+    fp32_peak = matmul_gflops(torch, torch.float32)
+    bf16_peak = matmul_gflops(torch, torch.bfloat16)
+    peak = bf16_peak if bf16 else fp32_peak
+    print(f"{threads} threads; matmul 2048^3: fp32 {fp32_peak:.0f} GFLOP/s, bf16 {bf16_peak:.0f} GFLOP/s; "
+          f"training in {'bf16 autocast' if bf16 else 'fp32'}")  # fmt: skip
+
+    manifest = load_manifest("gemma3-270m")
+    location, _ = base.prepare(manifest, progress=lambda m: None)
+    files = corpus.project_files(args.repo)
+    rng = random.Random(0)
+    windows = corpus.from_files(files, manifest.prompt, window_chars=cfg.window_chars, fim_share=0.0, seed=0)
+    code = rng.sample([e for e in windows if e.kind == "code"], args.examples)
+    serving = serving_examples(files, cfg, run.token_counter(manifest, ""), manifest.prompt, args.examples, rng)
+    print(f"{len(code)} code windows and {len(serving)} serving-format examples from {args.repo}, "
+          f"max_length {cfg.max_length}\n")  # fmt: skip
+
+    rows = []
+    for kind, examples in (("code windows", code), ("serving format", serving)):
+        variants = [("head everywhere (before)", True, 0), ("head at targets", False, 0)]
+        if kind == "serving format":
+            variants.append((f"head at targets, LoRA last {LAYERS_ONLY}", False, LAYERS_ONLY))
+        for name, plain, layers in variants:
+            got = step_through(location, manifest.lora_targets, examples, replace(cfg, lora_layers=layers), plain)
+            heads = got["tokens"] if plain else got["targets"]
+            gflop = model_gflop(location, got["params"], got["tokens"], heads, layers)
+            rows.append((kind, name, got, gflop / got["seconds"]))
+
+    print(f"{'examples':16}{'loss':34}{'tokens/s':>10}{'targets/s':>11}{'GFLOP/s':>9}{'of peak':>9}{'speed-up':>10}")
+    for kind, name, got, gflops in rows:
+        first = next(r for r in rows if r[0] == kind)
+        speedup = first[2]["seconds"] / got["seconds"]
+        print(f"{kind:16}{name:34}{got['tokens'] / got['seconds']:>10.0f}{got['targets'] / got['seconds']:>11.0f}"
+              f"{gflops:>9.0f}{gflops / peak:>9.0%}{speedup:>9.2f}x")  # fmt: skip
+    print("\ntarget: 3x the tokens/s of the head everywhere, on the examples a run trains on")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

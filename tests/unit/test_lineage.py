@@ -1,0 +1,71 @@
+"""Runs that build on each other: the lineage of the adapter in use, what it has seen, what to train next."""
+
+import sqlite3
+
+from selftune.adaptation import lineage
+from selftune.adaptation.data import Example
+from selftune.server.journal.migrations import migrate
+from selftune.server.journal.rows import insert
+
+
+def code(path: str, target: str, at: float = 0.0) -> Example:
+    return Example("code", "", target, at, path)
+
+
+def journal_with_runs(*runs: tuple[str, str | None, list[tuple[str, str, str]]]) -> sqlite3.Connection:
+    """(run id, the adapter it went on from, [(key, path, version)]) per run."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
+    for i, (run, warm_from, rows) in enumerate(runs):
+        insert(conn, "adaptation_runs", {"id": run, "started": i, "ended": i, "base": "m", "decision": "promoted",
+                                         "metrics": "{}", "warm_from": warm_from, "tokens": 100 * (i + 1)})  # fmt: skip
+        for key, path, version in rows:
+            insert(conn, "trained_examples", {"run_id": run, "key": key, "kind": "code", "path": path,
+                                              "version": version})  # fmt: skip
+    return conn
+
+
+def test_an_example_is_the_same_across_runs_whatever_its_time_and_differs_by_its_text():
+    assert lineage.example_key(code("a.py", "x = 1\n", 1.0)) == lineage.example_key(code("a.py", "x = 1\n", 9.0))
+    assert lineage.example_key(code("a.py", "x = 1\n")) != lineage.example_key(code("a.py", "x = 2\n"))
+    assert lineage.example_key(code("a.py", "x = 1\n")) != lineage.example_key(code("b.py", "x = 1\n"))
+
+
+def test_the_lineage_follows_the_adapters_each_run_went_on_from_and_survives_a_loop():
+    conn = journal_with_runs(("a", None, []), ("b", "a", []), ("c", "b", []), ("other", None, []))
+    assert lineage.chain(conn, "c") == ["c", "b", "a"]
+    assert lineage.chain(conn, None) == []
+    conn.execute("UPDATE adaptation_runs SET warm_from = 'c' WHERE id = 'a'")  # a hand-edited journal
+    assert lineage.chain(conn, "c") == ["c", "b", "a"]
+    assert lineage.chain(None, "c") == ["c"]
+
+
+def test_what_the_lineage_has_not_seen_comes_first_with_a_replayed_share_of_the_rest():
+    old = [code(f"old{i}.py", f"x = {i}\n", at=i) for i in range(20)]
+    new = [code(f"new{i}.py", f"y = {i}\n", at=100 + i) for i in range(6)]
+    seen = {lineage.example_key(e) for e in old}
+    chosen = lineage.fresh_first(old + new, seen, cap=10, replay_share=0.2, seed=0)
+    assert len(chosen) == 10
+    assert sum(e in new for e in chosen) == 6  # every new one
+    assert sum(e in old for e in chosen) == 4  # the rest of the cap replayed (more than 20 %: room was left)
+    many = [code(f"n{i}.py", f"z = {i}\n", at=i) for i in range(30)]
+    chosen = lineage.fresh_first(old + many, seen, cap=10, replay_share=0.2, seed=0)
+    assert sum(e in old for e in chosen) == 2  # 20 % replay
+    assert {e.time for e in chosen if e in many} == set(range(22, 30))  # the newest of the new ones
+    # Nothing new: the run keeps up by replaying what it has seen.
+    assert len(lineage.fresh_first(old, seen, cap=10, replay_share=0.2, seed=0)) == 10
+
+
+def test_coverage_counts_the_files_trained_on_as_they_are_now():
+    files = {"a.py": ("x = 1\n", 0.0), "b.py": ("y = 2\n", 0.0), "c.py": ("z = 3\n" * 10, 0.0)}
+    conn = journal_with_runs(
+        ("r1", None, [("k1", "a.py", lineage.text_version("x = 1\n")), ("k2", "b.py", lineage.text_version("old"))]),
+        ("r2", "r1", [("k3", "c.py", lineage.text_version("z = 3\n" * 10))]),
+    )
+    rows = lineage.trained_rows(conn, lineage.chain(conn, "r2"))
+    covered = lineage.coverage(rows, files)
+    assert (covered.files, covered.trained, covered.older) == (3, 2, 1)
+    assert covered.to_json()["share"] == round(66 / 72, 4)
+    assert covered.describe().startswith("trained on 2 of 3 project files as they are now (92% of the code), 1 more")
+    only_r1 = lineage.coverage(lineage.trained_rows(conn, ["r1"]), files)
+    assert only_r1.trained == 1
