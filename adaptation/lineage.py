@@ -73,6 +73,18 @@ def trained_rows(conn: sqlite3.Connection | None, runs: list[str]) -> list[tuple
         return []
 
 
+def tokens(conn: sqlite3.Connection | None, runs: list[str]) -> int:
+    """Training tokens of the `runs`, together."""
+    if conn is None or not runs:
+        return 0
+    marks = ",".join("?" * len(runs))
+    try:
+        row = conn.execute(f"SELECT SUM(tokens) FROM adaptation_runs WHERE id IN ({marks})", runs).fetchone()
+    except sqlite3.OperationalError:  # a journal from before the column
+        return 0
+    return int(row[0] or 0)
+
+
 def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share: float, seed: int) -> list[Example]:
     """At most `cap` of `examples`: every one not `seen` yet (newest first when there are more), and a random
     `replay_share` of the total from those seen (more when there are not enough new ones)."""

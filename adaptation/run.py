@@ -227,8 +227,8 @@ def _adapt(
 
     right: set[str] = set()
 
-    def pick(examples, cap, warm):
-        if warm:  # a run that goes on: what its lineage has not seen first, and some replay
+    def pick(examples, cap, goes_on):
+        if goes_on:  # a run that goes on from the adapter in use: what its lineage has not seen first, some replay
             examples = lineage.fresh_first(examples, seen, cap, cfg.replay_share, cfg.seed)
         return wrong_first.wrong_first(examples, right, cap)  # what the model in use gets right, last
 
@@ -308,7 +308,7 @@ def _adapt(
         if k in ("exact_match", "edit_similarity", "pass_at_1", "heldout_loss")
     }
     metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
-    earlier_tokens = _lineage_tokens(conn, chain)
+    earlier_tokens = lineage.tokens(conn, chain)
     covered = lineage.coverage(before + [(out.name, t["key"], t["path"], t["version"]) for t in trained], data.files)
     new_examples = sum(t["key"] not in seen for t in trained)
     result_meta = {
@@ -347,17 +347,6 @@ def _adapt(
         "result", **{k: result_meta[k] for k in ("decision", "reason", "metrics")}, id=out.name, trust=meta["trust"]
     )
     return result_meta
-
-
-def _lineage_tokens(conn, chain: list[str]) -> int:
-    if conn is None or not chain:
-        return 0
-    marks = ",".join("?" * len(chain))
-    try:
-        row = conn.execute(f"SELECT SUM(tokens) FROM adaptation_runs WHERE id IN ({marks})", chain).fetchone()
-    except sqlite3.OperationalError:
-        return 0
-    return int(row[0] or 0)
 
 
 def evaluate_current(

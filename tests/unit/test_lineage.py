@@ -38,6 +38,7 @@ def test_the_lineage_follows_the_adapters_each_run_went_on_from_and_survives_a_l
     conn.execute("UPDATE adaptation_runs SET warm_from = 'c' WHERE id = 'a'")  # a hand-edited journal
     assert lineage.chain(conn, "c") == ["c", "b", "a"]
     assert lineage.chain(None, "c") == ["c"]
+    assert lineage.tokens(conn, ["c", "b", "a"]) == 600 and lineage.tokens(conn, []) == 0
 
 
 def test_what_the_lineage_has_not_seen_comes_first_with_a_replayed_share_of_the_rest():
