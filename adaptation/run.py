@@ -185,6 +185,15 @@ def adapt(
         return meta
 
 
+def last_rate(root: Path) -> float | None:
+    """The training tokens/s of the newest run here that recorded it (the same machine, most likely)."""
+    for adapter in reversed(adapters.listed(root)):
+        rate = (adapter.get("metrics") or {}).get("train_tokens_per_s")
+        if isinstance(rate, (int, float)) and rate > 0:
+            return float(rate)
+    return None
+
+
 def warm_start(root: Path, manifest: Manifest, cfg: Config, conn) -> tuple[Path | None, list[str], str]:
     """(the PEFT adapter to go on from, the lineage behind it, why not) for a run: the adapter in use, when it
     was trained on this base model and its PEFT files are there."""
@@ -265,9 +274,8 @@ def _adapt(
                 return None
             return evaluate.check_function(root, conn, e, answer, cfg.test_timeout)
 
-        result = train.train(
-            location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge, warm=warm, pick=pick
-        )
+        result = train.train(location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge, warm=warm,
+                             pick=pick, expected_rate=last_rate(root))  # fmt: skip
         if result.warm_from is None:
             chain, before, seen = [], [], set()
         for e in result.trained:

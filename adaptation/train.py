@@ -38,6 +38,7 @@ from .config import Config
 from .data import Example
 from .loss import TargetLossSFT
 from .progress import Reporter
+from .rounds import next_round_pairs
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class TrainResult:
     trained: list[Example] = field(default_factory=list)  # the SFT examples the run trained on
     warm_from: Path | None = None  # the adapter it went on from (None: a new LoRA on the base model)
     warm_note: str = ""  # why it did not go on from the adapter it was given
+    expected_rate: float | None = None  # tokens/s the last run trained at here: what the run says it will take
 
     @property
     def tokens_per_second(self) -> float:
@@ -292,6 +294,10 @@ def sft(
     losses: list[float] = []
     progress = _Progress.make(reporter, "sft", "training", losses)
     trainer, tokens = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
+    total = int(tokens * cfg.epochs)
+    rate = result.expected_rate
+    about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
+    reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
     trainer.train()
     result.steps += trainer.state.global_step
     result.tokens += int(tokens * cfg.epochs)
@@ -339,52 +345,6 @@ def dpo_round(
     result.losses[f"dpo{round_no}"] = losses
 
 
-def sample_answers(model, tokenizer, prompt: str, n: int, max_new_tokens: int, device: str) -> list[str]:
-    import torch
-
-    ids = tokenizer(prompt[-4000:], return_tensors="pt").to(device)
-    with torch.no_grad():
-        out = model.generate(
-            **ids,
-            do_sample=True,
-            temperature=0.8,
-            top_p=0.95,
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    return [tokenizer.decode(o[ids.input_ids.shape[1] :], skip_special_tokens=True) for o in out]
-
-
-def next_round_pairs(
-    model, tokenizer, pairs: list[Example], cfg: Config, device: str, judge: Callable[[Example, str], bool | None]
-) -> list[Example]:
-    """CodeLutra's next round: answers sampled from the current model, judged, paired with a correct one."""
-    fresh = []
-    for e in pairs:
-        lines = max(1, e.target.count("\n"))
-        for answer in sample_answers(model, tokenizer, e.prompt, cfg.samples_per_prompt, 24 * lines + 16, device):
-            answer = "\n".join(answer.splitlines()[: lines + 2]) + ("\n" if e.target.endswith("\n") else "")
-            verdict = judge(e, answer)
-            if verdict is None:  # no tests to ask: anything but the known good answer counts as worse
-                verdict = answer.strip() == e.target.strip()
-            if verdict:
-                continue
-            fresh.append(
-                Example(
-                    "preference",
-                    e.prompt,
-                    e.target,
-                    e.time,
-                    e.group,
-                    rejected=answer,
-                    tests=e.tests,
-                    meta={**e.meta, "source": "sampled"},
-                )
-            )
-    return fresh
-
-
 def train(
     location: str,
     targets: tuple[str, ...],
@@ -395,6 +355,7 @@ def train(
     judge: Callable[[Example, str], bool | None] = lambda e, a: None,
     warm: Path | None = None,
     pick: Callable[[list[Example], int, bool], list[Example]] | None = None,
+    expected_rate: float | None = None,
 ) -> TrainResult:
     """`warm`: a saved PEFT adapter to go on training (the adapter in use), when its LoRA has this run's shape;
     `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
@@ -409,6 +370,7 @@ def train(
     reporter.phase("base", f"loading the base model on {device} ({precision})")
     model, tokenizer = base.load(location, device, dtype)
     result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer)
+    result.expected_rate = expected_rate
     problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None
     if warm is not None and problem is None:
         reporter.phase("base", f"going on from the adapter in use ({warm.parent.name})")
