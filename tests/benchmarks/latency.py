@@ -1,6 +1,7 @@
 """Pause-to-suggestion latency: selftune vs llama-cpp-python's own server, same keystrokes, same model.
 
     python tests/benchmarks/latency.py [--file PATH] [--start LINE] [--lines N] [--json OUT]
+                                      [--setting KEY=JSON ...] [--no-peer]
 
 Replays typing a real Python file nobody here wrote (by default a function of
 the standard library's textwrap.py) through LSP, as an editor does: keys 50 ms
@@ -100,9 +101,9 @@ def summarize(name: str, pauses: list[Pause]) -> dict:
 
 
 async def run_ours(
-    root: Path, path: Path, before: str, region: str, after: str, other: Path, switches: int
+    root: Path, path: Path, before: str, region: str, after: str, other: Path, switches: int, settings: dict
 ) -> tuple[list[Pause], dict[str, list[float]]]:
-    session = await Session.start(root, {}, log=root / "selftune.log")
+    session = await Session.start(root, settings, log=root / "selftune.log")
     try:
         doc = session.open(path, before + after)
         await session.inline(doc, len(before))  # model load and the cold prefill, not measured
@@ -283,7 +284,12 @@ def prefix_reuse(text: str) -> dict:
 # --- report -----------------------------------------------------------------------
 
 
-def report(ours: dict, peer: dict, back_ours: dict[str, list[float]], back_peer: dict[str, list[float]]) -> None:
+def report(ours: dict, peer: dict | None, back_ours: dict[str, list[float]],
+           back_peer: dict[str, list[float]] | None) -> None:  # fmt: skip
+    """The table, selftune beside the peer (or alone, with `peer` None)."""
+    if peer is None or back_peer is None:
+        peer = {k: math.nan for k in ours}
+        back_peer = {how: [math.nan] for how in back_ours}
     rows = [
         ("pause→suggestion p50 (ms)", "p50_ms", "{:.0f}"),
         ("pause→suggestion p95 (ms)", "p95_ms", "{:.0f}"),
@@ -324,7 +330,11 @@ async def main() -> int:
     )
     parser.add_argument("--switches", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--setting", action="append", default=[], metavar="KEY=JSON",
+                        help="a server setting for selftune, e.g. lineWaitMs=150")  # fmt: skip
+    parser.add_argument("--no-peer", action="store_true", help="selftune alone (to compare its settings)")
     args = parser.parse_args()
+    server = {key: json.loads(value) for key, _, value in (s.partition("=") for s in args.setting)}
 
     settings = Settings()
     manifest = load_manifest(settings.model)
@@ -343,13 +353,16 @@ async def main() -> int:
         other = root / ("other_" + args.other.name)
         other.write_text(args.other.read_text())
         t = time.perf_counter()
-        ours_pauses, back_ours = await run_ours(root, path, before, region, after, other, args.switches)
+        ours_pauses, back_ours = await run_ours(root, path, before, region, after, other, args.switches, server)
         ours = summarize("selftune", ours_pauses)
         print(
             f"selftune: {len(ours_pauses)} pauses in {time.perf_counter() - t:.0f} s; "
             f"p50 {ours['p50_ms']:.0f} ms, p95 {ours['p95_ms']:.0f} ms (the peer takes much longer)",
             flush=True,
         )
+        if args.no_peer:
+            report(ours, None, back_ours, None)
+            return 0
         peer = Peer(model, n_ctx, os.cpu_count() or 2, root / "peer.log")
         try:
             t = time.perf_counter()

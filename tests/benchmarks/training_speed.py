@@ -89,7 +89,7 @@ def step_through(location: str, targets, examples: list[Example], cfg: Config, p
     try:
         with tempfile.TemporaryDirectory() as out:
             trainer, tokens = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
-            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+            batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
             target_tokens = int((batch["labels"] != -100).sum())
             start = time.perf_counter()
             trainer.train()
