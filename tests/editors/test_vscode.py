@@ -391,6 +391,8 @@ def test_status_bar_shows_model_adapter_state(workbench: Workbench):
 def test_ghost_text_and_tab_accepts(workbench: Workbench, tmp_path: Path):
     page = workbench.page
     workbench.open("shapes.py")
+    # Keys typed before the server is up reach it only inside didOpen, and ask for no suggestion.
+    workbench.until(workbench.ready, f"the status item to read {READY!r}", 120)
     page.keyboard.press("Control+End")  # the empty line after `def perimeter(self):`
     page.keyboard.type("        return ")
     shown = workbench.until(lambda: (e := workbench.editor())["ghost"].strip() and e, "ghost text after `return `")
