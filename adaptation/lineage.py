@@ -89,8 +89,10 @@ def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share:
     """At most `cap` of `examples`: every one not `seen` yet (newest first when there are more), and a random
     `replay_share` of the total from those seen (more when there are not enough new ones)."""
     rng = random.Random(seed)
-    fresh = [e for e in examples if example_key(e) not in seen]
-    old = [e for e in examples if example_key(e) in seen]
+    fresh: list[Example] = []
+    old: list[Example] = []
+    for e in examples:
+        (old if example_key(e) in seen else fresh).append(e)
     fresh.sort(key=lambda e: -e.time)
     replay = min(len(old), max(int(round(cap * replay_share)), cap - len(fresh)))
     chosen = fresh[: cap - replay] + rng.sample(old, replay)

@@ -300,7 +300,7 @@ def sft(
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
     trainer.train()
     result.steps += trainer.state.global_step
-    result.tokens += int(tokens * cfg.epochs)
+    result.tokens += total
     result.losses["sft"] = losses
 
 
@@ -386,8 +386,7 @@ def train(
         sft_examples = pick(sft_examples, cfg.max_train_examples, result.warm_from is not None)
     chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share)
     result.trained = chosen
-    if chosen:
-        reporter.phase("sft", f"training on {len(chosen)} examples")
+    if chosen:  # sft says how many examples and tokens, and about how long
         sft(model, tokenizer, chosen, cfg, out, device, reporter, result)
 
     # --- CodeLutra: DPO + NLL on preference pairs, a few rounds ---

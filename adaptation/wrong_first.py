@@ -64,6 +64,8 @@ def wrong_first(examples: list[Example], right: set[str], cap: int) -> list[Exam
     """`examples` with those the model already gets right last, and left out beyond `cap`."""
     if not right:
         return examples
-    wrong = [e for e in examples if example_key(e) not in right]
-    known = [e for e in examples if example_key(e) in right]
+    wrong: list[Example] = []
+    known: list[Example] = []
+    for e in examples:
+        (known if example_key(e) in right else wrong).append(e)
     return wrong + known[: max(0, cap - len(wrong))]

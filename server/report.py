@@ -164,9 +164,7 @@ def metric_chart(found: list[dict], *, width: int = 720, height: int = 240) -> s
             f"<title>{html.escape(d['id'])}: {html.escape(str(d.get('decision', '')))}</title></text>"
         )
         if by_tokens:
-            parts.append(
-                f'<text x="{x:.1f}" y="{top + plot_h + 29}" text-anchor="middle">{(t or 0) / 1000:.1f}k</text>'
-            )
+            parts.append(f'<text x="{x:.1f}" y="{top + plot_h + 29}" text-anchor="middle">{t / 1000:.1f}k</text>')
     if by_tokens:
         parts.append(
             f'<text x="{left + plot_w}" y="{top + plot_h + 29}" text-anchor="end">training tokens behind the adapter'
