@@ -69,7 +69,8 @@ class Config:
     # on a CPU with native bf16 (AVX512-BF16, AMX), matrix products in bf16 under autocast (weights stay fp32),
     # faster (docs/benchmarks.md); false: plain fp32
     cpu_bf16: bool = True
-    # CPU threads for torch and llama.cpp; 0: every core (`selftune adapt` runs niced: the editor's server comes first)
+    # CPU threads for torch and llama.cpp; 0: every core the process may use (its affinity and cgroup quota);
+    # `selftune adapt` runs niced: the editor's server comes first
     threads: int = 0
     seed: int = 0  # makes sampling, shuffling and initialization reproducible
 

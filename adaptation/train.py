@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections import defaultdict
@@ -33,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from selftune.server.cpus import usable_cpus
 
 from .config import Config
 from .data import Example
@@ -72,7 +73,7 @@ def setup_torch(cfg: Config):
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    threads = cfg.threads or os.cpu_count() or 1
+    threads = cfg.threads or usable_cpus()
     torch.set_num_threads(threads)
     return torch
 

@@ -62,7 +62,10 @@ class Settings:
     context_size: int = field(
         default=0, metadata=_meta("llama.cpp context in tokens; 0 takes the manifest's", lo=0, hi=131072)
     )
-    threads: int = field(default=0, metadata=_meta("CPU threads for inference; 0 uses every core", lo=0, hi=256))
+    threads: int = field(
+        default=0,
+        metadata=_meta("CPU threads for inference; 0 uses every core it may (affinity, cgroup quota)", lo=0, hi=256),
+    )
     cached_documents: int = field(
         default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64)
     )

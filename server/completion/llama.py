@@ -19,6 +19,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
+from ..cpus import usable_cpus
 from ..models import ModelUnavailable
 
 # A failed GGML_ASSERT ends in abort(), but first ggml forks gdb to print a backtrace, and that can hang
@@ -52,7 +53,7 @@ class TokenCounter:
 
 class LlamaBackend:
     def __init__(self, model_path: Path, *, n_ctx: int, threads: int = 0):
-        threads = threads or os.cpu_count() or 1
+        threads = threads or usable_cpus()
         try:
             self.llm = llama_cpp.Llama(
                 model_path=str(model_path),

@@ -9,6 +9,7 @@ evaluation through llama.cpp and the server's completion path.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 from selftune.adaptation import base, evaluate, run, train
@@ -164,9 +165,8 @@ def test_the_gate_refuses_an_adapter_trained_on_shuffled_targets(tmp_path: Path,
         return data
 
     monkeypatch.setattr(run.dataset, "build", shuffled)
-    meta = run.adapt(
-        root, cfg=Config().from_workspace(root, trusted=False)[0], reporter=Reporter(json_lines=False, bar=False)
-    )
+    cfg = replace(Config().from_workspace(root, trusted=False)[0], epochs=1)  # one epoch of noise is enough
+    meta = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
     compare = meta["compare"]
     assert meta["decision"] == "kept", meta["reason"]
     assert compare["candidate"]["edit_similarity"] < compare["base"]["edit_similarity"]
