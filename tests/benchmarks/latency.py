@@ -31,7 +31,6 @@ import asyncio
 import json
 import json.decoder
 import math
-import os
 import socket
 import statistics
 import subprocess
@@ -45,6 +44,7 @@ from pathlib import Path
 import httpx
 
 from selftune.server.completion.completer import CHARS_PER_TOKEN, Completer
+from selftune.server.cpus import usable_cpus
 from selftune.server.demo.replay import Pause, Session, _expected, keystrokes, type_text, useful_chars
 from selftune.server.models import load_manifest, resolve_weights
 from selftune.server.settings import Settings
@@ -344,7 +344,7 @@ async def main() -> int:
     before, region, after = pick_region(args.file, args.start, args.lines)
     print(
         f"typing {len(region)} characters ({args.lines} lines) of {args.file} into the rest of the file; "
-        f"model {manifest.name}, context {n_ctx}, {os.cpu_count()} CPU threads"
+        f"model {manifest.name}, context {n_ctx}, {usable_cpus()} CPU threads"
     )
 
     with tempfile.TemporaryDirectory(prefix="selftune-bench-") as tmp:
@@ -363,7 +363,7 @@ async def main() -> int:
         if args.no_peer:
             report(ours, None, back_ours, None)
             return 0
-        peer = Peer(model, n_ctx, os.cpu_count() or 2, root / "peer.log")
+        peer = Peer(model, n_ctx, usable_cpus(), root / "peer.log")
         try:
             t = time.perf_counter()
             peer_pauses, back_peer = await run_peer(
