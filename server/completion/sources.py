@@ -26,6 +26,7 @@ from .project import ProjectIndex, Window, identifiers
 NEAR_LINES = 40  # lines before the cursor whose names count as used around it
 QUERY_LINES = 12  # lines before the cursor that similar code is ranked against
 AFTER_LINES = 15  # lines after the cursor a plain-prefix model is shown
+REGION_SPAN = 16_000  # characters above the cursor searched first for the definition that holds it
 DEFINITIONS_SHARE = 0.16  # of the prompt's token budget, at most, for each kind of block
 SIMILAR_SHARE = 0.10
 RECENT_SHARE = 0.08
@@ -79,11 +80,29 @@ def imports(text: str, path: str) -> dict[str, tuple[str, str | None]]:
 
 
 def region_of(text: str, offset: int) -> int:
-    """Where the top-level definition holding `offset` starts (0 before the first one)."""
-    start = 0
-    for m in _TOP_LEVEL.finditer(text, 0, offset):
-        start = m.start()
-    return start
+    """Where the top-level definition holding `offset` starts (0 before the first one).
+
+    Looked for first in the `REGION_SPAN` characters above the cursor, so that a keystroke in a large file
+    does not scan the whole file; only where there is none does the whole text up to the cursor count."""
+    near = text.rfind("\n", 0, max(0, offset - REGION_SPAN)) + 1  # a line start: `^` matches there
+    for lo in dict.fromkeys((near, 0)):
+        found = None
+        for m in _TOP_LEVEL.finditer(text, lo, offset):
+            found = m
+        if found is not None:
+            return found.start()
+    return 0
+
+
+def last_lines(text: str, offset: int, n: int) -> str:
+    """The last `n` lines before `offset` (the cursor's line so far being the last), found from the cursor back:
+    `"\\n".join(text[:offset].split("\\n")[-n:])` without splitting the whole file."""
+    start = offset
+    for _ in range(n):
+        start = text.rfind("\n", 0, start)
+        if start < 0:
+            return text[:offset]
+    return text[start + 1 : offset]
 
 
 def used_names(before: str, after: str) -> list[str]:
@@ -143,7 +162,7 @@ def stable(index: ProjectIndex | None, path: str, text: str, offset: int, *, sou
     blocks: list[Block] = []
     following = _following(text, offset)
     if index is not None and sources.definitions:
-        near = "\n".join(text[:offset].split("\n")[-NEAR_LINES:])
+        near = last_lines(text, offset, NEAR_LINES)
         names = used_names(near, "\n".join(following[:5]))
         found = definition_blocks(index, path, text, names, int(budget * DEFINITIONS_SHARE), measure)
         blocks += sorted(found, key=lambda b: (b.path, b.text))  # chosen by nearness, shown in a stable order
@@ -165,7 +184,7 @@ def volatile(index: ProjectIndex | None, path: str, text: str, offset: int, *, s
     if index is None:
         return blocks
     if sources.similar:
-        query = "\n".join(text[:offset].split("\n")[-QUERY_LINES:])
+        query = last_lines(text, offset, QUERY_LINES)
         for window in index.similar(query, k=2, exclude=path):
             block = _window_block("similar", window, int(budget * SIMILAR_SHARE) // 2, measure)
             if block is not None and not any(block.text in b.text or b.text in block.text for b in shown + blocks):

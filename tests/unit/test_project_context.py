@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 from selftune.server.completion.assemble import assemble
 from selftune.server.completion.project import ProjectIndex, module_names, python_definitions
 from selftune.server.completion.prompt import PromptFormat
-from selftune.server.completion.sources import Choice, Sources, imports, region_of, stable
+from selftune.server.completion.sources import Choice, Sources, imports, last_lines, region_of, stable
 
 GEOMETRY = '''"""Shapes."""
 import math
@@ -160,3 +163,17 @@ def test_blocks_stay_while_typing_in_one_region():
     assert region_of(typed, first) == region
     moved = text + "\n\ndef other():\n    return Shape([2])\n"
     assert region_of(moved, len(moved) - 2) != region
+
+
+def test_the_region_and_the_last_lines_are_found_from_the_cursor_back_as_a_whole_scan_finds_them():
+    rng = random.Random(3)
+    pieces = ["x = 1\n", "    y = 2\n", "def f(a):\n", "class K:\n", "async def g():\n", "\n", "# def no\n", "def\n"]
+    for size in (0, 50, 3000, 60_000):
+        text = "".join(rng.choice(pieces) for _ in range(size // 6))
+        for offset in sorted({0, len(text), *(rng.randrange(len(text) + 1) for _ in range(20))}):
+            whole = 0
+            for m in re.finditer(r"^(?:async\s+def|def|class)\s+\w+", text[:offset], re.M):
+                whole = m.start()
+            assert region_of(text, offset) == whole, (size, offset)
+            for n in (1, 12, 40):
+                assert last_lines(text, offset, n) == "\n".join(text[:offset].split("\n")[-n:])
