@@ -22,7 +22,7 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from .conftest import ENV, SERVER, Editor, config, git, until, wait_for_message
+from .conftest import ENV, SERVER, Editor, config, flush, git, until, wait_for_message
 from .test_feedback import ours, runs_ended
 
 CODE = "def double(x):\n    return x + x\n"
@@ -119,6 +119,7 @@ async def test_nothing_runs_in_a_cloned_repository_and_the_server_says_why(
     editor.save()
     now = await status(client)
     assert now["testFeedback"] == [] and now["trusted"] == []
+    await flush(client)  # the journal is written up to the save (its tables may not exist before)
     assert run_count(clone) == 0 and ran(markers) == []
 
     # An adaptation run, as the editor starts it: it runs no project code either, and its result says why.
