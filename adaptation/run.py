@@ -9,6 +9,7 @@ transformers parity, and promotes the candidate only if the gate says so:
 `meta.json`, `.selftune/adapters/current` is replaced atomically, and the run is
 recorded in the journal's `adaptation_runs`. One run per workspace at a time
 (a lock file); a run that fails leaves the current adapter in place and says why.
+Under `accelerate launch` the other processes only train (distributed.py).
 
 `evaluate_current` is `selftune eval`: the held-out metrics of the base model
 and of the current adapter, written to `.selftune/reports/eval.json`.
@@ -36,7 +37,8 @@ from selftune.server.trust import Trust, decide
 
 from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
 from .config import RUNS_CODE, Config
-from .data import dataset
+from .data import Example, dataset
+from .distributed import Job, Team, train_only
 from .progress import Reporter
 
 PARITY_MIN = 0.9  # below this the export is wrong, whatever the metrics say
@@ -70,6 +72,23 @@ def one_run(root: Path):
 def _journal(root: Path) -> sqlite3.Connection | None:
     path = workspace.journal_path(root)
     return open_readonly(path) if path.exists() else None
+
+
+@dataclasses.dataclass
+class Pick:
+    """Which SFT examples a run trains on: what the adapter's lineage has not seen first (some replayed) when it goes
+    on from it, and what the model in use already gets right last. Data, so the other processes of a distributed
+    run pick the same."""
+
+    seen: set[str]
+    right: set[str]
+    replay_share: float
+    seed: int
+
+    def __call__(self, examples: list[Example], cap: int, goes_on: bool) -> list[Example]:
+        if goes_on:
+            examples = lineage.fresh_first(examples, self.seen, cap, self.replay_share, self.seed)
+        return wrong_first.wrong_first(examples, self.right, cap)
 
 
 def record(root: Path, row: dict, trained: Sequence[dict] = ()) -> None:
@@ -140,6 +159,18 @@ def adapt(
     trust list decides (server/trust.py)."""
     cfg = cfg or Config()
     reporter = reporter or Reporter()
+    team = Team()
+    if not team.main:
+        return train_only(team)
+    try:
+        return _main_process(root, model, model_path, cfg, reporter, trust, team)
+    finally:
+        team.release()
+
+
+def _main_process(
+    root: Path, model: str, model_path: str, cfg: Config, reporter: Reporter, trust: Trust | None, team: Team
+) -> dict:
     root = root.resolve()
     cfg, trusted = within_trust(root, cfg, trust, reporter)
     manifest = load_manifest(model)
@@ -158,7 +189,7 @@ def adapt(
             "trust": trusted,
         }
         try:
-            meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta, trained)
+            meta |= _adapt(root, manifest, model_path, cfg, reporter, out, meta, trained, team)
         except Exception as exc:
             meta |= {"decision": "failed", "error": f"{type(exc).__name__}: {exc}"}
             raise
@@ -222,6 +253,7 @@ def _adapt(
     out: Path,
     meta: dict,
     trained: list[dict],
+    team: Team,
 ) -> dict:
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
@@ -235,12 +267,6 @@ def _adapt(
     seen = {key for _run, key, _path, _version in before}
 
     right: set[str] = set()
-
-    def pick(examples, cap, goes_on):
-        if goes_on:  # a run that goes on from the adapter in use: what its lineage has not seen first, some replay
-            examples = lineage.fresh_first(examples, seen, cap, cfg.replay_share, cfg.seed)
-        return wrong_first.wrong_first(examples, right, cap)  # what the model in use gets right, last
-
     gen = _generator(manifest, model_path, cfg)
     try:
         revised: dict = {}
@@ -274,8 +300,10 @@ def _adapt(
                 return None
             return evaluate.check_function(root, conn, e, answer, cfg.test_timeout)
 
-        result = train.train(location, manifest.lora_targets, data.train, cfg, out, reporter, judge=judge, warm=warm,
-                             pick=pick, expected_rate=last_rate(root))  # fmt: skip
+        job = Job(location, manifest.lora_targets, data.train, cfg, warm, Pick(seen, right, cfg.replay_share, cfg.seed))
+        team.share(lambda: job)  # the other processes of a distributed run train on the same
+        result = train.train(job.location, job.targets, job.examples, cfg, out, reporter, judge=judge, warm=warm,
+                             pick=job.pick, expected_rate=last_rate(root), share=team.share)  # fmt: skip
         if result.warm_from is None:
             chain, before, seen = [], [], set()
         for e in result.trained:
@@ -346,6 +374,9 @@ def _adapt(
             "seconds": round(result.seconds, 1),
             "device": result.device,
             "precision": result.precision,
+            "processes": result.processes,
+            "sequences": result.rows,
+            "sequences_per_process": result.rows_here,
             "losses": result.losses,
         },
         "compare": compare,

@@ -30,6 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from selftune.server.cpus import usable_cpus
 
 from .config import Config
 from .data import Example
+from .distributed import local_processes, world
 from .loss import TargetLossSFT
 from .progress import Reporter
 from .rounds import next_round_pairs
@@ -62,6 +64,9 @@ class TrainResult:
     warm_from: Path | None = None  # the adapter it went on from (None: a new LoRA on the base model)
     warm_note: str = ""  # why it did not go on from the adapter it was given
     expected_rate: float | None = None  # tokens/s the last run trained at here: what the run says it will take
+    processes: int = 1  # data-parallel processes (`accelerate launch`), this one among them
+    rows: int = 0  # SFT sequences per epoch (examples cut to fit `max_length`)
+    rows_here: int = 0  # of those, this process's share (all of them when alone)
 
     @property
     def tokens_per_second(self) -> float:
@@ -73,7 +78,7 @@ def setup_torch(cfg: Config):
     from transformers import set_seed
 
     set_seed(cfg.seed)
-    threads = cfg.threads or usable_cpus()
+    threads = cfg.threads or max(1, usable_cpus() // local_processes())  # processes on one machine split its cores
     torch.set_num_threads(threads)
     return torch
 
@@ -230,18 +235,29 @@ def uses_bf16(cfg: Config, device: str) -> bool:
     return device == "cuda" or (cfg.cpu_bf16 and base.cpu_has_bf16())
 
 
+def quiet(trainer):
+    """The trainer without the callback that prints each logged loss as a dict on stdout, where `selftune adapt
+    --json` writes its JSON lines (the losses reach the reporter through `_Progress`)."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
 def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     # No activation (gradient) checkpointing, which TRL turns on: at these lengths the activations of a
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
     # On the CPU one example per forward, the batch by gradient accumulation: nothing is padded (so grouping
     # examples by length has nothing to save), and micro-batches of 4 are no faster there, slower on long code.
+    # Under `accelerate launch` each process takes its share of a batch: the batch stays `batch_size` examples.
     extra.setdefault("activation_checkpointing", False)
+    share = -(-cfg.batch_size // world()[1])
     return cls(
         output_dir=str(out),
         num_train_epochs=epochs,
         learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=1 if device == "cpu" else cfg.batch_size,
-        gradient_accumulation_steps=cfg.batch_size if device == "cpu" else 1,
+        per_device_train_batch_size=1 if device == "cpu" else share,
+        gradient_accumulation_steps=share if device == "cpu" else 1,
         lr_scheduler_type="linear",
         warmup_steps=cfg.warmup_ratio,
         logging_steps=1,
@@ -279,7 +295,7 @@ def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Pat
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    return trainer, tokens
+    return quiet(trainer), tokens
 
 
 def sft(
@@ -299,6 +315,8 @@ def sft(
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
+    result.rows = len(trainer.train_dataset)
+    result.rows_here = len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size
     trainer.train()
     result.steps += trainer.state.global_step
     result.tokens += total
@@ -336,7 +354,7 @@ def dpo_round(
         processing_class=tokenizer,
         callbacks=[_Progress.make(reporter, "dpo", f"preferences, round {round_no}", losses)],
     )
-    trainer.train()
+    quiet(trainer).train()
     # TRL kept the adapter as it was at the round's start as the frozen reference ("ref"): a copy of
     # the LoRA weights only. The next round's reference is this round's result, so drop it.
     if "ref" in model.peft_config:
@@ -357,11 +375,14 @@ def train(
     warm: Path | None = None,
     pick: Callable[[list[Example], int, bool], list[Example]] | None = None,
     expected_rate: float | None = None,
+    share: Callable[[Callable[[], Any]], Any] = lambda make: make(),
 ) -> TrainResult:
     """`warm`: a saved PEFT adapter to go on training (the adapter in use), when its LoRA has this run's shape;
     `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
     `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, at most
-    `max_train_examples`, sampled across kinds."""
+    `max_train_examples`, sampled across kinds. `share(make)`: `make()` on the main process, the same value on
+    the others of a distributed run (distributed.Team.share): what every process must agree on and only the main
+    process can make (the next preference round's pairs, which its tests judge)."""
     from . import base
 
     # --- setup ---
@@ -370,7 +391,7 @@ def train(
     precision = "bf16" if uses_bf16(cfg, device) else "fp32"
     reporter.phase("base", f"loading the base model on {device} ({precision})")
     model, tokenizer = base.load(location, device, dtype)
-    result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer)
+    result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer, processes=world()[1])
     result.expected_rate = expected_rate
     problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None
     if warm is not None and problem is None:
@@ -401,7 +422,8 @@ def train(
             by_prompt = defaultdict(list)
             for e in pairs:
                 by_prompt[(e.prompt, e.target)].append(e)
-            pairs = next_round_pairs(model, tokenizer, [v[0] for v in by_prompt.values()], cfg, device, judge)
+            pairs = share(partial(next_round_pairs, model, tokenizer, [v[0] for v in by_prompt.values()], cfg, device,
+                                  judge)) or []  # fmt: skip
 
     # --- save ---
     result.seconds = time.perf_counter() - started

@@ -127,6 +127,7 @@ def _adaptation(args: argparse.Namespace):
     try:
         from selftune.adaptation import run
         from selftune.adaptation.config import Config
+        from selftune.adaptation.distributed import world
         from selftune.adaptation.progress import Reporter
     except ImportError as exc:
         raise SystemExit(
@@ -144,7 +145,8 @@ def _adaptation(args: argparse.Namespace):
         raise SystemExit(f"selftune {args.command}: {exc}") from None
     for note in notes:
         print(f"selftune {args.command}: {note}", file=sys.stderr)
-    return run, cfg, trust, Reporter(json_lines=args.json, bar=not args.json or sys.stderr.isatty())
+    main = world()[0] == 0  # under `accelerate launch` only the main process reports
+    return run, cfg, trust, Reporter(json_lines=args.json and main, bar=main and (not args.json or sys.stderr.isatty()))
 
 
 def _adapt(args: argparse.Namespace) -> int:
@@ -161,6 +163,8 @@ def _adapt(args: argparse.Namespace) -> int:
         if args.json:
             reporter.emit("error", message=str(exc))
         raise SystemExit(f"selftune adapt: {exc}") from None
+    if "rank" in meta:  # another process of a distributed run: it trained, the main process reports
+        return 0
     if not args.json:
         _print_trust(meta["trust"])
         compare = meta.get("compare", {})
