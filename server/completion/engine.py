@@ -356,6 +356,8 @@ class Engine:
                 heal = healing.rest(heal, self._piece_text(token))
             else:
                 token = decoding.sample(logits, g.temperature, self._rng)
+                if not chosen and not g.special and len(g.text) <= g.offset and backend.is_end(token):
+                    token = self._not_the_end(logits, token, g.temperature)
             chosen.append(token)
             if j == len(drafts) or token != drafts[j]:
                 break
@@ -369,6 +371,21 @@ class Engine:
                 self._emit(g, token, last=i == len(chosen) - 1)
                 if g.ended:
                     return
+
+    def _not_the_end(self, logits, token: int, temperature: float) -> int:
+        """The best token that does not end the text, where the model would end it before writing anything.
+
+        To a plain model the end of text there says the document ends at the cursor, which it never does where
+        someone waits for a suggestion: an empty answer helps no one. (A FIM prompt's end is an empty middle,
+        which can be right: not used there.)"""
+        backend = self._loaded_backend()
+        logits = np.array(logits, dtype=np.float32, copy=True)
+        for _ in range(4):  # a vocabulary has a few end tokens (eos, eot, ...)
+            logits[token] = -np.inf
+            token = decoding.sample(logits, temperature, self._rng)
+            if not backend.is_end(token):
+                break
+        return token
 
     def _emit(self, g: Generation, token: int, *, last: bool) -> None:
         """Add one generated token to `g` (lock held). Only the last one is not in the KV cache yet."""

@@ -143,8 +143,8 @@ def cut(
     lines = text.split("\n")
     # The last line is still being written unless the generation has ended.
     complete = len(lines) if final else len(lines) - 1
-    if shape.mode != "inline" and shape.line_prefix and not shape.line_prefix.strip() and not lines[0].strip():
-        # The cursor waits, indented, on a line of its own, and the model began with a line break: what it
+    if shape.mode != "inline" and not shape.line_prefix.strip() and not lines[0].strip():
+        # The cursor waits on an empty line (indented or not), and the model began with a line break: what it
         # writes next is this line's code, not a blank line and then code.
         blank = next((i for i, line in enumerate(lines[:complete]) if line.strip()), None)
         if blank is None:

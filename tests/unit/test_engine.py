@@ -64,6 +64,7 @@ class ScriptedBackend:
         upto = len(self.kv) if i == -1 else len(self.kv) - self.batches[-1] + i + 1
         text = "".join(chr(t - 2) for t in self.kv[1:upto])
         out = np.zeros(0x3000, dtype=np.float32)
+        out[BOS] = -1.0  # never predicted
         nxt = EOS
         if self.script.startswith(text) and len(text) < len(self.script):
             nxt = ord(self.script[len(text)]) + 2
@@ -317,3 +318,27 @@ def test_exclusive_work_runs_on_the_engine_thread_while_a_generation_goes_on():
         engine.close()
     with pytest.raises(RuntimeError, match="shut down"):
         engine.exclusive(lambda backend: None)
+
+
+class RunnerUpBackend(ScriptedBackend):
+    """The script, and "#" always the runner-up: after the script's end the model would end the text."""
+
+    def logits(self, i=-1):
+        out = super().logits(i)
+        out[ord("#") + 2] = max(out[ord("#") + 2], 0.5)
+        return out
+
+
+def test_a_plain_prompt_is_not_answered_with_the_end_of_the_text_before_anything():
+    engine = Engine(lambda: RunnerUpBackend())
+    try:
+        # The model's first choice ends the text: the runner-up is taken, and an end after it is kept.
+        assert wait(*submit(engine, SCRIPT)[1:]).text == "#"
+        # A FIM prompt's end at once is an empty middle, which can be right: it stays.
+        done, box = threading.Event(), []
+        fim = Request(key="b.py", prompt=SCRIPT + " ", finish=line_finish, special=True,
+                      on_done=lambda o: (box.append(o), done.set()))  # fmt: skip
+        engine.submit(fim)
+        assert wait(done, box).text == ""
+    finally:
+        engine.close()

@@ -171,6 +171,13 @@ def test_on_an_indented_empty_line_a_leading_line_break_is_not_offered():
     assert done and text == "total = 0\n    for x in xs:\n        total += x\n    return total"
 
 
+def test_on_an_empty_line_at_the_margin_a_leading_line_break_is_not_offered():
+    s = shape_at('html_favicon = "icon.svg"\n|\nhtml_title = "Click"\n', multiline=False)
+    assert cut(s, '\nhtml_logo = "logo.svg"\n') == ('html_logo = "logo.svg"', True)
+    block = shape_at("import os\n|\n")
+    assert cut(block, "\n\ndef f():\n    return 1\n\n\n") == ("def f():\n    return 1", True)
+
+
 def test_the_line_after_the_cursor_is_not_written_again_on_an_empty_line():
     s = shape_at("def f(xs):\n    |\n    return total\n", multiline=False)
     assert cut(s, "return total\n") == ("", True)
