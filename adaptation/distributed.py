@@ -45,6 +45,13 @@ def local_processes() -> int:
         return 1
 
 
+def placed(device: str) -> str:
+    """Where this process loads the model: on CUDA, its own GPU (torchrun's LOCAL_RANK) when there are several."""
+    if device != "cuda" or world()[1] == 1:
+        return device
+    return f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+
+
 class Team:
     """The run's processes. Alone (no `accelerate launch`), `share` hands back what it is given and nothing waits."""
 

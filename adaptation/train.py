@@ -38,7 +38,7 @@ from selftune.server.cpus import usable_cpus
 
 from .config import Config
 from .data import Example
-from .distributed import local_processes, world
+from .distributed import local_processes, placed, world
 from .loss import TargetLossSFT
 from .progress import Reporter
 from .rounds import next_round_pairs
@@ -390,7 +390,7 @@ def train(
     device, dtype = base.device_and_dtype(cfg.device)
     precision = "bf16" if uses_bf16(cfg, device) else "fp32"
     reporter.phase("base", f"loading the base model on {device} ({precision})")
-    model, tokenizer = base.load(location, device, dtype)
+    model, tokenizer = base.load(location, placed(device), dtype)
     result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer, processes=world()[1])
     result.expected_rate = expected_rate
     problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None

@@ -18,8 +18,10 @@ def test_the_rank_and_the_processes_come_from_torchruns_environment(monkeypatch)
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     assert distributed.world() == (1, 4) and distributed.local_processes() == 2
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.placed("cuda") == "cuda:1" and distributed.placed("cpu") == "cpu"
     monkeypatch.setenv("WORLD_SIZE", "two")  # a broken environment: alone, rather than a crash
-    assert distributed.world() == (0, 1)
+    assert distributed.world() == (0, 1) and distributed.placed("cuda") == "cuda"
 
 
 def test_alone_a_team_hands_back_what_it_makes_and_release_sends_nothing(monkeypatch):
