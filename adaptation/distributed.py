@@ -59,13 +59,12 @@ class Team:
         self.rank, self.size = world()
         self.main = self.rank == 0
         self._sent = False
-        self._state: Any = None
         if self.size > 1:
             import torch
             from accelerate import PartialState
 
-            # The same state the trainer's Accelerator uses: it finds the process group already up.
-            self._state = PartialState(cpu=not torch.cuda.is_available(), timeout=WAIT)
+            # Brings up the process group; PartialState is shared, so the trainer's Accelerator finds it up.
+            PartialState(cpu=not torch.cuda.is_available(), timeout=WAIT)
 
     def share(self, make: Callable[[], Any]) -> Any:
         """On the main process `make()`, sent to the others; on the others, what the main process sent (None: the
