@@ -129,6 +129,7 @@ class Completer:
             special=self.manifest.prompt.uses_special_tokens,
             stop=self.manifest.stop,
             patience=patience(shape.mode, s.line_wait_ms, s.block_wait_ms),
+            veto=lambda suggestion: postprocess.repeats_below(shape, suggestion),
         )
         self.engine.submit(req)
         return req

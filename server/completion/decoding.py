@@ -10,7 +10,7 @@ token generated without a decode call of its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -28,6 +28,34 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> 
     z = logits[top].astype(np.float64) / temperature
     p = np.exp(z - z.max())
     return int(top[rng.choice(len(top), p=p / p.sum())])
+
+
+def bar(logits: np.ndarray, tokens: set[int]) -> np.ndarray:
+    """A copy of `logits` where `tokens` cannot be chosen."""
+    logits = np.array(logits, dtype=np.float32, copy=True)
+    logits[list(tokens)] = -np.inf
+    return logits
+
+
+def margin(logits: np.ndarray, token: int) -> float:
+    """How far `token`'s logit is ahead of the best other token's (negative: behind)."""
+    best_other = max(
+        float(np.max(logits[:token], initial=-np.inf)), float(np.max(logits[token + 1 :], initial=-np.inf))
+    )
+    return float(logits[token]) - best_other
+
+
+def other_than_end(
+    logits: np.ndarray, token: int, temperature: float, rng: np.random.Generator, is_end: Callable[[int], bool]
+) -> int:
+    """The token `sample` gives once `token`, an end of text, and any other end token are barred."""
+    barred = {token}
+    for _ in range(4):  # a vocabulary has a few end tokens (eos, eot, ...)
+        token = sample(bar(logits, barred), temperature, rng)
+        if not is_end(token):
+            break
+        barred.add(token)
+    return token
 
 
 def draft(history: Sequence[int], last: int, room: int) -> list[int]:

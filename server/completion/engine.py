@@ -16,7 +16,8 @@ after it. Requests and their answers are defined in request.py.
   function (post-processing) is shown the text so far (a `Partial`) and says
   whether its suggestion is complete; the answer goes out then. The generation
   runs on a little (bounded by the token budget) so that the next keystroke
-  finds its text ready.
+  finds its text ready. A request may veto a finished suggestion (a copy of a
+  line below): it is redone from the token the model was least sure of.
 - **KV reuse.** A new generation evaluates only the tokens after the prefix
   it shares with what the KV cache holds. The KV state of the few most
   recently used documents is parked in memory, so switching back to a file
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 
 # Tokens a generation may run on after its request was cancelled.
 SPECULATE_AFTER_CANCEL = 16
+MARGINS = 32  # a generation's first tokens whose lead over the runner-up is kept (where a vetoed line is redone)
 
 
 class Engine:
@@ -256,7 +258,7 @@ class Engine:
 
     def _active(self) -> bool:
         g = self._gen
-        return g is not None and not g.ended and g.tokens < g.budget
+        return g is not None and (g.retry is not None or (not g.ended and g.tokens < g.budget))
 
     def _start(self, req: Request) -> None:
         backend = self.backend
@@ -295,6 +297,7 @@ class Engine:
                 return
             cache.decode(backend, tokens[i : i + chunk])
         gen = Generation.for_request(req, prompt, heal=heal, heal_tokens=retyped, stats=stats)
+        gen.start = len(cache)
         # Healed tokens re-spell typed text: they do not count against the suggestion's budget.
         gen.budget = min(req.max_tokens + len(retyped), backend.n_ctx - len(cache) - 1)
         with self._cv:
@@ -309,7 +312,7 @@ class Engine:
         g = self._gen
         if g is None or g.key != req.key or g.special != req.special or len(req.prompt) < len(g.prompt):
             return False
-        if not (g.prompt + g.text).startswith(req.prompt):
+        if g.retry is not None or not (g.prompt + g.text).startswith(req.prompt):
             return False
         if g.ended == "end" and len(req.prompt) == len(g.prompt) + len(g.text):
             return False  # nothing left to offer; a fresh generation may do better
@@ -337,6 +340,11 @@ class Engine:
         """Generate the next token, or several when drafts from the prompt are confirmed."""
         backend = self._loaded_backend()
         cache = self._cache
+        if g.retry is not None:  # the request said no to the suggestion: back to where the model was least sure
+            cache.rewind(backend, g.start + g.retry)
+            with self._cv:
+                g.rewind(g.retry)
+            return
         drafts: list[int] = []
         if g.pending is not None:
             if g.temperature <= 0 and g.heal:
@@ -348,17 +356,22 @@ class Engine:
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
         chosen: list[int] = []
+        margins: list[float] = []
         heal = g.heal
         for j in range(len(drafts) + 1):
             logits = backend.logits(j if drafts else -1)
+            if g.barred is not None and g.barred[0] == g.tokens + j:
+                logits = decoding.bar(logits, {g.barred[1]})
             if heal:
-                token = healing.choose(logits, heal, self._piece_text, self._first_token)
+                token = healing.choose(logits, heal, self._piece_text, lambda t: backend.tokenize(t, bos=False)[0])
                 heal = healing.rest(heal, self._piece_text(token))
             else:
                 token = decoding.sample(logits, g.temperature, self._rng)
-                if not chosen and not g.special and len(g.text) <= g.offset and backend.is_end(token):
-                    token = self._not_the_end(logits, token, g.temperature)
+                if not chosen and len(g.text) <= g.offset and not g.special and backend.is_end(token):
+                    # Nothing written yet: a plain model's end says the file ends here, never so (FIM: an empty middle)
+                    token = decoding.other_than_end(logits, token, g.temperature, self._rng, backend.is_end)
             chosen.append(token)
+            margins.append(decoding.margin(logits, token) if g.tokens + j < MARGINS else float("inf"))
             if j == len(drafts) or token != drafts[j]:
                 break
         rejected = len(drafts) - (len(chosen) - 1)
@@ -368,33 +381,18 @@ class Engine:
         g.stats.accepted += len(drafts) - rejected
         for i, token in enumerate(chosen):
             with self._cv:
-                self._emit(g, token, last=i == len(chosen) - 1)
-                if g.ended:
+                self._emit(g, token, margins[i], last=i == len(chosen) - 1)
+                if g.ended or g.retry is not None:
                     return
 
-    def _not_the_end(self, logits, token: int, temperature: float) -> int:
-        """The best token that does not end the text, where the model would end it before writing anything.
-
-        To a plain model the end of text there says the document ends at the cursor, which it never does where
-        someone waits for a suggestion: an empty answer helps no one. (A FIM prompt's end is an empty middle,
-        which can be right: not used there.)"""
-        backend = self._loaded_backend()
-        logits = np.array(logits, dtype=np.float32, copy=True)
-        for _ in range(4):  # a vocabulary has a few end tokens (eos, eot, ...)
-            logits[token] = -np.inf
-            token = decoding.sample(logits, temperature, self._rng)
-            if not backend.is_end(token):
-                break
-        return token
-
-    def _emit(self, g: Generation, token: int, *, last: bool) -> None:
+    def _emit(self, g: Generation, token: int, margin: float, *, last: bool) -> None:
         """Add one generated token to `g` (lock held). Only the last one is not in the KV cache yet."""
         backend = self._loaded_backend()
         if backend.is_end(token):
             g.ended = "end"
             self._offer(g)
             return
-        g.add(token, backend.piece(token))
+        g.add(token, backend.piece(token), margin)
         if last:
             g.pending = token
         if not g.ended and len(self._cache) + 2 >= backend.n_ctx:
@@ -407,6 +405,11 @@ class Engine:
         if req is None or req.done:
             return
         suggestion, complete = req.finish(g.partial(hurry=time.perf_counter() - req.created > req.patience))
+        if (complete or g.ended) and suggestion and req.veto is not None and req.veto(suggestion):
+            g.retry = g.divergence()
+            if g.retry is not None:
+                return
+            suggestion = ""
         if complete or g.ended:
             if not suggestion:
                 log.debug(
@@ -420,9 +423,6 @@ class Engine:
             g.stats.seconds = time.perf_counter() - req.created
             self._resolve_locked(req, g.stats)
             g.request = None
-
-    def _first_token(self, text: str) -> int:
-        return self._loaded_backend().tokenize(text, bos=False)[0]
 
     def _piece_text(self, token: int) -> str:
         return self._loaded_backend().piece(token).decode("utf-8", "replace")

@@ -72,6 +72,12 @@ class KVCache(Generic[T]):
             backend.truncate(n)
             del self.tokens[n:]
 
+    def rewind(self, backend: Backend, n: int) -> None:
+        """Keep the first `n` tokens, the last of them evaluated again for the logits that follow it."""
+        last = self.tokens[n - 1]
+        self.truncate(backend, n - 1)
+        self.decode(backend, [last])
+
     def reset(self, backend: Backend | None, *, keep_parked: bool = False) -> None:
         """Forget what the context holds and clear it (None: there is no backend to clear).
 

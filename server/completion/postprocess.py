@@ -39,6 +39,11 @@ HARD_STOPS = (
 PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex", "org", "asciidoc", "git-commit"}
 OPENERS = (":", "{", "(", "[")
 RUN_ON = 4  # copies of one piece at a line's end that make it a run-on
+# A first line that repeats one of the next BELOW non-blank lines (of at least REPEAT_MIN characters) is code the
+# file already has. Given the code after the cursor, a small model copies such a line at about 3 % of line starts;
+# the line someone writes there is one of them at 0.7 % (1,800 added lines of three projects).
+BELOW = 4
+REPEAT_MIN = 8
 CLOSERS = ")]}"
 # A line that copies the labels the prompt puts on its blocks (prompt.LABELS): "# path/to/file.py" or
 # "# ..., after the cursor:". The model is continuing the prompt's layout, not writing code.
@@ -64,6 +69,7 @@ class Shape:
     line_prefix: str
     line_suffix: str
     next_line: str  # first non-blank line after the cursor's line, stripped
+    below: tuple[str, ...]  # the first BELOW non-blank lines after the cursor's line, stripped
     prose_ok: bool  # inside a docstring, comment or a prose document
 
 
@@ -79,11 +85,10 @@ def shape_of(ctx: Context, *, multiline: bool = True, language_id: str = "") -> 
         mode = "block"
     else:
         mode = "line"
-    after = ctx.suffix.split("\n")[1:]
-    next_line = next((line.strip() for line in after if line.strip()), "")
+    below = tuple(line.strip() for line in ctx.suffix.split("\n")[1:] if line.strip())[:BELOW]
     in_comment = "#" in ctx.line_prefix or "//" in ctx.line_prefix
     prose_ok = language_id in PROSE_LANGUAGES or ctx.in_docstring or in_comment
-    return Shape(mode, ctx.line_prefix, ctx.line_suffix, next_line, prose_ok)
+    return Shape(mode, ctx.line_prefix, ctx.line_suffix, below[0] if below else "", below, prose_ok)
 
 
 def is_prose(line: str) -> bool:
@@ -183,9 +188,18 @@ def _finish_line(shape: Shape, line: str) -> str:
         return ""
     if shape.line_prefix and not shape.line_prefix.strip():
         line = line.lstrip()  # the cursor stands at the line's indentation already: no second one
-        if len(line.strip()) > 3 and line.strip() == shape.next_line:
-            return ""  # the line that already follows the cursor, written again
     return _trim_line_suffix(line, shape.line_suffix).rstrip()
+
+
+def repeats_below(shape: Shape, suggestion: str) -> bool:
+    """Whether the line `suggestion` writes (the cursor's line, or the next one when it begins with a line break)
+    is one of the lines just below the cursor: the completer's veto (the engine generates it again)."""
+    if "\n" not in suggestion:
+        line = shape.line_prefix + suggestion + shape.line_suffix
+    else:
+        line = (shape.line_prefix + suggestion).split("\n")[1 if suggestion.startswith("\n") else 0]
+    line = line.strip()
+    return len(line) >= REPEAT_MIN and line in shape.below
 
 
 def whole_words(line: str) -> str:

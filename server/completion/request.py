@@ -54,5 +54,8 @@ class Request:
     special: bool = False  # the prompt holds special tokens (FIM)
     stop: tuple[str, ...] = ()
     patience: float = float("inf")  # seconds after which `finish` is asked to hurry
+    # A finished suggestion this says no to is never shown: the generation starts again once with the token
+    # that began it barred, and a second refusal is answered with an empty suggestion.
+    veto: Callable[[str], bool] | None = None
     created: float = field(default_factory=time.perf_counter)
     done: bool = False

@@ -320,6 +320,15 @@ def report(ours: dict, peer: dict | None, back_ours: dict[str, list[float]],
     print("         back to a recent file ≤ 150 ms")
 
 
+def write_json(out: Path | None, ours: dict, theirs: dict | None, back_ours: dict, back_peer: dict | None,
+               ours_pauses: list[Pause], peer_pauses: list[Pause]) -> None:  # fmt: skip
+    """The figures and every pause (what each saw, when), for `--json`."""
+    if out is not None:
+        pauses = {"selftune": [p.__dict__ for p in ours_pauses], "peer": [p.__dict__ for p in peer_pauses]}
+        figures = {"selftune": ours, "peer": theirs, "switch_back_ms": {"selftune": back_ours, "peer": back_peer}}
+        out.write_text(json.dumps(figures | {"pauses": pauses}, indent=1))
+
+
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file", type=Path, default=Path(textwrap.__file__))
@@ -362,6 +371,7 @@ async def main() -> int:
         )
         if args.no_peer:
             report(ours, None, back_ours, None)
+            write_json(args.json, ours, None, back_ours, None, ours_pauses, [])
             return 0
         peer = Peer(model, n_ctx, usable_cpus(), root / "peer.log")
         try:
@@ -381,21 +391,7 @@ async def main() -> int:
         f"one more character costs {reuse['warm_ms']:.0f} ms to the next token "
         f"({reuse['warm_prefill']} tokens evaluated)"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "selftune": ours,
-                    "peer": theirs,
-                    "switch_back_ms": {"selftune": back_ours, "peer": back_peer},
-                    "pauses": {
-                        "selftune": [p.__dict__ for p in ours_pauses],
-                        "peer": [p.__dict__ for p in peer_pauses],
-                    },
-                },
-                indent=1,
-            )
-        )
+    write_json(args.json, ours, theirs, back_ours, back_peer, ours_pauses, peer_pauses)
     return 0
 
 

@@ -342,3 +342,49 @@ def test_a_plain_prompt_is_not_answered_with_the_end_of_the_text_before_anything
         assert wait(done, box).text == ""
     finally:
         engine.close()
+
+
+def vetoed(engine, prompt, veto, key="v.py"):
+    done, box = threading.Event(), []
+    engine.submit(Request(key=key, prompt=prompt, finish=line_finish, veto=veto,
+                          on_done=lambda o: (box.append(o), done.set())))  # fmt: skip
+    return wait(done, box)
+
+
+def test_a_vetoed_suggestion_is_redone_where_the_model_was_least_sure():
+    backend = RunnerUpBackend()  # "#" is the runner-up everywhere, by the same margin
+    engine = Engine(lambda: backend)
+    prompt = "def total(xs):\n    s = 0\n    "
+    try:
+        seen: list[str] = []
+        out = vetoed(engine, prompt, lambda s: seen.append(s) or s.startswith("for"))
+        # "for x in xs:" was said no to; every token of it as sure as the next, the first ("f") is chosen again.
+        assert seen == ["for x in xs:", "#"] and out.text == "#"
+        # The KV cache went back to the prompt and its healed last space, short of that space, which is evaluated
+        # again for the logits after it.
+        assert len(prompt) in backend.cut_to
+        # Said no to twice: nothing is shown, and the engine keeps serving.
+        assert vetoed(engine, prompt, lambda s: True, key="w.py").text == ""
+        assert wait(*submit(engine, "def total(xs):\n    s =")[1:]).text == " 0"
+    finally:
+        engine.close()
+
+
+class DoubtfulBackend(ScriptedBackend):
+    """The script, but after "for x in " the model nearly writes "y"."""
+
+    def logits(self, i=-1):
+        out = super().logits(i)
+        upto = len(self.kv) if i == -1 else len(self.kv) - self.batches[-1] + i + 1
+        if "".join(chr(t - 2) for t in self.kv[1:upto]).endswith("for x in "):
+            out[ord("y") + 2] = 0.9
+        return out
+
+
+def test_a_vetoed_line_keeps_what_the_model_was_sure_of():
+    engine = Engine(lambda: DoubtfulBackend())
+    try:
+        out = vetoed(engine, "def total(xs):\n    s = 0\n    ", lambda s: s == "for x in xs:")
+        assert out.text == "for x in y"  # the line as far as its least sure token, then the runner-up there
+    finally:
+        engine.close()

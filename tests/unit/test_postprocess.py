@@ -1,5 +1,5 @@
 from selftune.server.completion.context import build
-from selftune.server.completion.postprocess import cut, is_prose, shape_of
+from selftune.server.completion.postprocess import cut, is_prose, repeats_below, shape_of
 
 
 def shape_at(text: str, marker: str = "|", language_id: str = "python", multiline: bool = True):
@@ -178,10 +178,19 @@ def test_on_an_empty_line_at_the_margin_a_leading_line_break_is_not_offered():
     assert cut(block, "\n\ndef f():\n    return 1\n\n\n") == ("def f():\n    return 1", True)
 
 
-def test_the_line_after_the_cursor_is_not_written_again_on_an_empty_line():
+def test_a_line_that_stands_just_below_the_cursor_is_vetoed():
+    """The completer's veto (the engine then generates the line again, its first token barred)."""
     s = shape_at("def f(xs):\n    |\n    return total\n", multiline=False)
-    assert cut(s, "return total\n") == ("", True)
-    assert cut(s, "total = sum(xs)\n") == ("total = sum(xs)", True)
+    assert cut(s, "return total\n") == ("return total", True) and repeats_below(s, "return total")
+    assert not repeats_below(s, "total = sum(xs)")
+    lines = ["a = parse(xs)", "b = check(a)", "", "c = render(b)", "d = write(c)", "e = close(d)"]
+    s = shape_at("def f(xs):\n    |\n" + "".join(f"    {line}\n" for line in lines))
+    assert [repeats_below(s, line) for line in lines if line] == [True, True, True, True, False]  # 4 below
+    assert not repeats_below(s, "pass") and not repeats_below(shape_at("    |\n    return\n"), "return")  # short
+    mid = shape_at("def f(xs):\n    a = |\n    a = parse(xs)\n")
+    assert repeats_below(mid, "parse(xs)") and not repeats_below(mid, "parse(ys)")  # with the text before it
+    done = shape_at("def f(xs):\n    a = parse(xs)|\n    b = check(a)\n", multiline=False)
+    assert repeats_below(done, "\n    b = check(a)")  # the next line, offered after a complete one
 
 
 def test_a_line_in_a_hurry_offers_its_whole_words_so_far():
