@@ -174,7 +174,10 @@ def cut(
     if shape.mode == "line":
         # The line is already complete; offer the next one.
         if complete < 2:
-            return "", final
+            words = whole_words(lines[1]) if hurry and len(lines) > 1 else ""
+            if not words.strip() or (not shape.prose_ok and is_prose(words)):
+                return "", final
+            return "\n" + words, True  # the pause is ending: the next line's whole words so far, the rest later
         nxt = lines[1]
         if not nxt.strip() or (not shape.prose_ok and is_prose(nxt)) or nxt.strip() == shape.next_line:
             return "", True

@@ -27,6 +27,8 @@ NEAR_LINES = 40  # lines before the cursor whose names count as used around it
 QUERY_LINES = 12  # lines before the cursor that similar code is ranked against
 AFTER_LINES = 15  # lines after the cursor a plain-prefix model is shown
 REGION_SPAN = 16_000  # characters above the cursor searched first for the definition that holds it
+REGION_FAR = 256_000  # searched at most: farther than this from any definition, a region is a span of this size
+IMPORTS_SPAN = 32_000  # a file's first characters searched for its imports (and REGION_SPAN above the cursor)
 DEFINITIONS_SHARE = 0.16  # of the prompt's token budget, at most, for each kind of block
 SIMILAR_SHARE = 0.10
 RECENT_SHARE = 0.08
@@ -58,8 +60,13 @@ class Block:
     text: str
 
 
-def imports(text: str, path: str) -> dict[str, tuple[str, str | None]]:
-    """Local name -> (module, the name it imports, or None for the module itself), from a file's imports."""
+def imports(text: str, path: str, offset: int | None = None) -> dict[str, tuple[str, str | None]]:
+    """Local name -> (module, the name it imports, or None for the module itself), from a file's imports.
+
+    With `offset` (the cursor), only the file's head and the code just above the cursor are read, so that a
+    keystroke in a large file does not scan all of it."""
+    if offset is not None and len(text) > IMPORTS_SPAN + REGION_SPAN:
+        text = text[:IMPORTS_SPAN] + "\n" + text[max(IMPORTS_SPAN, offset - REGION_SPAN) : offset]
     found: dict[str, tuple[str, str | None]] = {}
     package = path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else ""
     for module, names in _FROM_IMPORT.findall(text):
@@ -82,16 +89,19 @@ def imports(text: str, path: str) -> dict[str, tuple[str, str | None]]:
 def region_of(text: str, offset: int) -> int:
     """Where the top-level definition holding `offset` starts (0 before the first one).
 
-    Looked for first in the `REGION_SPAN` characters above the cursor, so that a keystroke in a large file
-    does not scan the whole file; only where there is none does the whole text up to the cursor count."""
-    near = text.rfind("\n", 0, max(0, offset - REGION_SPAN)) + 1  # a line start: `^` matches there
-    for lo in dict.fromkeys((near, 0)):
+    Looked for in the `REGION_SPAN` characters above the cursor, then in `REGION_FAR`, so that a keystroke in
+    a large file does not scan the whole file. Farther from any definition than that (a file of data, one
+    huge function), the region is the span of `REGION_FAR` characters the cursor is in, as a negative number."""
+    for span in (REGION_SPAN, REGION_FAR):
+        lo = text.rfind("\n", 0, max(0, offset - span)) + 1  # a line start: `^` matches there
         found = None
         for m in _TOP_LEVEL.finditer(text, lo, offset):
             found = m
         if found is not None:
             return found.start()
-    return 0
+        if lo == 0:
+            return 0
+    return -1 - offset // REGION_FAR
 
 
 def last_lines(text: str, offset: int, n: int) -> str:
@@ -115,10 +125,10 @@ def used_names(before: str, after: str) -> list[str]:
     return list(seen)
 
 
-def definition_blocks(index: ProjectIndex, path: str, text: str, names: list[str], budget: int,
+def definition_blocks(index: ProjectIndex, path: str, text: str, offset: int, names: list[str], budget: int,
                       measure: Callable[[str], int]) -> list[Block]:  # fmt: skip
     """The project's definitions of `names` (nearest first) from other files, as many as fit in `budget` tokens."""
-    imported = imports(text, path)
+    imported = imports(text, path, offset)
     blocks: list[Block] = []
     used = 0
     for name in names:
@@ -164,7 +174,7 @@ def stable(index: ProjectIndex | None, path: str, text: str, offset: int, *, sou
     if index is not None and sources.definitions:
         near = last_lines(text, offset, NEAR_LINES)
         names = used_names(near, "\n".join(following[:5]))
-        found = definition_blocks(index, path, text, names, int(budget * DEFINITIONS_SHARE), measure)
+        found = definition_blocks(index, path, text, offset, names, int(budget * DEFINITIONS_SHARE), measure)
         blocks += sorted(found, key=lambda b: (b.path, b.text))  # chosen by nearness, shown in a stable order
     if plain and sources.after:
         lines = list(following)

@@ -37,6 +37,10 @@ def test_complete_line_offers_the_next_line():
     s = shape_at("def f(values):\n    total = sum(values)|\n")
     assert cut(s, "\n    return total\n\n") == ("\n    return total", True)
     assert cut(s, "\n    return to") == ("", False)
+    # In a hurry, the whole words of the next line so far; none yet, nothing.
+    assert cut(s, "\n    return total +", hurry=True) == ("\n    return total +", True)
+    assert cut(s, "\n    return to", hurry=True) == ("\n    return", True)
+    assert cut(s, "\n    ret", hurry=True) == ("", False)
 
 
 def test_block_on_empty_line_stops_at_dedent():

@@ -8,7 +8,15 @@ import re
 from selftune.server.completion.assemble import assemble
 from selftune.server.completion.project import ProjectIndex, module_names, python_definitions
 from selftune.server.completion.prompt import PromptFormat
-from selftune.server.completion.sources import Choice, Sources, imports, last_lines, region_of, stable
+from selftune.server.completion.sources import (
+    REGION_FAR,
+    Choice,
+    Sources,
+    imports,
+    last_lines,
+    region_of,
+    stable,
+)
 
 GEOMETRY = '''"""Shapes."""
 import math
@@ -82,6 +90,16 @@ def test_imports_map_local_names_to_modules():
     assert found["shapes"] == ("geo.shapes", None)
     assert found["thing"] == ("geo.sibling", "thing")
     assert found["up"] == ("", "up")
+
+
+def test_in_a_large_file_the_imports_are_read_from_its_head_and_above_the_cursor():
+    filler = "x = 1\n" * 20_000
+    text = "import os\n" + filler + "from geo.shapes import Polygon\n" + filler + "import json\n" + filler
+    at_end = imports(text, "big.py", len(text))
+    assert "os" in at_end and "Polygon" not in at_end and "json" not in at_end  # the middle is not read
+    below = text.index("import json") + len("import json\n")
+    assert {"os", "json"} <= set(imports(text, "big.py", below))
+    assert {"os", "Polygon", "json"} <= set(imports(text, "big.py"))  # without a cursor: all of it
 
 
 def test_the_definitions_of_names_used_around_the_cursor_come_from_the_imported_module():
@@ -177,3 +195,12 @@ def test_the_region_and_the_last_lines_are_found_from_the_cursor_back_as_a_whole
             assert region_of(text, offset) == whole, (size, offset)
             for n in (1, 12, 40):
                 assert last_lines(text, offset, n) == "\n".join(text[:offset].split("\n")[-n:])
+
+
+def test_far_from_any_definition_a_region_is_a_span_of_the_file():
+    text = "def f():\n    pass\n" + "x = 1\n" * 200_000  # 1.2 MB of data after one definition
+    far = REGION_FAR + 100
+    assert region_of(text, 40) == 0
+    assert region_of(text, far) == region_of(text, far + 600) < 0  # typing on: the same region, no scan
+    assert region_of(text, len(text)) != region_of(text, far)
+    assert region_of(text + "def g():\n", len(text) + 8) == len(text)  # a definition near the cursor
