@@ -68,9 +68,13 @@ class Shape:
     mode: Mode
     line_prefix: str
     line_suffix: str
-    next_line: str  # first non-blank line after the cursor's line, stripped
     below: tuple[str, ...]  # the first BELOW non-blank lines after the cursor's line, stripped
     prose_ok: bool  # inside a docstring, comment or a prose document
+
+    @property
+    def next_line(self) -> str:
+        """The first non-blank line after the cursor's line, stripped."""
+        return self.below[0] if self.below else ""
 
 
 def indent_of(line: str) -> int:
@@ -88,7 +92,7 @@ def shape_of(ctx: Context, *, multiline: bool = True, language_id: str = "") -> 
     below = tuple(line.strip() for line in ctx.suffix.split("\n")[1:] if line.strip())[:BELOW]
     in_comment = "#" in ctx.line_prefix or "//" in ctx.line_prefix
     prose_ok = language_id in PROSE_LANGUAGES or ctx.in_docstring or in_comment
-    return Shape(mode, ctx.line_prefix, ctx.line_suffix, below[0] if below else "", below, prose_ok)
+    return Shape(mode, ctx.line_prefix, ctx.line_suffix, below, prose_ok)
 
 
 def is_prose(line: str) -> bool:
@@ -196,7 +200,7 @@ def _finish_line(shape: Shape, line: str) -> str:
 
 def repeats_below(shape: Shape, suggestion: str) -> bool:
     """Whether the line `suggestion` writes (the cursor's line, or the next one when it begins with a line break)
-    is one of the lines just below the cursor: the completer's veto (the engine generates it again)."""
+    is one of the lines just below the cursor: the completer's veto (the engine redoes the line)."""
     if "\n" not in suggestion:
         line = shape.line_prefix + suggestion + shape.line_suffix
     else:

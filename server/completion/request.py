@@ -54,8 +54,8 @@ class Request:
     special: bool = False  # the prompt holds special tokens (FIM)
     stop: tuple[str, ...] = ()
     patience: float = float("inf")  # seconds after which `finish` is asked to hurry
-    # A finished suggestion this says no to is never shown: the generation starts again once with the token
-    # that began it barred, and a second refusal is answered with an empty suggestion.
+    # A finished suggestion this says no to is never shown: the engine redoes it once from the token the model
+    # was least sure of, that token barred, and answers a second refusal with an empty suggestion.
     veto: Callable[[str], bool] | None = None
     created: float = field(default_factory=time.perf_counter)
     done: bool = False
