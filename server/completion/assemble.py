@@ -44,11 +44,12 @@ def chars_per_token(text: str, offset: int, measure: Callable[[str], int]) -> fl
 def assemble(fmt: prompt_.PromptFormat, text: str, offset: int, *, budget: int, measure: Callable[[str], int],
              path: str = "", language_id: str = "", index: ProjectIndex | None = None,
              sources: Sources = EVERY_SOURCE, previous_start: int | None = None, key: str = "",
-             choice: Choice | None = None) -> Assembled:  # fmt: skip
+             choice: Choice | None = None, ratio: float | None = None) -> Assembled:  # fmt: skip
     """The prompt for a cursor at `offset` in `text`, within `budget` tokens.
 
     `previous_start`: where this document's last window started (kept while it fits, for the KV cache);
-    `choice` (with `key`): keeps the document's blocks while the cursor stays in one region."""
+    `choice` (with `key`): keeps the document's blocks while the cursor stays in one region; `ratio`: the
+    characters per token of the text before the cursor, if the caller knows them (else they are measured)."""
     plain = fmt.kind == "plain"
     blocks: list[Block] = []
     if sources.any:
@@ -63,7 +64,7 @@ def assemble(fmt: prompt_.PromptFormat, text: str, offset: int, *, budget: int, 
             blocks = ordered(fresh, more())
     head = prompt_.header(blocks, path, language_id)
     window_tokens = max(32, budget - measure(head))
-    ratio = chars_per_token(text, offset, measure) * SAFETY
+    ratio = (ratio or chars_per_token(text, offset, measure)) * SAFETY
     if plain:
         prefix_chars, suffix_chars = int(window_tokens * ratio), SUFFIX_CHARS
     else:

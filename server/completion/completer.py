@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ..models import Manifest, load_manifest, resolve_weights
 from ..settings import MODEL_KEYS, Settings
 from . import postprocess
-from .assemble import Assembled, assemble
+from .assemble import RATIO_SAMPLE, Assembled, assemble, chars_per_token
 from .backend import Backend
 from .engine import Engine
 from .project import ProjectIndex
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 3.0  # before the model is loaded (its vocabulary counts tokens); the engine trims an overflow
 MIN_CONTEXT = 512
+MEASURED_KEPT = 256  # texts whose token counts are kept: a prompt's blocks are measured again at every key
 
 
 def backend_loader(settings: Settings) -> tuple[Manifest, Callable[[], Backend]]:
@@ -59,6 +60,10 @@ class Completer:
         self.engine = Engine(load, cached_documents=settings.cached_documents)
         self._anchors: dict[str, int] = {}
         self._choice = Choice()
+        # Per document, the window's characters per token and the stretch of the file they were measured in.
+        self._ratios: dict[str, tuple[int, float]] = {}
+        self._measured: dict[str, int] = {}
+        self._counter: Callable[[str], int] | None = None  # the vocabulary `_measured` was counted in
 
     def update_settings(self, settings: Settings) -> None:
         """Apply new settings; a model change loads the new model on the engine thread."""
@@ -67,6 +72,7 @@ class Completer:
         if settings.differs_in(old, MODEL_KEYS):
             self.manifest, load = backend_loader(settings)
             self._anchors.clear()
+            self._ratios.clear()
             self._choice = Choice()
             self.engine.reload(load)
 
@@ -85,8 +91,28 @@ class Completer:
 
     def measure(self, text: str) -> int:
         """Tokens of `text` in the model's vocabulary (an estimate until the model is loaded)."""
-        counter = getattr(self.engine.backend, "counter", None)
-        return counter(text) if counter is not None else int(len(text) / CHARS_PER_TOKEN) + 1
+        counter: Callable[[str], int] | None = getattr(self.engine.backend, "counter", None)
+        if counter is None:
+            return int(len(text) / CHARS_PER_TOKEN) + 1
+        if counter != self._counter:
+            self._counter, self._measured = counter, {}
+        n = self._measured.get(text)
+        if n is None:
+            n = self._measured[text] = counter(text)
+            if len(self._measured) > MEASURED_KEPT:
+                del self._measured[next(iter(self._measured))]
+        return n
+
+    def ratio(self, key: str, text: str, offset: int) -> float | None:
+        """The characters per token before `offset`, measured once per stretch of the document: tokenizing
+        thousands of characters at every key costs more than the window's size could gain from it."""
+        if getattr(self.engine.backend, "counter", None) is None:
+            return None  # not loaded: estimated at every request until it is
+        stretch = offset // RATIO_SAMPLE
+        kept = self._ratios.get(key)
+        if kept is None or kept[0] != stretch:
+            kept = self._ratios[key] = (stretch, chars_per_token(text, offset, self.measure))
+        return kept[1]
 
     def sources(self) -> Sources:
         s = self.settings
@@ -100,7 +126,8 @@ class Completer:
         budget = max(64, self.n_ctx() - self.settings.max_tokens - 8)
         assembled = assemble(self.manifest.prompt, text, offset, budget=budget, measure=self.measure, path=path,
                              language_id=language_id, index=index, sources=self.sources(),
-                             previous_start=self._anchors.get(key), key=key, choice=self._choice)  # fmt: skip
+                             previous_start=self._anchors.get(key), key=key, choice=self._choice,
+                             ratio=self.ratio(key, text, offset))  # fmt: skip
         self._anchors[key] = assembled.context.window_start
         return assembled
 
@@ -156,6 +183,7 @@ class Completer:
 
     def forget(self, key: str) -> None:
         self._anchors.pop(key, None)
+        self._ratios.pop(key, None)
         self._choice.forget(key)
 
     def close(self) -> None:

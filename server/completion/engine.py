@@ -72,6 +72,7 @@ class Engine:
         self.loaded = threading.Event()
         self._cache: KVCache[Generation] = KVCache(cached_documents)
         self._rng = np.random.default_rng(seed)
+        self._drafts = decoding.DraftLength()
         self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
         self._thread.start()
 
@@ -297,7 +298,9 @@ class Engine:
                 return
             cache.decode(backend, tokens[i : i + chunk])
         gen = Generation.for_request(req, prompt, heal=heal, heal_tokens=retyped, stats=stats)
-        gen.start = len(cache)
+        gen.start, gen.first = len(cache), cache.logits_after(len(cache))
+        if gen.first is None:
+            gen.first = cache.keep_logits(backend)
         # Healed tokens re-spell typed text: they do not count against the suggestion's budget.
         gen.budget = min(req.max_tokens + len(retyped), backend.n_ctx - len(cache) - 1)
         with self._cv:
@@ -346,20 +349,22 @@ class Engine:
                 g.rewind(g.retry)
             return
         drafts: list[int] = []
+        lookup = g.pending is not None and g.temperature <= 0 and not g.heal
         if g.pending is not None:
             if g.temperature <= 0 and g.heal:
                 drafts = g.heal_tokens  # most often the model spells the word as the prompt did
-            elif g.temperature <= 0:
+            elif lookup:
                 room = min(g.budget - g.tokens - 1, backend.n_ctx - len(cache) - 2)
-                drafts = decoding.draft(cache.tokens, g.pending, room)
+                drafts = self._drafts.take(decoding.draft(cache.tokens, g.pending, room))
             cache.decode(backend, [g.pending, *drafts], all_logits=bool(drafts))
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
         chosen: list[int] = []
         margins: list[float] = []
         heal = g.heal
+        first, g.first = g.first, None  # the logits after the prompt, kept: no decode call has made them yet
         for j in range(len(drafts) + 1):
-            logits = backend.logits(j if drafts else -1)
+            logits = first if first is not None else backend.logits(j if drafts else -1)
             if g.barred is not None and g.barred[0] == g.tokens + j:
                 logits = decoding.bar(logits, {g.barred[1]})
             if heal:
@@ -379,6 +384,8 @@ class Engine:
             cache.truncate(backend, len(cache) - rejected)
         g.stats.drafted += len(drafts)
         g.stats.accepted += len(drafts) - rejected
+        if lookup:
+            self._drafts.record(len(drafts), len(drafts) - rejected)
         for i, token in enumerate(chosen):
             with self._cv:
                 self._emit(g, token, margins[i], last=i == len(chosen) - 1)
@@ -412,13 +419,8 @@ class Engine:
             suggestion = ""
         if complete or g.ended:
             if not suggestion:
-                log.debug(
-                    "empty suggestion: ended=%r, %d tokens generated, %d in the KV cache, output %r",
-                    g.ended,
-                    g.tokens,
-                    len(self._cache),
-                    g.text[g.offset : g.offset + 60],
-                )
+                log.debug("empty suggestion: ended=%r, %d tokens generated, %d in the KV cache, output %r",
+                          g.ended, g.tokens, len(self._cache), g.text[g.offset : g.offset + 60])  # fmt: skip
             g.stats.text = suggestion
             g.stats.seconds = time.perf_counter() - req.created
             self._resolve_locked(req, g.stats)

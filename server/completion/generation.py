@@ -15,6 +15,8 @@ from __future__ import annotations
 import codecs
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import healing
 from .request import Outcome, Partial, Request
 
@@ -44,6 +46,7 @@ class Generation:
     margins: list[float] = field(default_factory=list)  # how far each was ahead of the runner-up (first ones)
     retry: int | None = None  # the request vetoed the suggestion: go back to this token and choose another
     barred: tuple[int, int] | None = None  # (position, token): the token not to choose there again
+    first: np.ndarray | None = None  # the logits after the prompt, until the first token is chosen from them
 
     @classmethod
     def for_request(cls, req: Request, prompt: str, *, heal: str, heal_tokens: list[int], stats: Outcome) -> Generation:

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
+import numpy as np
+
 from .backend import Backend
 from .decoding import common_prefix
 
@@ -27,6 +29,9 @@ class KVCache(Generic[T]):
         self.key: str | None = None  # the document whose state the context holds
         self.tokens: list[int] = []  # what the context holds
         self._parked: OrderedDict[str, tuple[list[int], bytes, T | None]] = OrderedDict()
+        # The logits after the first n tokens, kept from the end of the last prompt: a new prompt that ends there
+        # (typing within a word: token healing cuts each prompt back to the word's start) needs no decode at all.
+        self._after: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -43,6 +48,7 @@ class KVCache(Generic[T]):
                 self._parked.popitem(last=False)
         parked = self._parked.pop(key, None)
         self.key = key
+        self._after = None
         if parked is not None and backend.restore(parked[1], len(parked[0])):
             self.tokens = parked[0]
             return parked[2]
@@ -53,13 +59,24 @@ class KVCache(Generic[T]):
     def reuse(self, backend: Backend, tokens: list[int]) -> int:
         """Cut the context back to the prefix it shares with `tokens`; how many of them it holds now.
 
-        The last of `tokens` is never kept: it is decoded again for the logits that follow it.
+        All of them only when the logits after them were kept (`logits_after`); otherwise the last one is
+        decoded again for the logits that follow it.
         """
         keep = common_prefix(self.tokens, tokens)
-        if keep == len(tokens):
+        if keep == len(tokens) and self.logits_after(keep) is None:
             keep -= 1
         self.truncate(backend, keep)
         return keep
+
+    def keep_logits(self, backend: Backend) -> np.ndarray:
+        """Keep (a copy of) the logits after everything the context holds, which the last decode produced."""
+        logits = np.array(backend.logits(-1), dtype=np.float32, copy=True)
+        self._after = (len(self.tokens), logits)
+        return logits
+
+    def logits_after(self, n: int) -> np.ndarray | None:
+        """The kept logits after the first `n` tokens, if those are what was kept."""
+        return self._after[1] if self._after is not None and self._after[0] == n else None
 
     def decode(self, backend: Backend, tokens: list[int], *, all_logits: bool = False) -> None:
         """Evaluate `tokens` after what the context holds."""
@@ -71,6 +88,8 @@ class KVCache(Generic[T]):
         if n < len(self.tokens):
             backend.truncate(n)
             del self.tokens[n:]
+        if self._after is not None and n < self._after[0]:
+            self._after = None
 
     def rewind(self, backend: Backend, n: int) -> None:
         """Keep the first `n` tokens, the last of them evaluated again for the logits that follow it."""
@@ -87,5 +106,6 @@ class KVCache(Generic[T]):
             backend.clear()
         self.key = None
         self.tokens = []
+        self._after = None
         if not keep_parked:
             self._parked.clear()

@@ -106,11 +106,29 @@ async def run_ours(
     session = await Session.start(root, settings, log=root / "selftune.log")
     try:
         doc = session.open(path, before + after)
-        await session.inline(doc, len(before))  # model load and the cold prefill, not measured
+        # Model load, the project index and the cold prefill, not measured: a prompt made before the index is
+        # built changes its head once the index brings blocks (a whole prefill, once per session).
+        await indexed(session)
+        await session.inline(doc, len(before))
         pauses = await type_text(session, doc, len(before), region, rest_of_file=after)
         return pauses, await switching(session, doc, len(before) + len(region), other, switches)
     finally:
         await session.close()
+
+
+async def indexed(session: Session, timeout: float = 300) -> None:
+    """Until the server's `$/progress` for indexing the project has ended."""
+
+    def field(value: object, name: str) -> object:
+        return value.get(name) if isinstance(value, dict) else getattr(value, name, None)
+
+    deadline = time.perf_counter() + timeout
+    while time.perf_counter() < deadline:
+        titles = {token: str(field(v, "title")) for _, token, v in session.progress if field(v, "kind") == "begin"}
+        if any("indexing" in titles.get(token, "") and field(v, "kind") == "end" for _, token, v in session.progress):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the project index was not built (no end of its $/progress)")
 
 
 async def switching(session: Session, doc, at: int, other: Path, switches: int) -> dict[str, list[float]]:

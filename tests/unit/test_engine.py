@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from selftune.server.completion.decoding import DraftLength
 from selftune.server.completion.engine import Engine, Outcome, Partial, Request
 from selftune.server.models import ModelUnavailable
 
@@ -388,3 +389,48 @@ def test_a_vetoed_line_keeps_what_the_model_was_sure_of():
         assert out.text == "for x in y"  # the line as far as its least sure token, then the runner-up there
     finally:
         engine.close()
+
+
+def test_a_prompt_that_ends_where_the_last_one_did_needs_no_decode_before_its_first_token(engine, backend):
+    # Typing within a word: token healing cuts each prompt back to the word's start, where the last one ended.
+    stem = "def total(xs):\n    s = 0\n    "
+    assert wait(*submit(engine, stem + "fo")[1:]).text == "r x in xs:"
+    healed = len(backend.tokenize(stem))
+    cuts = len(backend.cut_to)
+    out = wait(*submit(engine, stem + "fi")[1:])  # not what the model wrote: a new generation
+    assert not out.reused and out.prefill_tokens == 0 and out.cached_tokens == healed
+    assert min(backend.cut_to[cuts:]) == healed  # the prompt's last token was not decoded again
+    # The kept logits are the model's: the same word again gets the same suggestion, still without a decode.
+    cuts = len(backend.cut_to)
+    out = wait(*submit(engine, stem + "fo")[1:])
+    assert out.text == "r x in xs:" and out.prefill_tokens == 0
+    assert min(backend.cut_to[cuts:]) == healed
+
+
+def test_drafting_backs_off_while_the_model_refuses_the_drafts():
+    drafts = DraftLength()
+    assert drafts.take([]) == [] and drafts.take([7, 8, 9]) == [7]
+    drafts.record(1, 1)
+    assert drafts.take([7, 8, 9]) == [7, 8]  # confirmed whole: twice as many
+    drafts.record(2, 0)  # refused outright: the next chance is passed up, then one draft again
+    assert drafts.take([7, 8]) == [] and drafts.take([7, 8]) == [7]
+    drafts.record(1, 0)  # again: two chances passed up now
+    assert drafts.take([7]) == [] and drafts.take([7]) == [] and drafts.take([7]) == [7]
+    drafts.record(1, 1)
+    drafts.record(2, 2)
+    drafts.record(4, 3)  # partly confirmed: as many as were
+    assert drafts.take(list(range(10))) == [0, 1, 2]
+
+
+def test_drafts_the_model_keeps_refusing_are_soon_not_checked():
+    # " a" comes back 20 times, followed by another letter each time: a draft from its last occurrence is
+    # wrong at its first token (8 drafts checked at each of them, before).
+    script = " ".join("a" + chr(98 + i) for i in range(20))
+    backend = ScriptedBackend(script)
+    e = Engine(lambda: backend)
+    try:
+        out = wait(*submit(e, "ab", finish=lambda p: (p.text, p.final), max_tokens=len(script))[1:])
+        assert out.text == script[2:]
+        assert 0 < out.drafted <= 5  # one draft at a time, passed up for longer after each refusal
+    finally:
+        e.close()

@@ -28,3 +28,35 @@ def test_code_that_looks_like_a_placeholder_is_left_alone():
 def test_bad_formats_are_refused(kind, template):
     with pytest.raises(ValueError):
         PromptFormat(kind, template)
+
+
+def test_typing_tokenizes_the_text_before_the_cursor_once_per_stretch_of_the_file():
+    from selftune.server.completion.assemble import RATIO_SAMPLE
+    from selftune.server.completion.completer import Completer
+    from selftune.server.settings import Settings
+    from tests.unit.test_engine import ScriptedBackend
+
+    counted: list[str] = []
+
+    class Counting(ScriptedBackend):
+        def counter(self, text: str) -> int:
+            counted.append(text)
+            return len(text) // 3 + 1
+
+    completer = Completer(Settings(), load=Counting)
+    try:
+        assert completer.engine.loaded.wait(10)
+        text = "def f(x):\n    return x + 1\n" * 1200
+        offset = len(text) // 2
+        prompts = []
+        for c in "value = f(":  # ten keys; the window's ratio is measured at the first
+            text = text[:offset] + c + text[offset:]
+            offset += 1
+            prompts.append(completer.assemble("a.py", text, offset).prompt)
+        assert sum(len(t) for t in counted) < 2 * RATIO_SAMPLE, [len(t) for t in counted]
+        assert all(p.endswith("value = f("[: i + 1]) for i, p in enumerate(prompts))
+        counted.clear()
+        completer.assemble("a.py", text, offset - 2 * RATIO_SAMPLE)  # another stretch of the file: measured again
+        assert any(len(t) >= RATIO_SAMPLE for t in counted)
+    finally:
+        completer.close()
