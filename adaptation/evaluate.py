@@ -37,6 +37,7 @@ from .data import Example
 from .data.points import Point
 
 PARITY_TOKENS = 384  # per held-out text compared
+WHOLE = 10**9  # ms a held-out suggestion may wait for its line or block to end: no deadline, however busy the CPU
 
 
 class Generator:
@@ -50,8 +51,8 @@ class Generator:
             threads=threads,
             multiline=False,
             max_tokens=48,
-            block_wait_ms=60000,
-            line_wait_ms=60000,  # held-out lines are measured whole
+            block_wait_ms=WHOLE,
+            line_wait_ms=WHOLE,  # held-out lines are measured whole
             cached_documents=0,
         )
         self.completer = Completer(self.settings)

@@ -47,7 +47,7 @@ class Settings:
         default=True, metadata=_meta("on an empty line, suggest the rest of the block rather than one line")
     )
     line_wait_ms: int = field(
-        default=100,
+        default=60,
         metadata=_meta(
             "a one-line suggestion waits at most this long for its line to end, then offers the whole "
             "words it has (the next request gets the rest)",
