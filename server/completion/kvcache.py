@@ -6,8 +6,10 @@ postprocess). The context holds the state of one document (`key`) at a time;
 shares with them. The states of the few most recently used other documents are
 parked in memory (`backend.save()`), each with whatever the engine was running
 on it (its generation), so switching back to a file does not pay the full
-prefill. Used only on the engine thread; the backend is passed in by the engine,
-which owns its lifetime.
+prefill. The logits after the last prompt are kept too: a prompt that ends where
+the last one did (typing within a word, which token healing cuts back to the
+word's start) starts generating at once. Used only on the engine thread; the
+backend is passed in by the engine, which owns its lifetime.
 """
 
 from __future__ import annotations
