@@ -118,6 +118,8 @@ def token_counter(manifest: Manifest, model_path: str):
 
 
 def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Generator:
+    # The gate compares base and adapted on the same prompts; at most 2048 tokens of context keeps its two passes
+    # over the held-out points affordable on a CPU (the server may use more: the manifest's size).
     return evaluate.Generator(
         manifest.name, model_path, context_size=min(2048, manifest.context_size), threads=cfg.threads
     )
