@@ -31,14 +31,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from quality import held_out
+from quality import held_out, peer_window
 
 from selftune.adaptation.data.timeline import Timeline
 from selftune.adaptation.evaluate import similarity
 from selftune.server.completion.assemble import assemble
 from selftune.server.models import load_manifest, resolve_weights
 
-PEER_CHARS = 6000
 SUGGESTION_ROOM = 56  # the server's budget leaves room for the suggestion (maxTokens) and a few tokens
 
 
@@ -71,13 +70,6 @@ class Scorer:
         chars = len(self.llm.detokenize(whole[n:]).decode("utf-8", "replace"))
         out = self.llm.create_completion(prompt, max_tokens=40, temperature=0.0, stop=["\n"])  # reuses the prefix
         return -logprob / math.log(2) / max(1, chars), out["choices"][0]["text"].split("\n")[0].strip(), len(head)
-
-
-def peer_prompt(text: str, offset: int) -> str:
-    start = max(0, offset - PEER_CHARS)
-    if start:
-        start = text.find("\n", start, offset) + 1 or start
-    return text[start:offset]
 
 
 def report(rows: list[dict], configs: list[str]) -> None:
@@ -118,7 +110,7 @@ def main() -> int:
             while commits.index(timeline.at) < i - 1:
                 timeline.apply(commits[commits.index(timeline.at) + 1])
             target = point.target.rstrip()
-            prompts = {"peer": peer_prompt(point.text, point.offset)}
+            prompts = {"peer": peer_window(point.text, point.offset)}
             for n in sizes:
                 prompts[f"ctx {n}"] = assemble(manifest.prompt, point.text, point.offset, budget=n - SUGGESTION_ROOM,
                                                measure=scorer.measure, path=point.path, language_id="python",

@@ -62,6 +62,14 @@ SOURCES = {
 }
 
 
+def peer_window(text: str, offset: int) -> str:
+    """What the peer sends: the last `PEER_CHARS` characters before `offset`, cut at a line start."""
+    start = max(0, offset - PEER_CHARS)
+    if start:
+        start = text.find("\n", start, offset) + 1 or start
+    return text[start:offset]
+
+
 class Peer:
     """A stock llama.cpp client: the file's prefix, greedy, the first line."""
 
@@ -71,11 +79,8 @@ class Peer:
         self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, verbose=False)
 
     def complete(self, text: str, offset: int) -> tuple[str, float]:
-        start = max(0, offset - PEER_CHARS)
-        if start:
-            start = text.find("\n", start, offset) + 1 or start
         started = time.perf_counter()
-        out = self.llm.create_completion(text[start:offset], max_tokens=MAX_TOKENS, temperature=0.0)
+        out = self.llm.create_completion(peer_window(text, offset), max_tokens=MAX_TOKENS, temperature=0.0)
         return out["choices"][0]["text"].split("\n", 1)[0].rstrip(), time.perf_counter() - started
 
 
