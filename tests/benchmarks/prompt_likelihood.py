@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+import llama_cpp
 import numpy as np
 from quality import held_out, peer_window
 
@@ -43,8 +44,6 @@ SUGGESTION_ROOM = 56  # the server's budget leaves room for the suggestion (maxT
 
 class Scorer:
     def __init__(self, gguf: Path, n_ctx: int):
-        import llama_cpp
-
         self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, verbose=False)
 
     def tokens(self, text: str, bos: bool = True) -> list[int]:
@@ -63,7 +62,8 @@ class Scorer:
         self.llm.eval(whole[:n])
         logprob = 0.0
         for token in whole[n:]:
-            logits = np.ctypeslib.as_array(self.llm._ctx.get_logits(), shape=(self.llm.n_vocab(),)).astype(np.float64)
+            last = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+            logits = np.ctypeslib.as_array(last, shape=(self.llm.n_vocab(),)).astype(np.float64)
             top = logits.max()
             logprob += logits[token] - top - math.log(np.exp(logits - top).sum())
             self.llm.eval([token])
