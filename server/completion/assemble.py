@@ -34,6 +34,11 @@ class Assembled:
     blocks: tuple[Block, ...]
 
 
+def prompt_budget(n_ctx: int, max_tokens: int) -> int:
+    """The tokens a prompt may take in a context of `n_ctx`: room is left for the suggestion and a few more."""
+    return max(64, n_ctx - max_tokens - 8)
+
+
 def chars_per_token(text: str, offset: int, measure: Callable[[str], int]) -> float:
     sample = text[max(0, offset - RATIO_SAMPLE) : offset]
     if len(sample) < 200:

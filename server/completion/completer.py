@@ -19,7 +19,7 @@ from collections.abc import Callable
 from ..models import Manifest, load_manifest, resolve_weights
 from ..settings import MODEL_KEYS, Settings
 from . import postprocess
-from .assemble import RATIO_SAMPLE, Assembled, assemble, chars_per_token
+from .assemble import RATIO_SAMPLE, Assembled, assemble, chars_per_token, prompt_budget
 from .backend import Backend
 from .engine import Engine
 from .project import ProjectIndex
@@ -123,7 +123,7 @@ class Completer:
                  index: ProjectIndex | None = None) -> Assembled:  # fmt: skip
         """The prompt for a completion at `offset` (what `request` sends the model), keeping the document's
         window anchor and blocks."""
-        budget = max(64, self.n_ctx() - self.settings.max_tokens - 8)
+        budget = prompt_budget(self.n_ctx(), self.settings.max_tokens)
         assembled = assemble(self.manifest.prompt, text, offset, budget=budget, measure=self.measure, path=path,
                              language_id=language_id, index=index, sources=self.sources(),
                              previous_start=self._anchors.get(key), key=key, choice=self._choice,

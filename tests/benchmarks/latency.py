@@ -43,6 +43,7 @@ from pathlib import Path
 
 import httpx
 
+from selftune.server.completion.assemble import prompt_budget
 from selftune.server.completion.completer import CHARS_PER_TOKEN, Completer
 from selftune.server.cpus import usable_cpus
 from selftune.server.demo.replay import Pause, Session, _expected, keystrokes, type_text, useful_chars
@@ -367,7 +368,7 @@ async def main() -> int:
     manifest = load_manifest(settings.model)
     model = resolve_weights(manifest)
     n_ctx = manifest.context_size
-    budget_chars = int((n_ctx - settings.max_tokens - 8) * CHARS_PER_TOKEN)
+    budget_chars = int(prompt_budget(n_ctx, settings.max_tokens) * CHARS_PER_TOKEN)
     before, region, after = pick_region(args.file, args.start, args.lines)
     print(
         f"typing {len(region)} characters ({args.lines} lines) of {args.file} into the rest of the file; "

@@ -32,14 +32,12 @@ from pathlib import Path
 
 import llama_cpp
 import numpy as np
-from quality import held_out, peer_window
+from quality import MAX_TOKENS, held_out, peer_window
 
 from selftune.adaptation.data.timeline import Timeline
 from selftune.adaptation.evaluate import similarity
-from selftune.server.completion.assemble import assemble
+from selftune.server.completion.assemble import assemble, prompt_budget
 from selftune.server.models import load_manifest, resolve_weights
-
-SUGGESTION_ROOM = 56  # the server's budget leaves room for the suggestion (maxTokens) and a few tokens
 
 
 class Scorer:
@@ -112,8 +110,9 @@ def main() -> int:
             target = point.target.rstrip()
             prompts = {"peer": peer_window(point.text, point.offset)}
             for n in sizes:
-                prompts[f"ctx {n}"] = assemble(manifest.prompt, point.text, point.offset, budget=n - SUGGESTION_ROOM,
-                                               measure=scorer.measure, path=point.path, language_id="python",
+                prompts[f"ctx {n}"] = assemble(manifest.prompt, point.text, point.offset,
+                                               budget=prompt_budget(n, MAX_TOKENS), measure=scorer.measure,
+                                               path=point.path, language_id="python",
                                                index=timeline.index).prompt  # fmt: skip
             row: dict = {"repo": repo.name if repo.name != "repo" else repo.parent.name, "path": point.path,
                          "expected": target}  # fmt: skip
