@@ -54,6 +54,7 @@ class Generator:
             block_wait_ms=WHOLE,
             line_wait_ms=WHOLE,  # held-out lines are measured whole
             cached_documents=0,
+            cold_start_tokens=0,  # measured with the whole prompt, however long its prefill
         )
         self.completer = Completer(self.settings)
         self.completer.engine.loaded.wait()

@@ -17,6 +17,7 @@ the editor's log once a client is connected).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -247,7 +248,8 @@ def _complete(args: argparse.Namespace) -> int:
         return 2
     offset = sum(len(s) + 1 for s in lines[: line - 1]) + min(max(col, 1) - 1, len(lines[line - 1]))
     try:
-        completer = Completer(_settings(args))
+        # One answer and no later keys: the whole prompt, however long its prefill, not a cold start's short one.
+        completer = Completer(dataclasses.replace(_settings(args), cold_start_tokens=0))
     except ModelUnavailable as exc:
         print(f"selftune: {exc}", file=sys.stderr)
         return 2

@@ -69,6 +69,16 @@ class Settings:
     cached_documents: int = field(
         default=4, metadata=_meta("documents whose model state is kept for fast switching", lo=0, hi=64)
     )
+    cold_start_tokens: int = field(
+        default=512,
+        metadata=_meta(
+            "when a prompt needs more than this many tokens evaluated (a file just opened, a jump), the first "
+            "suggestions come from the last this-many tokens before the cursor while the whole prompt is evaluated "
+            "between keys; 0: always wait for the whole prompt",
+            lo=0,
+            hi=131072,
+        ),
+    )
     context_definitions: bool = field(
         default=True,
         metadata=_meta("show the model the definitions, from other files, of the names used around the cursor"),

@@ -114,7 +114,8 @@ class Suggestions:
                              latency_ms=round(outcome.seconds * 1000, 1),
                              context_hash=outcome.context_hash)  # fmt: skip
         log.debug("suggestion %s after %.0f ms (%s)", item_id, outcome.seconds * 1000,
-                  "reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens")  # fmt: skip
+                  ("reused" if outcome.reused else f"{outcome.prefill_tokens} prefill tokens")
+                  + (", the cold start's short prompt" if outcome.quick else ""))  # fmt: skip
         return shown, item_id
 
     def prompt_at(self, uri: str, position: types.Position) -> dict:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 3.0  # before the model is loaded (its vocabulary counts tokens); the engine trims an overflow
 MIN_CONTEXT = 512
+NO_SOURCES = Sources(definitions=False, similar=False, recent=False, after=False)  # a cold start's short prompt
 MEASURED_KEPT = 256  # texts whose token counts are kept: a prompt's blocks are measured again at every key
 
 
@@ -59,6 +60,7 @@ class Completer:
         self.manifest = manifest or load_manifest(settings.model)
         self.engine = Engine(load, cached_documents=settings.cached_documents)
         self._anchors: dict[str, int] = {}
+        self._quick_anchors: dict[str, int] = {}  # the same for the short prompt of a cold start
         self._choice = Choice()
         # Per document, the window's characters per token and the stretch of the file they were measured in.
         self._ratios: dict[str, tuple[int, float]] = {}
@@ -72,6 +74,7 @@ class Completer:
         if settings.differs_in(old, MODEL_KEYS):
             self.manifest, load = backend_loader(settings)
             self._anchors.clear()
+            self._quick_anchors.clear()
             self._ratios.clear()
             self._choice = Choice()
             self.engine.reload(load)
@@ -131,6 +134,19 @@ class Completer:
         self._anchors[key] = assembled.context.window_start
         return assembled
 
+    def quick(self, key: str, text: str, offset: int, whole: Assembled, *, language_id: str = "",
+              path: str = "") -> str | None:  # fmt: skip
+        """The short prompt a cold start is answered from first: the last `coldStartTokens` before the cursor,
+        no blocks (None: none, or no shorter than the whole prompt). The engine decides which it serves."""
+        limit = self.settings.cold_start_tokens
+        if not limit or not self.settings.cached_documents:
+            return None  # off, or no state can be parked: the two prompts would keep evicting each other
+        short = assemble(self.manifest.prompt, text, offset, budget=limit, measure=self.measure, path=path,
+                         language_id=language_id, sources=NO_SOURCES, previous_start=self._quick_anchors.get(key),
+                         ratio=self.ratio(key, text, offset))  # fmt: skip
+        self._quick_anchors[key] = short.context.window_start
+        return short.prompt if len(short.prompt) < len(whole.prompt) else None
+
     def request(self, key: str, text: str, offset: int, on_done: Callable[[Outcome], None], *, language_id: str = "",
                 path: str = "", index: ProjectIndex | None = None) -> Request:  # fmt: skip
         """Submit a completion at `offset` in `text`; `on_done` is called once, from any thread.
@@ -144,19 +160,26 @@ class Completer:
         def finish(p: Partial) -> tuple[str, bool]:
             return postprocess.cut(shape, p.text, final=p.final, exhausted=p.exhausted, hurry=p.hurry)
 
-        text_prompt = assembled.prompt
-        context_hash = hashlib.sha1(text_prompt.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        quick = self.quick(key, text, offset, assembled, language_id=language_id, path=path)
+
+        def answer(outcome: Outcome) -> None:
+            served = quick if outcome.quick and quick is not None else assembled.prompt
+            context_hash = hashlib.sha1(served.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+            on_done(dataclasses.replace(outcome, context_hash=context_hash))
+
         req = Request(
             key=key,
-            prompt=text_prompt,
+            prompt=assembled.prompt,
             finish=finish,
-            on_done=lambda outcome: on_done(dataclasses.replace(outcome, context_hash=context_hash)),
+            on_done=answer,
             max_tokens=s.max_tokens,
             temperature=s.temperature,
             special=self.manifest.prompt.uses_special_tokens,
             stop=self.manifest.stop,
             patience=patience(shape.mode, s.line_wait_ms, s.block_wait_ms),
             veto=lambda suggestion: postprocess.repeats_below(shape, suggestion),
+            quick=quick,
+            quick_limit=s.cold_start_tokens,
         )
         self.engine.submit(req)
         return req
@@ -183,6 +206,8 @@ class Completer:
 
     def forget(self, key: str) -> None:
         self._anchors.pop(key, None)
+        self._quick_anchors.pop(key, None)
+        self.engine.forget(key)
         self._ratios.pop(key, None)
         self._choice.forget(key)
 

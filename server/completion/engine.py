@@ -22,6 +22,9 @@ after it. Requests and their answers are defined in request.py.
   it shares with what the KV cache holds. The KV state of the few most
   recently used documents is parked in memory, so switching back to a file
   does not pay the full prefill. kvcache.py keeps these books.
+- **Cold starts.** A prompt that would need a long prefill is answered from
+  the request's short `quick` prompt, and the whole prompt is evaluated
+  between requests (coldstart.py).
 
 Which token comes next is decided by pure functions: sampling and
 prompt-lookup drafts in decoding.py, token healing in healing.py. The engine
@@ -40,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import decoding, healing
+from . import coldstart, decoding, healing
 from .backend import Backend
 from .generation import Generation
 from .kvcache import KVCache
@@ -73,6 +76,7 @@ class Engine:
         self._cache: KVCache[Generation] = KVCache(cached_documents)
         self._rng = np.random.default_rng(seed)
         self._drafts = decoding.DraftLength()
+        self._warmup: coldstart.Warmup | None = None  # a whole prompt a quick one stood in for, to evaluate
         self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
         self._thread.start()
 
@@ -84,6 +88,12 @@ class Engine:
     @cached_documents.setter
     def cached_documents(self, n: int) -> None:
         self._cache.capacity = n
+
+    @property
+    def warming(self) -> str | None:
+        """The document whose whole prompt is evaluated between requests (after a cold start's quick answer)."""
+        warmup = self._warmup
+        return warmup.key if warmup is not None else None
 
     # --- called from other threads -------------------------------------------------
 
@@ -111,6 +121,12 @@ class Engine:
         """The document `key` changed: its unanswered requests are stale; answer them with None."""
         with self._cv:
             self._supersede_locked(lambda r: r.key == key)
+
+    def forget(self, key: str) -> None:
+        """The document `key` was closed: its whole prompt is not evaluated in idle time any more."""
+        with self._cv:
+            if self._warmup is not None and self._warmup.key == key:
+                self._warmup = None
 
     def reload(self, load: Callable[[], Backend]) -> None:
         """Load another model on the engine thread; requests wait for it."""
@@ -201,10 +217,13 @@ class Engine:
                     self._start(req)
                     with self._cv:
                         self._starting = None
-                elif self._gen is not None:
+                elif self._gen is not None and self._active():
                     self._step(self._gen)
+                elif self._warmup is not None:
+                    self._warm_step()
             except Exception as exc:  # a broken decode must not kill the thread
                 log.exception("inference failed")
+                self._warmup = None
                 # Only the context is in doubt; the states parked before the failure are sound.
                 self._cache.reset(self.backend, keep_parked=True)
                 with self._cv:
@@ -239,6 +258,7 @@ class Engine:
             self.backend.close()
             self.backend = None
         self._gen = None
+        self._warmup = None  # tokens of the old vocabulary
         self._cache.reset(None)  # the old context went with its backend
         self.adapter = None
         try:
@@ -255,7 +275,8 @@ class Engine:
         return self.backend
 
     def _has_work(self) -> bool:
-        return self._reload is not None or self._pending is not None or self._active() or bool(self._jobs)
+        warm = self._warmup is not None and self.backend is not None
+        return self._reload is not None or self._pending is not None or self._active() or bool(self._jobs) or warm
 
     def _active(self) -> bool:
         g = self._gen
@@ -271,25 +292,16 @@ class Engine:
             if self._gen is not None and self._gen.request is not None:
                 self._resolve_locked(self._gen.request, Outcome(None))
                 self._gen.request = None
+        # A request for another document, or one that evaluates its own whole prompt, ends a warm-up.
+        (prompt, tokens, retyped, heal), self._warmup = coldstart.serve(backend, self._cache, req, self._piece_text)
         cache = self._cache
-        if cache.key != req.key:
-            # The generation running on the document we leave is parked with its KV state.
-            running = self._gen if self._gen is not None and self._gen.key == cache.key else None
-            self._gen = cache.switch(backend, req.key, running)
+        if cache.key != req.state:
+            self._switch(req.state)
         if self._attach(req):
             return
         self._gen = None
-        tokens = backend.tokenize(req.prompt, special=req.special)
-        room = max(backend.n_ctx // 2, backend.n_ctx - req.max_tokens - 1)  # maxTokens may exceed the context
-        if len(tokens) > room:
-            # The context builder keeps prompts within budget; this guards odd tokenizations.
-            head = tokens[:1] if tokens and tokens[0] == backend.bos else []
-            tokens = head + tokens[len(tokens) - room + len(head) :]
-        whole = tokens
-        prompt, tokens, heal = healing.split_partial_word(req.prompt, tokens, self._piece_text, backend.bos)
-        retyped = whole[len(tokens) :]  # the partial word's tokens, generated again under the healing constraint
         keep = cache.reuse(backend, tokens)
-        stats = Outcome(None, cached_tokens=keep, prefill_tokens=len(tokens) - keep)
+        stats = Outcome(None, cached_tokens=keep, prefill_tokens=len(tokens) - keep, quick=req.state != req.key)
         chunk = backend.prefill_chunk
         for i in range(keep, len(tokens), chunk):
             if self._pending is not None:  # a newer request: it will reuse what is evaluated so far
@@ -310,10 +322,26 @@ class Engine:
                 gen.request = req
             self._gen = gen
 
+    def _switch(self, state: str) -> None:
+        """Bring `state` into the context; the generation running on the one it replaces is parked with it."""
+        running = self._gen if self._gen is not None and self._gen.key == self._cache.key else None
+        self._gen = self._cache.switch(self._loaded_backend(), state, running)
+
+    def _warm_step(self) -> None:
+        """Evaluate the next chunk of the whole prompt a quick one stood in for (nothing else is waiting)."""
+        warmup = self._warmup
+        if warmup is None:
+            return
+        if self._cache.key != warmup.key:
+            self._switch(warmup.key)
+        self._gen = None  # what ran on the document's state before it is stale: the prompt is evaluated afresh
+        if self._cache.fill(self._loaded_backend(), warmup.tokens, coldstart.CHUNK):
+            self._warmup = None
+
     def _attach(self, req: Request) -> bool:
         """Serve `req` from the running generation if its prompt is a prefix of that generation's text."""
         g = self._gen
-        if g is None or g.key != req.key or g.special != req.special or len(req.prompt) < len(g.prompt):
+        if g is None or g.key != req.state or g.special != req.special or len(req.prompt) < len(g.prompt):
             return False
         if g.retry is not None or not (g.prompt + g.text).startswith(req.prompt):
             return False
@@ -332,7 +360,7 @@ class Engine:
             if req.done:
                 return True
             g.request, g.offset = req, offset  # _start has already superseded g's previous request
-            g.stats = Outcome(None, reused=True)
+            g.stats = Outcome(None, reused=True, quick=req.state != req.key)
             if g.ended in ("budget", ""):
                 budget = typed + req.max_tokens
                 g.ended, g.budget = ("budget", g.budget) if g.tokens >= budget else ("", budget)

@@ -52,7 +52,7 @@ class Generation:
     def for_request(cls, req: Request, prompt: str, *, heal: str, heal_tokens: list[int], stats: Outcome) -> Generation:
         """A generation on `req`'s prompt less the text `heal` that token healing spells out again."""
         return cls(
-            req.key,
+            req.state,
             prompt,
             req.special,
             req.stop,

@@ -11,7 +11,8 @@ removed text, then lets the model go on freely.
 `choose` picks the constrained token from the model's top candidates,
 preferring one that spells all of the removed text, or else the first token
 of the text still to spell.
-Pure; used by engine.py.
+`prompt_tokens` is a prompt as the engine evaluates it. Pure given the
+backend's tokenizer; used by engine.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from .backend import Backend
 
 CANDIDATES = 256  # the model's best tokens searched for one that fits
 
@@ -77,3 +80,17 @@ def split_partial_word(
     if not n:
         return prompt, tokens, ""
     return prompt[: -len(removed)], tokens[:-n], removed
+
+
+def prompt_tokens(backend: Backend, prompt: str, *, special: bool, max_tokens: int,
+                  piece: Callable[[int], str]) -> tuple[str, list[int], list[int], str]:  # fmt: skip
+    """`prompt` as the engine evaluates it: (the prompt less the partial word healing spells again, the tokens
+    of that, within the context, the partial word's tokens, the partial word)."""
+    tokens = backend.tokenize(prompt, special=special)
+    room = max(backend.n_ctx // 2, backend.n_ctx - max_tokens - 1)  # maxTokens may exceed the context
+    if len(tokens) > room:
+        # The context builder keeps prompts within budget; this guards odd tokenizations.
+        head = tokens[:1] if tokens and tokens[0] == backend.bos else []
+        tokens = head + tokens[len(tokens) - room + len(head) :]
+    healed, kept, heal = split_partial_word(prompt, tokens, piece, backend.bos)
+    return healed, kept, tokens[len(kept) :], heal

@@ -58,6 +58,22 @@ class KVCache(Generic[T]):
         self.tokens = []
         return None
 
+    def held(self, key: str) -> list[int]:
+        """The tokens the context or a parked state holds for `key` (none: nothing)."""
+        if key == self.key:
+            return self.tokens
+        parked = self._parked.get(key)
+        return parked[0] if parked is not None else []
+
+    def fill(self, backend: Backend, tokens: list[int], chunk: int) -> bool:
+        """Evaluate up to `chunk` more of `tokens` past the prefix the context shares with them; True when it
+        holds them all."""
+        self.truncate(backend, common_prefix(self.tokens, tokens))
+        n = len(self.tokens)
+        if n < len(tokens):
+            self.decode(backend, tokens[n : n + chunk])
+        return len(self.tokens) >= len(tokens)
+
     def reuse(self, backend: Backend, tokens: list[int]) -> int:
         """Cut the context back to the prefix it shares with `tokens`; how many of them it holds now.
 

@@ -41,11 +41,12 @@ class Outcome:
     accepted: int = 0  # of which the model confirmed
     seconds: float = 0.0
     context_hash: str = ""  # of the prompt, set by the completer (the journal records it)
+    quick: bool = False  # served from the request's short `quick` prompt: the whole one was not evaluated yet
 
 
 @dataclass(eq=False)
 class Request:
-    key: str  # what a KV state belongs to: the document URI
+    key: str  # the document (its URI): a change to it supersedes the request
     prompt: str
     finish: Finish
     on_done: Callable[[Outcome], None]
@@ -57,5 +58,14 @@ class Request:
     # A finished suggestion this says no to is never shown: the engine redoes it once from the token the model
     # was least sure of, that token barred, and answers a second refusal with an empty suggestion.
     veto: Callable[[str], bool] | None = None
+    # A short prompt (the last few hundred tokens before the cursor) served instead of `prompt` while that one
+    # would need more than `quick_limit` tokens evaluated past what the model holds for the document: a file
+    # just opened, a jump to another region. The engine evaluates the whole prompt in idle time (coldstart.py).
+    quick: str | None = None
+    quick_limit: int = 0
+    state: str = ""  # the KV state it is served in: `key`, or the key of the document's quick state
     created: float = field(default_factory=time.perf_counter)
     done: bool = False
+
+    def __post_init__(self) -> None:
+        self.state = self.state or self.key

@@ -434,3 +434,81 @@ def test_drafts_the_model_keeps_refusing_are_soon_not_checked():
         assert 0 < out.drafted <= 5  # one draft at a time, passed up for longer after each refusal
     finally:
         e.close()
+
+
+# --- cold starts: a quick prompt first, the whole one evaluated in idle time ---------
+
+HEAD = "# " + "x" * 300 + "\n"  # what a whole prompt holds ahead of the window (blocks): a long prefill
+TYPED = "def total(xs):\n    s ="
+
+
+def submit_cold(engine, typed, *, key="a.py", limit=100):
+    """A request whose whole prompt is HEAD + `typed` and whose quick prompt is `typed` alone."""
+    done = threading.Event()
+    box: list[Outcome] = []
+    req = Request(key=key, prompt=HEAD + typed, quick=typed, quick_limit=limit, finish=line_finish,
+                  on_done=lambda o: (box.append(o), done.set()))  # fmt: skip
+    engine.submit(req)
+    return req, done, box
+
+
+def until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.002)
+
+
+def test_a_cold_prompt_is_answered_from_its_quick_one_and_the_whole_one_is_evaluated_after(engine):
+    out = wait(*submit_cold(engine, TYPED)[1:])
+    assert out.quick and out.text == " 0"  # the script, continued from the quick prompt
+    assert out.prefill_tokens == len(TYPED)  # BOS and the quick prompt less its healed last token, not HEAD
+    until(lambda: engine.warming is None)
+    again = wait(*submit_cold(engine, TYPED + " 0\n")[1:])
+    assert not again.quick
+    assert again.cached_tokens >= len(HEAD + TYPED) and again.prefill_tokens <= 4  # the whole prompt was in
+
+
+def test_a_key_during_the_warm_up_is_served_from_the_quick_state_and_the_warm_up_goes_on():
+    slow = ScriptedBackend(delay=0.002)
+    e = Engine(lambda: slow)
+    try:
+        wait(*submit_cold(e, TYPED)[1:])
+        until(lambda: len(slow.kv) > 100 and slow.kv[1] == ord("#") + 2)  # HEAD is being evaluated
+        out = wait(*submit_cold(e, TYPED + " 0")[1:])
+        assert out.quick and out.prefill_tokens <= 3  # the quick state came back, not a prefill of it
+        until(lambda: e.warming is None)
+        assert slow.decoded < len(HEAD) + 3 * len(TYPED) + 64  # HEAD went on from where it was, once
+        assert not wait(*submit_cold(e, TYPED + " 0\n")[1:]).quick
+    finally:
+        e.close()
+
+
+def test_a_prompt_within_the_limit_or_without_a_place_to_park_is_served_whole(backend):
+    e = Engine(lambda: backend)
+    try:
+        out = wait(*submit_cold(e, TYPED, limit=1000)[1:])
+        assert not out.quick and e.warming is None
+        assert out.prefill_tokens == len(HEAD + TYPED)
+    finally:
+        e.close()
+    e = Engine(lambda: ScriptedBackend(), cached_documents=0)  # the two states would evict each other
+    try:
+        assert not wait(*submit_cold(e, TYPED)[1:]).quick
+    finally:
+        e.close()
+
+
+def test_going_to_another_document_or_closing_it_drops_its_warm_up():
+    slow = ScriptedBackend(delay=0.01)  # HEAD takes seconds: the warm-up is still on when the next request comes
+    e = Engine(lambda: slow)
+    try:
+        wait(*submit_cold(e, TYPED)[1:])
+        assert e.warming == "a.py"
+        wait(*submit(e, "print(1)\n", key="b.py")[1:])
+        assert e.warming is None
+        wait(*submit_cold(e, TYPED + " 0")[1:])
+        e.forget("a.py")
+        assert e.warming is None
+    finally:
+        e.close()
