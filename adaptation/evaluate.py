@@ -81,19 +81,25 @@ class Generator:
 
     def outcome(self, text: str, offset: int, *, multiline: bool = False, max_tokens: int = 48,
                 temperature: float = 0.0, path: str = "", index: ProjectIndex | None = None,
-                sources: Sources | None = None) -> Outcome:  # fmt: skip
+                sources: Sources | None = None, cold_start: int = 0) -> Outcome:  # fmt: skip
         """The server's answer at `offset` in `text` (the file `path`, with its project `index`), as a first
-        suggestion after opening the file: nothing of it is in the model's cache."""
+        suggestion after opening the file: nothing of it is in the model's cache. `cold_start`: the server's
+        `coldStartTokens` (0: the whole prompt, however long its prefill)."""
         sources = sources or Sources()
         settings = dataclasses.replace(self.settings, multiline=multiline, max_tokens=max_tokens,
                                        temperature=temperature, context_definitions=sources.definitions,
                                        context_similar=sources.similar, context_recent=sources.recent,
-                                       context_after_cursor=sources.after)  # fmt: skip
+                                       context_after_cursor=sources.after, cold_start_tokens=cold_start,
+                                       cached_documents=1 if cold_start else 0)  # fmt: skip
         if settings != self.completer.settings:
             self.completer.update_settings(settings)
         self._n += 1  # a fresh key each time: points are unrelated documents
-        return asyncio.run(self.completer.complete(f"eval-{self._n}", text, offset, language_id="python",
-                                                   path=path, index=index))  # fmt: skip
+        key = f"eval-{self._n}"
+        try:
+            return asyncio.run(self.completer.complete(key, text, offset, language_id="python", path=path,
+                                                       index=index))  # fmt: skip
+        finally:
+            self.completer.forget(key)  # no whole prompt evaluated behind the next measurement
 
     def close(self) -> None:
         self.completer.close()

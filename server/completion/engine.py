@@ -337,6 +337,7 @@ class Engine:
         self._gen = None  # what ran on the document's state before it is stale: the prompt is evaluated afresh
         if self._cache.fill(self._loaded_backend(), warmup.tokens, coldstart.CHUNK):
             self._warmup = None
+            self._cache.discard(warmup.key + coldstart.QUICK)  # its place is for another document's state
 
     def _attach(self, req: Request) -> bool:
         """Serve `req` from the running generation if its prompt is a prefix of that generation's text."""

@@ -65,6 +65,10 @@ class KVCache(Generic[T]):
         parked = self._parked.get(key)
         return parked[0] if parked is not None else []
 
+    def discard(self, key: str) -> None:
+        """Drop the state parked for `key`, if any (it will not be needed again)."""
+        self._parked.pop(key, None)
+
     def fill(self, backend: Backend, tokens: list[int], chunk: int) -> bool:
         """Evaluate up to `chunk` more of `tokens` past the prefix the context shares with them; True when it
         holds them all."""

@@ -18,6 +18,9 @@ at the commit's parent, nothing later. For the same points, in one run:
 - `prefix`: selftune's completion path with no context source (the window alone);
 - `all`: selftune with every source;
 - `definitions`, `similar`, `recent`, `after`: selftune with that source alone;
+- `cold`: what selftune really shows first after opening the file: every
+  source, but with the server's default `coldStartTokens` the answer comes
+  from the short prompt whenever the whole one needs a long prefill;
 - with `--adapt`, `adapted`: every source and the adapter `selftune adapt`'s
   defaults train on the project up to the cut (a clone checked out there, its
   journal holding the newest 200 commits as `selftune serve` imports them);
@@ -168,10 +171,11 @@ def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list
                 assert peer is not None
                 line, seconds = peer.complete(point.text, point.offset)
             else:
-                sources = SOURCES["all" if variant == "adapted" else variant]
+                sources = SOURCES["all" if variant in ("adapted", "cold") else variant]
                 gen.set_adapter(adapter if variant == "adapted" else None)
+                cold = Settings().cold_start_tokens if variant == "cold" else 0
                 outcome = gen.outcome(point.text, point.offset, max_tokens=MAX_TOKENS, path=point.path,
-                                      index=timeline.index, sources=sources)  # fmt: skip
+                                      index=timeline.index, sources=sources, cold_start=cold)  # fmt: skip
                 line, seconds = (outcome.text or "").split("\n", 1)[0].rstrip(), outcome.seconds
             results[variant]["exact"].append(float(line == point.target.rstrip()))
             results[variant]["similarity"].append(similarity(line, point.target.rstrip()))

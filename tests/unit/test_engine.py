@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from selftune.server.completion.coldstart import QUICK
 from selftune.server.completion.decoding import DraftLength
 from selftune.server.completion.engine import Engine, Outcome, Partial, Request
 from selftune.server.models import ModelUnavailable
@@ -479,6 +480,7 @@ def test_a_key_during_the_warm_up_is_served_from_the_quick_state_and_the_warm_up
         assert out.quick and out.prefill_tokens <= 3  # the quick state came back, not a prefill of it
         until(lambda: e.warming is None)
         assert slow.decoded < len(HEAD) + 3 * len(TYPED) + 64  # HEAD went on from where it was, once
+        assert e._cache.held("a.py" + QUICK) == []  # the quick state is dropped: it keeps no document's place
         assert not wait(*submit_cold(e, TYPED + " 0\n")[1:]).quick
     finally:
         e.close()
