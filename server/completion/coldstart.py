@@ -30,8 +30,6 @@ from .request import Request
 QUICK = "\x00quick"  # appended to a document's key: the KV state its quick prompts are served in
 CHUNK = 64  # tokens evaluated per step of a warm-up: about 0.2 s on a 2-core machine, the most a key waits
 
-Prepared = tuple[str, list[int], list[int], str]  # healing.prompt_tokens
-
 
 @dataclass(frozen=True)
 class Warmup:
@@ -43,7 +41,7 @@ class Warmup:
 
 def serve(
     backend: Backend, cache: KVCache, req: Request, piece: Callable[[int], str]
-) -> tuple[Prepared, Warmup | None]:
+) -> tuple[healing.Prepared, Warmup | None]:
     """The prompt `req` is served from, as the engine evaluates it, and the warm-up that leaves (None: none).
 
     Its quick prompt (then `req.prompt` and `req.state` become that prompt and its KV state) while the whole

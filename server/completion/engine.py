@@ -295,8 +295,7 @@ class Engine:
         # A request for another document, or one that evaluates its own whole prompt, ends a warm-up.
         (prompt, tokens, retyped, heal), self._warmup = coldstart.serve(backend, self._cache, req, self._piece_text)
         cache = self._cache
-        if cache.key != req.state:
-            self._switch(req.state)
+        self._switch(req.state)
         if self._attach(req):
             return
         self._gen = None
@@ -323,7 +322,10 @@ class Engine:
             self._gen = gen
 
     def _switch(self, state: str) -> None:
-        """Bring `state` into the context; the generation running on the one it replaces is parked with it."""
+        """Bring `state` into the context if it is not there; the generation running on the one it replaces is
+        parked with it."""
+        if self._cache.key == state:
+            return
         running = self._gen if self._gen is not None and self._gen.key == self._cache.key else None
         self._gen = self._cache.switch(self._loaded_backend(), state, running)
 
@@ -332,8 +334,7 @@ class Engine:
         warmup = self._warmup
         if warmup is None:
             return
-        if self._cache.key != warmup.key:
-            self._switch(warmup.key)
+        self._switch(warmup.key)
         self._gen = None  # what ran on the document's state before it is stale: the prompt is evaluated afresh
         if self._cache.fill(self._loaded_backend(), warmup.tokens, coldstart.CHUNK):
             self._warmup = None

@@ -25,6 +25,10 @@ from .backend import Backend
 
 CANDIDATES = 256  # the model's best tokens searched for one that fits
 
+# A prompt as the engine evaluates it (`prompt_tokens`): the prompt less the partial word, the tokens of that,
+# the partial word's tokens, the partial word.
+Prepared = tuple[str, list[int], list[int], str]
+
 
 def rest(heal: str, piece: str) -> str:
     """What is left to spell of `heal` after a token with text `piece`."""
@@ -83,7 +87,7 @@ def split_partial_word(
 
 
 def prompt_tokens(backend: Backend, prompt: str, *, special: bool, max_tokens: int,
-                  piece: Callable[[int], str]) -> tuple[str, list[int], list[int], str]:  # fmt: skip
+                  piece: Callable[[int], str]) -> Prepared:  # fmt: skip
     """`prompt` as the engine evaluates it: (the prompt less the partial word healing spells again, the tokens
     of that, within the context, the partial word's tokens, the partial word)."""
     tokens = backend.tokenize(prompt, special=special)
