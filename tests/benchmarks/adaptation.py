@@ -1,7 +1,7 @@
 """Does adaptation make completions of a real project better? Base versus adapted, on held-out commits.
 
     python tests/benchmarks/adaptation.py --repo GIT_DIR [--points N] [--humaneval N] [--set key=value ...]
-                                          [--json OUT] [--dump OUT]
+                                          [--json OUT] [--dump OUT] [--save-examples FILE | --trained DIR]
 
 A real repository nobody here wrote (for example a clone of pallets/click) is
 cut at 80 % of its first-parent history. A workspace is checked out at the cut
@@ -20,6 +20,11 @@ wall time, and HumanEval pass@1; the targets are edit similarity +25 % and
 exact match +50 % relative to the base, HumanEval not lower by more than one
 point. Test runs are not replayed (the history has no recorded runs). Asserts
 nothing.
+
+To train elsewhere (a GPU machine): `--save-examples FILE` writes the training
+examples and stops; `train_examples.py` trains on them there; `--trained DIR`
+then evaluates that PEFT adapter here, on the same held-out points, instead of
+training one.
 """
 
 from __future__ import annotations
@@ -82,6 +87,19 @@ def humaneval(gen: evaluate.Generator, n: int) -> float:
     return passed / len(problems) if problems else 0.0
 
 
+def trained_elsewhere(folder: Path) -> train.TrainResult:
+    """`train_examples.py`'s adapter (`folder/peft`) and its figures (`folder/train.json`)."""
+    figures = json.loads((folder / "train.json").read_text())
+    return train.TrainResult(
+        folder / "peft",
+        steps=figures["steps"],
+        tokens=figures["tokens"],
+        seconds=figures["seconds"],
+        device=figures["device"],
+        precision=figures["precision"],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repo", required=True, help="a git repository with history (e.g. a clone of pallets/click)")
@@ -96,6 +114,8 @@ def main() -> int:
         help="write each held-out point (file, expected line, base "
         "and adapted completion) here, one JSON object per line",
     )
+    parser.add_argument("--save-examples", metavar="FILE", help="write the training examples here and stop")
+    parser.add_argument("--trained", metavar="DIR", help="evaluate this PEFT adapter instead of training one")
     args = parser.parse_args()
     cfg = Config(held_share=0.0).override(args.set)
     manifest = load_manifest("gemma3-270m")
@@ -120,6 +140,11 @@ def main() -> int:
         conn = open_readonly(work / ".selftune" / "journal.sqlite3")
         data = dataset.build(work, conn, manifest.prompt, cfg)
         print("training data:", data.counts()["train"])
+        if args.save_examples:
+            lines = [json.dumps(e.to_json()) + "\n" for e in data.train]
+            Path(args.save_examples).write_text("".join(lines), encoding="utf-8")
+            print(f"{len(lines)} training examples written to {args.save_examples}")
+            return 0
         location, gguf = base.prepare(manifest)
 
         gen = evaluate.Generator(manifest.name, context_size=2048)
@@ -127,9 +152,12 @@ def main() -> int:
         base_lines, adapted_lines = [], []
         base_m = evaluate.completion_metrics(gen, chosen, lines=base_lines)
         eval_seconds = time.perf_counter() - t
-        result = train.train(
-            location, manifest.lora_targets, data.train, cfg, Path(tmp) / "adapter", Reporter(json_lines=False)
-        )
+        if args.trained:
+            result = trained_elsewhere(Path(args.trained))
+        else:
+            result = train.train(
+                location, manifest.lora_targets, data.train, cfg, Path(tmp) / "adapter", Reporter(json_lines=False)
+            )
         adapter = export.export(result.adapter_dir, gguf)
         gen.set_adapter(adapter)
         adapted_m = evaluate.completion_metrics(gen, chosen, lines=adapted_lines)

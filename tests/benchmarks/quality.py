@@ -1,7 +1,8 @@
 """How good are selftune's suggestions on real projects, next to a stock llama.cpp client on the same model?
 
     python tests/benchmarks/quality.py --repo GIT_DIR [--repo GIT_DIR ...] [--points N] [--variants a,b,...]
-                                       [--adapt] [--humaneval N] [--set KEY=VALUE ...] [--json OUT] [--dump OUT]
+                                       [--adapt | --adapter GGUF] [--humaneval N] [--set KEY=VALUE ...]
+                                       [--json OUT] [--dump OUT]
 
 Each repository (one nobody here wrote; `fetch` brings them) is cut at 80 %
 of its first-parent history. Held out: lines the newest 20 % of commits added
@@ -24,7 +25,11 @@ at the commit's parent, nothing later. For the same points, in one run:
 - with `--adapt`, `adapted`: every source and the adapter `selftune adapt`'s
   defaults train on the project up to the cut (a clone checked out there, its
   journal holding the newest 200 commits as `selftune serve` imports them);
-  and greedy HumanEval pass@1 (`--humaneval N` problems) with and without it.
+  and greedy HumanEval pass@1 (`--humaneval N` problems) with and without it;
+  `--adapter GGUF` (one repository) takes an adapter trained elsewhere on the
+  project up to the same cut instead (`adaptation.py --save-examples`, then
+  `train_examples.py` on a GPU machine, then `adaptation.py --trained`, which
+  exports it as `adapter.gguf`).
 
 Prints, per repository and as the mean, first-line exact match and edit
 similarity (difflib's ratio), and the median first-suggestion latency (a cold
@@ -147,13 +152,14 @@ def run_repo(repo: Path, args, gen: Generator, peer: Peer | None, variants: list
     cut = int(len(commits) * 0.8)
     print(f"\n{repo}: {len(commits)} commits, training side up to {commits[cut - 1].sha[:10]}; "
           f"{len(chosen)} held-out points")  # fmt: skip
-    adapter, extra = None, {}
+    adapter, extra = (Path(args.adapter) if args.adapter else None), {}
     if args.adapt:
         with tempfile.TemporaryDirectory(prefix="selftune-quality-") as tmp:
             trained, meta = train_adapter(repo, commits[cut - 1], Path(tmp) / "ws", args.set)
             adapter = Path(tempfile.mkdtemp(prefix="selftune-adapter-")) / trained.name
             shutil.copy(trained, adapter)
         extra["adapt"] = {k: meta.get(k) for k in ("decision", "reason", "training", "metrics", "error_driven")}
+    if adapter is not None:
         if args.humaneval:
             extra["humaneval"] = {"base": humaneval(gen, args.humaneval, None),
                                   "adapted": humaneval(gen, args.humaneval, adapter)}  # fmt: skip
@@ -213,13 +219,16 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=60, help="held-out lines per repository (default 60)")
     parser.add_argument("--variants", default="peer,prefix,all,definitions,similar,recent,after")
     parser.add_argument("--adapt", action="store_true", help="train an adapter per repository (variant `adapted`)")
+    parser.add_argument("--adapter", metavar="GGUF", help="the variant `adapted` with this adapter (one repository)")
     parser.add_argument("--humaneval", type=int, default=20, help="HumanEval problems with --adapt (0: skip)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a recipe knob for --adapt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
     parser.add_argument("--dump", metavar="OUT", help="write each point's expected and suggested lines here")
     args = parser.parse_args()
-    variants = args.variants.split(",") + (["adapted"] if args.adapt else [])
+    if args.adapter and (args.adapt or len(args.repo) > 1):
+        parser.error("--adapter takes one --repo, and no --adapt")
+    variants = args.variants.split(",") + (["adapted"] if args.adapt or args.adapter else [])
     manifest = load_manifest("gemma3-270m")
     gen = Generator(manifest.name, context_size=manifest.context_size)
     # The peer's context holds its 6,000 characters whatever their tokens (a stock client that overflows errs).
