@@ -67,8 +67,7 @@ def idiom_project(root: Path, functions: int = 1) -> Path:
     (root / ".selftune").mkdir()
     (root / ".selftune" / "config.toml").write_text(RECIPE)
     git(root, "init", "-q")
-    git(root, "add", "shop")
-    git(root, "commit", "-qm", "ledger")
+    dated_commit(root, "ledger", "2023-12-31T00:00:00")
     rng = random.Random(0)
     modules = (
         zip(OBJECTS, ([v] for v in NAMES))
@@ -77,9 +76,17 @@ def idiom_project(root: Path, functions: int = 1) -> Path:
     )
     for i, (obj, verbs) in enumerate(modules):
         (root / "shop" / f"{obj}s.py").write_text(module_for(obj, verbs))
-        git(root, "add", "shop")
-        git(root, "commit", "-qm", f"{obj}s", f"--date=2024-01-{i + 1:02d}T00:00:00")
+        dated_commit(root, f"{obj}s", f"2024-01-{i + 1:02d}T00:00:00")
     return root
+
+
+def dated_commit(root: Path, message: str, date: str) -> None:
+    """Commit `shop/` authored and committed at `date`: the time split reads commit times, and commits made a
+    few milliseconds apart would tie or not by chance, so the held-out files would change from run to run."""
+    git(root, "add", "shop")
+    command = ["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", message, f"--date={date}"]
+    env = os.environ | {"GIT_COMMITTER_DATE": date}
+    subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
@@ -193,11 +200,8 @@ async def test_the_next_run_goes_on_from_the_adapter_in_use_and_trains_first_on_
     in_use = (project / ".selftune" / "adapters" / "current").read_text().strip()
     first = json.loads((project / ".selftune" / "adapters" / in_use / "meta.json").read_text())
     (project / "shop" / "labels.py").write_text(module_for("label", ["fetch"]))  # new code since that run
-    git(project, "add", "shop")
     # Dated before the other commits, so that it falls on the training side of the time split.
-    old = os.environ | {"GIT_COMMITTER_DATE": "2024-01-11T00:00:00"}
-    subprocess.run(["git", "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-qm", "labels"], cwd=project,
-                   env=old, check=True, capture_output=True)  # fmt: skip
+    dated_commit(project, "labels", "2023-12-30T00:00:00")
     # One epoch: this run's lineage is under test, not what it learns.
     cli = [sys.executable, "-m", "selftune.server", "adapt", "--workspace", str(project), "--json", "--set", "epochs=1"]
     lines = subprocess.run(cli, capture_output=True, text=True, check=True, env=ENV).stdout.splitlines()
