@@ -205,6 +205,15 @@ def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float =
     return chosen
 
 
+def time_left(elapsed: float, done: int, total: int) -> str:
+    """How long the steps still to go will take at the pace of those done ("about 12 min"); "" before the second
+    step (the first one also loads and warms up)."""
+    if done < 2 or done >= total:
+        return ""
+    seconds = elapsed / done * (total - done)
+    return f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(1, round(seconds))} s"
+
+
 class _Progress:
     """A transformers TrainerCallback (built lazily: transformers is imported only when training)."""
 
@@ -213,12 +222,19 @@ class _Progress:
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
+            started = 0.0
+
+            def on_train_begin(self, args, state, control, **kwargs):
+                self.started = time.monotonic()
+
             def on_step_end(self, args, state, control, **kwargs):
                 if state.max_steps:
+                    done, total = state.global_step, state.max_steps
+                    left = time_left(time.monotonic() - self.started, done, total)
                     reporter.phase(
                         phase,
-                        f"{label}: step {state.global_step}/{state.max_steps}",
-                        state.global_step / state.max_steps,
+                        f"{label}: step {done}/{total}" + (f", {left} left" if left else ""),
+                        done / total,
                     )
 
             def on_log(self, args, state, control, logs=None, **kwargs):
