@@ -205,12 +205,12 @@ def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float =
     return chosen
 
 
-def time_left(elapsed: float, done: int, total: int) -> str:
-    """How long the steps still to go will take at the pace of those done ("about 12 min"); "" before the second
-    step (the first one also loads and warms up)."""
-    if done < 2 or done >= total:
+def time_left(elapsed: float, steps: int, remaining: int) -> str:
+    """How long `remaining` steps will take at the pace of `steps` that took `elapsed` seconds ("about 12 min");
+    "" with no pace yet or nothing left."""
+    if steps < 1 or remaining < 1:
         return ""
-    seconds = elapsed / done * (total - done)
+    seconds = elapsed / steps * remaining
     return f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(1, round(seconds))} s"
 
 
@@ -222,15 +222,14 @@ class _Progress:
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
-            started = 0.0
-
-            def on_train_begin(self, args, state, control, **kwargs):
-                self.started = time.monotonic()
+            first: tuple[int, float] | None = None  # (step, time) at the end of the first step seen
 
             def on_step_end(self, args, state, control, **kwargs):
                 if state.max_steps:
-                    done, total = state.global_step, state.max_steps
-                    left = time_left(time.monotonic() - self.started, done, total)
+                    done, total, now = state.global_step, state.max_steps, time.monotonic()
+                    # The pace of the steps after the first, which also loads and warms up.
+                    self.first = self.first or (done, now)
+                    left = time_left(now - self.first[1], done - self.first[0], total - done)
                     reporter.phase(
                         phase,
                         f"{label}: step {done}/{total}" + (f", {left} left" if left else ""),
