@@ -21,9 +21,30 @@ PHASES = {
     "revise": (10, 20),
     "sft": (20, 65),
     "dpo": (65, 75),
-    "evaluate": (75, 95),
-    "export": (95, 100),
+    "export": (75, 77),
+    "evaluate": (77, 100),
 }
+
+
+def time_left(elapsed: float, steps: int, remaining: int) -> str:
+    """How long `remaining` steps will take at the pace of `steps` that took `elapsed` seconds ("about 12 min");
+    "" with no pace yet or nothing left."""
+    if steps < 1 or remaining < 1:
+        return ""
+    seconds = elapsed / steps * remaining
+    return f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(1, round(seconds))} s"
+
+
+class Pace:
+    """The time left of a run of steps, from the pace of those after the first (which also loads and warms up)."""
+
+    def __init__(self) -> None:
+        self.first: tuple[int, float] | None = None  # (step, time) at the end of the first step seen
+
+    def left(self, done: int, total: int) -> str:
+        now = time.monotonic()
+        self.first = self.first or (done, now)
+        return time_left(now - self.first[1], done - self.first[0], total - done)
 
 
 class Reporter:

@@ -39,7 +39,7 @@ from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
 from .config import RUNS_CODE, Config
 from .data import Example, dataset
 from .distributed import Job, Team, train_only
-from .progress import Reporter
+from .progress import Pace, Reporter
 
 PARITY_MIN = 0.9  # below this the export is wrong, whatever the metrics say
 
@@ -125,12 +125,33 @@ def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Gen
     )
 
 
-def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config) -> dict:
+def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config,
+             progress=lambda done, total: None) -> dict:  # fmt: skip
     gen.set_adapter(adapter)
-    metrics = evaluate.completion_metrics(gen, data.points, index=data.index)
+    metrics = evaluate.completion_metrics(gen, data.points, progress, index=data.index)
     if cfg.run_tests:
         metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
     return metrics
+
+
+def _evaluation_progress(reporter: Reporter, names: list[str]):
+    """`progress(name)`: the held-out evaluation's progress callback for the model `name`, one model after
+    another over the same points, with the time left for all of them."""
+    pace = Pace()
+    labels = {"base": "the base model", "previous": "the adapter in use", "candidate": "the new adapter"}
+
+    def progress(name: str):
+        before = names.index(name)
+
+        def report(done: int, total: int) -> None:
+            step, steps = before * total + done, len(names) * total
+            left = pace.left(step, steps)
+            message = f"held-out evaluation, {labels.get(name, name)}: {done}/{total}"
+            reporter.phase("evaluate", message + (f", {left} left" if left else ""), step / steps)
+
+        return report
+
+    return progress
 
 
 def within_trust(root: Path, cfg: Config, trust: Trust | None, reporter: Reporter) -> tuple[Config, dict]:
@@ -315,10 +336,9 @@ def _adapt(
         adapter_gguf = export.export(result.adapter_dir, gguf, out / export.ADAPTER_FILE)
 
         reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
-        compare = {"base": _measure(gen, None, data, root, conn, cfg)}
-        if previous:
-            compare["previous"] = _measure(gen, previous[1], data, root, conn, cfg)
-        compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg)
+        models = {"base": None} | ({"previous": previous[1]} if previous else {}) | {"candidate": adapter_gguf}
+        progress = _evaluation_progress(reporter, list(models))
+        compare = {name: _measure(gen, path, data, root, conn, cfg, progress(name)) for name, path in models.items()}
         model = result.model
         texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
         compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine, model, result.tokenizer, texts)
@@ -411,11 +431,13 @@ def evaluate_current(
     gen = _generator(manifest, model_path, cfg)
     previous = current_adapter(root)
     try:
-        reporter.phase("evaluate", f"base model at {len(data.points)} edit points")
-        report = {"base": _measure(gen, None, data, root, conn, cfg), "points": len(data.points), "trust": trusted}
+        reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
+        progress = _evaluation_progress(reporter, ["base", "previous"] if previous else ["base"])
+        report = {"base": _measure(gen, None, data, root, conn, cfg, progress("base")), "points": len(data.points),
+                  "trust": trusted}  # fmt: skip
         if previous:
-            reporter.phase("evaluate", f"adapter {previous[0]}", 0.5)
-            report["current"] = _measure(gen, previous[1], data, root, conn, cfg) | {"id": previous[0]}
+            current = _measure(gen, previous[1], data, root, conn, cfg, progress("previous"))
+            report["current"] = current | {"id": previous[0]}
     finally:
         gen.close()
         reporter.close()

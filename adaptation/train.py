@@ -40,7 +40,7 @@ from .config import Config
 from .data import Example
 from .distributed import local_processes, placed, world
 from .loss import TargetLossSFT
-from .progress import Reporter
+from .progress import Pace, Reporter
 from .rounds import next_round_pairs
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,6 @@ def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float =
     return chosen
 
 
-def time_left(elapsed: float, steps: int, remaining: int) -> str:
-    """How long `remaining` steps will take at the pace of `steps` that took `elapsed` seconds ("about 12 min");
-    "" with no pace yet or nothing left."""
-    if steps < 1 or remaining < 1:
-        return ""
-    seconds = elapsed / steps * remaining
-    return f"about {round(seconds / 60)} min" if seconds >= 90 else f"about {max(1, round(seconds))} s"
-
-
 class _Progress:
     """A transformers TrainerCallback (built lazily: transformers is imported only when training)."""
 
@@ -222,14 +213,12 @@ class _Progress:
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
-            first: tuple[int, float] | None = None  # (step, time) at the end of the first step seen
+            pace = Pace()
 
             def on_step_end(self, args, state, control, **kwargs):
                 if state.max_steps:
-                    done, total, now = state.global_step, state.max_steps, time.monotonic()
-                    # The pace of the steps after the first, which also loads and warms up.
-                    self.first = self.first or (done, now)
-                    left = time_left(now - self.first[1], done - self.first[0], total - done)
+                    done, total = state.global_step, state.max_steps
+                    left = self.pace.left(done, total)
                     reporter.phase(
                         phase,
                         f"{label}: step {done}/{total}" + (f", {left} left" if left else ""),
