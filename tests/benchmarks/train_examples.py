@@ -24,32 +24,13 @@ import sys
 import time
 from pathlib import Path
 
+from training_speed import matmul_gflops  # beside this script
+
 from selftune.adaptation import base, train
 from selftune.adaptation.config import Config
 from selftune.adaptation.data import Example
 from selftune.adaptation.progress import Reporter
 from selftune.server.models import load_manifest
-
-
-def matmul_tflops(torch, device: str, size: int = 8192, reps: int = 10) -> float:
-    """bf16 (on CUDA) or fp32 (on the CPU, 2048^3) matrix-product throughput, the median of `reps`."""
-    if device != "cuda":
-        size = 2048
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    a = torch.randn(size, size, dtype=dtype, device=device)
-    b = torch.randn(size, size, dtype=dtype, device=device)
-    times = []
-    for i in range(reps + 3):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 3:  # warm-up first
-            times.append(time.perf_counter() - start)
-    times.sort()
-    return 2 * size**3 / times[len(times) // 2] / 1e12
 
 
 def tiny_model(folder: Path, examples: list[Example]) -> str:
@@ -109,7 +90,13 @@ def main() -> int:
         "device": name,
         "precision": result.precision,
         "peak_gib": peak,
-        "matmul_tflops": matmul_tflops(torch, device),
+        # bf16 at 8192^3 on CUDA; fp32 at 2048^3 on the CPU, as training_speed.py measures it
+        "matmul_tflops": (
+            matmul_gflops(torch, torch.bfloat16, 8192, 10, "cuda")
+            if device == "cuda"
+            else matmul_gflops(torch, torch.float32)
+        )
+        / 1000,
         "prepare_seconds": prepared,
         "losses": {k: [v[0], v[-1]] for k, v in result.losses.items() if v},
         "config": cfg.to_json(),

@@ -39,14 +39,18 @@ from selftune.server.models import load_manifest
 LAYERS_ONLY = 6
 
 
-def matmul_gflops(torch, dtype, size: int = 2048, reps: int = 5) -> float:
-    a = torch.randn(size, size, dtype=dtype)
-    b = torch.randn(size, size, dtype=dtype)
+def matmul_gflops(torch, dtype, size: int = 2048, reps: int = 5, device: str = "cpu") -> float:
+    """The median of `reps` size^3 matrix products after a warm-up (on CUDA, timed between synchronizations)."""
+    a = torch.randn(size, size, dtype=dtype, device=device)
+    b = torch.randn(size, size, dtype=dtype, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else lambda: None
     a @ b  # warm-up
+    sync()
     times = []
     for _ in range(reps):
         start = time.perf_counter()
         a @ b
+        sync()
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
 
