@@ -64,6 +64,11 @@ class Config:
     revise_max_examples: int = 8  # failing examples tried per run
     revise_seconds: float = 300.0  # time bound for all self-revision of one run
     test_timeout: float = 60.0  # seconds one scratch test run may take
+    # --- time ---
+    # the minutes a run plans for, from its start to its verdict: the models the new adapter is compared with are
+    # evaluated first, and training stops early enough for the new adapter's evaluation (0: no limit; a distributed
+    # run keeps no limit)
+    minutes: float = 20.0
     # --- machine ---
     device: str = "auto"  # "auto" (CUDA if present), "cuda" or "cpu"
     # on a CPU with native bf16 (AVX512-BF16, AMX), matrix products in bf16 under autocast (weights stay fp32),

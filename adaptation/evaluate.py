@@ -24,6 +24,7 @@ import difflib
 import sqlite3
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from selftune.server.completion.completer import Completer
@@ -33,10 +34,14 @@ from selftune.server.completion.sources import Sources
 from selftune.server.settings import Settings
 
 from . import scratch
+from .answers import Memo
 from .data import Example
 from .data.points import Point
 
 PARITY_TOKENS = 384  # per held-out text compared
+# target tokens the held-out loss is taken over, per model: a forward pass over every position of a 262k-wide
+# head costs seconds per example on a CPU, and past a few thousand tokens the paired difference barely moves
+LOSS_TOKENS = 6144
 WHOLE = 10**9  # ms a held-out suggestion may wait for its line or block to end: no deadline, however busy the CPU
 
 
@@ -110,20 +115,34 @@ def similarity(a: str, b: str) -> float:
 
 
 def completion_metrics(gen: Generator, points: list[Point], progress=lambda done, total: None,
-                       lines: list[str] | None = None, index: ProjectIndex | None = None) -> dict:  # fmt: skip
+                       lines: list[str] | None = None, index: ProjectIndex | None = None,
+                       memo: Memo | None = None) -> dict:  # fmt: skip
     """Next-line exact match and edit similarity at `points`, completed with the project `index` as the server
-    completes them; each completed line is appended to `lines`."""
-    exact, sims = [], []
+    completes them, or as `memo` remembers this model completed them; each completed line is appended to `lines`.
+    `eval_seconds`: what the answers took when they were computed (remembered ones included)."""
+    exact, sims, seconds, remembered = [], [], 0.0, 0
     for i, p in enumerate(points):
-        line = gen.complete(p.text, p.offset, path=p.path, index=index).split("\n", 1)[0].rstrip()
+        known = memo.get(p) if memo is not None else None
+        if known is not None:
+            (line, took), remembered = known, remembered + 1
+        else:
+            started = time.perf_counter()
+            line = gen.complete(p.text, p.offset, path=p.path, index=index).split("\n", 1)[0].rstrip()
+            took = time.perf_counter() - started
+            if memo is not None:
+                memo.put(p, line, took)
         exact.append(line == p.target.rstrip())
         sims.append(similarity(line, p.target.rstrip()))
+        seconds += took
         if lines is not None:
             lines.append(line)
         progress(i + 1, len(points))
+    if memo is not None and remembered < len(points):
+        memo.save()
     if not points:
         return {"points": 0}
-    return {"points": len(points), "exact_match": sum(exact) / len(points), "edit_similarity": statistics.fmean(sims)}
+    return {"points": len(points), "exact_match": sum(exact) / len(points), "edit_similarity": statistics.fmean(sims),
+            "eval_seconds": round(seconds, 1), "remembered": remembered}  # fmt: skip
 
 
 def take_function(text: str) -> str:
@@ -178,16 +197,19 @@ def pass_at_1(
     return {"pass_examples": len(results), "pass_at_1": sum(results) / len(results)}
 
 
-def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, limit: int = 48) -> float | None:
-    """Mean NLL per target token of held-out examples (the model as it is set up now)."""
+def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, budget: int = LOSS_TOKENS) -> float | None:
+    """Mean NLL per target token of held-out examples (the model as it is set up now), over about `budget` target
+    tokens taken round the held-out files in turn: the same tokens on every call with the same examples, so two
+    models' losses are paired."""
     import torch
 
     from .train import fit_prompt
 
-    chosen = [e for e in examples if e.kind != "preference"][:limit]
     total, count = 0.0, 0
     model.eval()
-    for e in chosen:
+    for e in round_the_groups([e for e in examples if e.kind != "preference"]):
+        if count >= budget:
+            break
         prompt, _ = fit_prompt(tokenizer, e.prompt, e.target, max_length)
         p = tokenizer(prompt, add_special_tokens=True).input_ids if prompt else [tokenizer.bos_token_id]
         t = tokenizer(e.target, add_special_tokens=False).input_ids[: max_length - len(p)]
@@ -201,6 +223,15 @@ def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, lim
         total += float(loss) * len(t)
         count += len(t)
     return total / count if count else None
+
+
+def round_the_groups(examples: list[Example]) -> list[Example]:
+    """`examples` reordered to take one of each group (file or function) in turn, in their first-seen order."""
+    by_group: dict[str, list[Example]] = {}
+    for e in examples:
+        by_group.setdefault(e.group, []).append(e)
+    queues = list(by_group.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
 def parity(engine, model, tokenizer, texts: list[str]) -> float | None:

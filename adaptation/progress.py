@@ -16,11 +16,13 @@ from tqdm import tqdm
 
 # Share of a run's wall time each phase takes (roughly), for one overall percentage.
 PHASES = {
-    "data": (0, 5),
-    "base": (5, 10),
-    "revise": (10, 20),
-    "sft": (20, 65),
-    "dpo": (65, 75),
+    "data": (0, 2),
+    "base": (2, 4),
+    "revise": (4, 10),
+    "check": (10, 12),
+    "reference": (12, 35),  # the models the new adapter is compared with, on the held-out points
+    "sft": (35, 68),
+    "dpo": (68, 75),
     "export": (75, 77),
     "evaluate": (77, 100),
 }
@@ -45,6 +47,12 @@ class Pace:
         now = time.monotonic()
         self.first = self.first or (done, now)
         return time_left(now - self.first[1], done - self.first[0], total - done)
+
+    def per_step(self, done: int) -> float | None:
+        """Seconds a step has taken since the first one (None before a second step is done)."""
+        if self.first is None or done <= self.first[0]:
+            return None
+        return (time.monotonic() - self.first[1]) / (done - self.first[0])
 
 
 class Reporter:

@@ -36,6 +36,8 @@ from selftune.server.models import Manifest, load_manifest
 from selftune.server.trust import Trust, decide
 
 from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
+from .answers import Answers, Memo
+from .budget import Budget
 from .config import RUNS_CODE, Config
 from .data import Example, dataset
 from .distributed import Job, Team, train_only
@@ -126,15 +128,23 @@ def _generator(manifest: Manifest, model_path: str, cfg: Config) -> evaluate.Gen
 
 
 def _measure(gen: evaluate.Generator, adapter: Path | None, data, root: Path, conn, cfg: Config,
-             progress=lambda done, total: None) -> dict:  # fmt: skip
+             progress=lambda done, total: None, memo: Memo | None = None) -> dict:  # fmt: skip
     gen.set_adapter(adapter)
-    metrics = evaluate.completion_metrics(gen, data.points, progress, index=data.index)
+    metrics = evaluate.completion_metrics(gen, data.points, progress, index=data.index, memo=memo)
     if cfg.run_tests:
+        started = time.monotonic()
         metrics |= evaluate.pass_at_1(gen, root, conn, data.held, cfg.test_timeout)
+        metrics["pass_seconds"] = round(time.monotonic() - started, 1)
     return metrics
 
 
-def _evaluation_progress(reporter: Reporter, names: list[str]):
+def _answers(root: Path, manifest: Manifest, model_path: str, data, gen: evaluate.Generator) -> Answers:
+    from selftune.server.models import resolve_weights
+
+    return Answers(root, data.files, gen.settings, resolve_weights(manifest, model_path))
+
+
+def _evaluation_progress(reporter: Reporter, names: list[str], phase: str = "evaluate"):
     """`progress(name)`: the held-out evaluation's progress callback for the model `name`, one model after
     another over the same points, with the time left for all of them."""
     pace = Pace()
@@ -147,7 +157,7 @@ def _evaluation_progress(reporter: Reporter, names: list[str]):
             step, steps = before * total + done, len(names) * total
             left = pace.left(step, steps)
             message = f"held-out evaluation, {labels.get(name, name)}: {done}/{total}"
-            reporter.phase("evaluate", message + (f", {left} left" if left else ""), step / steps)
+            reporter.phase(phase, message + (f", {left} left" if left else ""), step / steps)
 
         return report
 
@@ -278,9 +288,14 @@ def _adapt(
     trained: list[dict],
     team: Team,
 ) -> dict:
+    budget = Budget.of(cfg.minutes, time.monotonic())
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
     data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
+    if budget is not None and team.size == 1:
+        reporter.phase("data", f"the run plans for {cfg.minutes:g} min: its verdict by {budget.until()}")
+    else:
+        budget = None
     if not data.train:
         raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
     location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
@@ -318,6 +333,19 @@ def _adapt(
                 progress=lambda d, t: reporter.phase("check", f"checked {d}/{t}", d / t),
             )
 
+        # The models the new adapter is compared with, first: their answers, remembered or measured now, say what
+        # the new adapter's evaluation will take, and training takes what the run's time leaves.
+        answers = _answers(root, manifest, model_path, data, gen)
+        incumbents = {"base": None} | ({"previous": previous} if previous else {})
+        progress = _evaluation_progress(reporter, list(incumbents), "reference")
+        compare = {}
+        for name, incumbent in incumbents.items():
+            adapter_id, path = incumbent or (None, None)
+            compare[name] = _measure(gen, path, data, root, conn, cfg, progress(name), answers.of(adapter_id))
+        if budget is not None:
+            base_m = compare["base"]
+            budget.reserve(base_m.get("eval_seconds", 0.0) + base_m.get("pass_seconds", 0.0), evaluate.LOSS_TOKENS)
+
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
             if not (cfg.run_tests and conn and e.tests):
                 return None
@@ -326,7 +354,8 @@ def _adapt(
         job = Job(location, manifest.lora_targets, data.train, cfg, warm, Pick(seen, right, cfg.replay_share, cfg.seed))
         team.share(lambda: job)  # the other processes of a distributed run train on the same
         result = train.train(job.location, job.targets, job.examples, cfg, out, reporter, judge=judge, warm=warm,
-                             pick=job.pick, expected_rate=last_rate(root), share=team.share)  # fmt: skip
+                             pick=job.pick, expected_rate=last_rate(root), share=team.share,
+                             budget=budget)  # fmt: skip
         if result.warm_from is None:
             chain, before, seen = [], [], set()
         for e in result.trained:
@@ -336,9 +365,9 @@ def _adapt(
         adapter_gguf = export.export(result.adapter_dir, gguf, out / export.ADAPTER_FILE)
 
         reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
-        models = {"base": None} | ({"previous": previous[1]} if previous else {}) | {"candidate": adapter_gguf}
-        progress = _evaluation_progress(reporter, list(models))
-        compare = {name: _measure(gen, path, data, root, conn, cfg, progress(name)) for name, path in models.items()}
+        progress = _evaluation_progress(reporter, ["candidate"])
+        compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg, progress("candidate"),
+                                        answers.of(out.name))  # fmt: skip
         model = result.model
         texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
         compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine, model, result.tokenizer, texts)
@@ -430,13 +459,14 @@ def evaluate_current(
     data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
     gen = _generator(manifest, model_path, cfg)
     previous = current_adapter(root)
+    answers = _answers(root, manifest, model_path, data, gen)
     try:
         reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
         progress = _evaluation_progress(reporter, ["base", "previous"] if previous else ["base"])
-        report = {"base": _measure(gen, None, data, root, conn, cfg, progress("base")), "points": len(data.points),
-                  "trust": trusted}  # fmt: skip
+        report = {"base": _measure(gen, None, data, root, conn, cfg, progress("base"), answers.of(None)),
+                  "points": len(data.points), "trust": trusted}  # fmt: skip
         if previous:
-            current = _measure(gen, previous[1], data, root, conn, cfg, progress("previous"))
+            current = _measure(gen, previous[1], data, root, conn, cfg, progress("previous"), answers.of(previous[0]))
             report["current"] = current | {"id": previous[0]}
     finally:
         gen.close()

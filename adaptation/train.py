@@ -36,6 +36,7 @@ from typing import Any
 
 from selftune.server.cpus import usable_cpus
 
+from .budget import Budget, shorten
 from .config import Config
 from .data import Example
 from .distributed import local_processes, placed, world
@@ -209,21 +210,37 @@ class _Progress:
     """A transformers TrainerCallback (built lazily: transformers is imported only when training)."""
 
     @staticmethod
-    def make(reporter: Reporter, phase: str, label: str, losses: list):
+    def make(reporter: Reporter, phase: str, label: str, losses: list, budget: Budget | None = None):
+        """`budget`: the run's time plan, kept step by step (set `step_tokens`, the tokens of an average step)."""
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
             pace = Pace()
+            planned = 0  # the steps the trainer planned, before the budget shortened them
+            step_tokens = 0.0
 
-            def on_step_end(self, args, state, control, **kwargs):
-                if state.max_steps:
-                    done, total = state.global_step, state.max_steps
-                    left = self.pace.left(done, total)
-                    reporter.phase(
-                        phase,
-                        f"{label}: step {done}/{total}" + (f", {left} left" if left else ""),
-                        done / total,
-                    )
+            def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
+                if not state.max_steps:
+                    return
+                self.planned = self.planned or state.max_steps
+                done = state.global_step
+                left = self.pace.left(done, state.max_steps)
+                per_step = self.pace.per_step(done)
+                if budget is not None and per_step is not None:
+                    fits = budget.steps(done, self.planned, per_step, self.step_tokens)
+                    if fits != state.max_steps:
+                        shorten(lr_scheduler, fits)
+                        state.max_steps = fits
+                        left = self.pace.left(done, fits)
+                    if done >= state.max_steps:
+                        control.should_training_stop = True
+                cut = state.max_steps < self.planned
+                held = f" ({state.max_steps} of {self.planned} fit the run's time)" if cut else ""
+                reporter.phase(
+                    phase,
+                    f"{label}: step {done}/{state.max_steps}" + (f", {left} left" if left else "") + held,
+                    done / state.max_steps,
+                )
 
             def on_log(self, args, state, control, logs=None, **kwargs):
                 if logs and "loss" in logs:
@@ -280,17 +297,20 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
 
 
 def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, callbacks=()):
-    """(TRL's SFT trainer, tokens it will see per epoch): the completion-only loss, TRL's fused head on CUDA and
-    `TargetLossSFT` on the CPU, over `examples` cut and fitted to `cfg.max_length`."""
+    """(TRL's SFT trainer, its rows): the completion-only loss, TRL's fused head on CUDA and `TargetLossSFT` on the
+    CPU, over `examples` cut and fitted to `cfg.max_length`, in their order (they come shuffled: sample_sft), so
+    that a run stopped early knows which it trained on. `Row`s: which example each sequence is of, its tokens."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows, tokens = [], 0
-    for e in split_to_fit(tokenizer, examples, cfg.max_length):
-        prompt, n = fit_prompt(tokenizer, e.prompt, e.target, cfg.max_length)
-        rows.append({"prompt": prompt, "completion": e.target})
-        tokens += n
-    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True)
+    rows, owners = [], []
+    for i, e in enumerate(examples):
+        for piece in split_to_fit(tokenizer, [e], cfg.max_length):
+            prompt, n = fit_prompt(tokenizer, piece.prompt, piece.target, cfg.max_length)
+            rows.append({"prompt": prompt, "completion": piece.target})
+            owners.append(Row(i, n))
+    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True,
+                 train_sampling_strategy="sequential")  # fmt: skip
     trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
     trainer = trainer_class(
         model=model,
@@ -299,7 +319,32 @@ def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Pat
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    return quiet(trainer), tokens
+    return quiet(trainer), owners
+
+
+@dataclass(frozen=True)
+class Row:
+    example: int  # index of the example this sequence is (a piece) of
+    tokens: int
+
+
+def rows_per_step(args) -> int:
+    """Sequences an optimizer step takes, over all processes."""
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * world()[1]
+
+
+def seen(rows: list[Row], steps: int, per_step: int) -> tuple[set[int], int]:
+    """(the examples whose every row `steps` optimizer steps of `per_step` rows reached, the tokens they took):
+    the rows in order, each epoch from the first (its last step takes what is left of the epoch)."""
+    if not rows:
+        return set(), 0
+    whole, rest = divmod(steps, -(-len(rows) // per_step))
+    part = min(len(rows), rest * per_step)
+    tokens = whole * sum(r.tokens for r in rows) + sum(r.tokens for r in rows[:part])
+    if whole:
+        return {r.example for r in rows}, tokens
+    cut = {r.example for r in rows[part:]}  # an example cut off partway was not trained on whole
+    return {r.example for r in rows[:part]} - cut, tokens
 
 
 def sft(
@@ -311,20 +356,29 @@ def sft(
     device: str,
     reporter: Reporter,
     result: TrainResult,
-) -> None:
+    budget: Budget | None = None,
+) -> list[Example]:
+    """Train on `examples`; returns those trained on (all of them, unless the run's time stopped it early)."""
     losses: list[float] = []
-    progress = _Progress.make(reporter, "sft", "training", losses)
-    trainer, tokens = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
-    total = int(tokens * cfg.epochs)
+    planned = budget if world()[1] == 1 else None  # the processes of a distributed run would disagree on time
+    progress = _Progress.make(reporter, "sft", "training", losses, planned)
+    trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
+    per_step = rows_per_step(trainer.args)
+    total = int(sum(r.tokens for r in rows) * cfg.epochs)
+    progress.step_tokens = total / max(1, -(-int(len(rows) * cfg.epochs) // per_step))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
+    if planned is not None:
+        about += f"; the run ends by {planned.until()} (its {cfg.minutes:g} min), training stopping early if need be"
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
     result.rows = len(trainer.train_dataset)
     result.rows_here = len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size
     trainer.train()
+    done, tokens = seen(rows, trainer.state.global_step, per_step)
     result.steps += trainer.state.global_step
-    result.tokens += total
+    result.tokens += tokens
     result.losses["sft"] = losses
+    return [e for i, e in enumerate(examples) if i in done]
 
 
 def dpo_round(
@@ -380,13 +434,15 @@ def train(
     pick: Callable[[list[Example], int, bool], list[Example]] | None = None,
     expected_rate: float | None = None,
     share: Callable[[Callable[[], Any]], Any] = lambda make: make(),
+    budget: Budget | None = None,
 ) -> TrainResult:
     """`warm`: a saved PEFT adapter to go on training (the adapter in use), when its LoRA has this run's shape;
     `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
     `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, at most
     `max_train_examples`, sampled across kinds. `share(make)`: `make()` on the main process, the same value on
     the others of a distributed run (distributed.Team.share): what every process must agree on and only the main
-    process can make (the next preference round's pairs, which its tests judge)."""
+    process can make (the next preference round's pairs, which its tests judge). `budget`: the run's time plan;
+    SFT stops in time for it, and preference rounds are left out once it is spent."""
     from . import base
 
     # --- setup ---
@@ -411,14 +467,16 @@ def train(
     if pick is not None:
         sft_examples = pick(sft_examples, cfg.max_train_examples, result.warm_from is not None)
     chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share)
-    result.trained = chosen
     if chosen:  # sft says how many examples and tokens, and about how long
-        sft(model, tokenizer, chosen, cfg, out, device, reporter, result)
+        result.trained = sft(model, tokenizer, chosen, cfg, out, device, reporter, result, budget)
 
     # --- CodeLutra: DPO + NLL on preference pairs, a few rounds ---
     pairs = [e for e in examples if e.kind == "preference" and e.rejected.strip()]
     for round_no in range(1, cfg.dpo_rounds + 1):
         if not pairs:
+            break
+        if budget is not None and budget.spent() and world()[1] == 1:
+            reporter.phase("dpo", f"preference rounds left out: the run's {cfg.minutes:g} min are spent")
             break
         reporter.phase("dpo", f"preferences, round {round_no}: {len(pairs)} pairs")
         dpo_round(model, tokenizer, pairs, cfg, out, device, reporter, result, round_no)

@@ -43,6 +43,11 @@ def adapters_dir(root: Path) -> Path:
     return root / DIRNAME / "adapters"
 
 
+def heldout_dir(root: Path) -> Path:
+    """Each model's answers at the held-out points of the last evaluation (adaptation/answers.py)."""
+    return root / DIRNAME / "heldout"
+
+
 def current_file(root: Path) -> Path:
     """Names the promoted adapter; replaced atomically."""
     return adapters_dir(root) / "current"

@@ -179,3 +179,28 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
     assert "does not beat" in meta["reason"]
     assert run.current_adapter(root) is None  # nothing promoted: the server keeps the base model
     assert (root / ".selftune" / "adapters" / meta["id"] / "meta.json").is_file()
+
+
+def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_models_answered(tmp_path: Path):
+    """Planned for three seconds, a run still evaluates, trains its first two steps (the pace is known only then)
+    and stops there, counting only what it trained on; the next run, on the same project, takes the base model's
+    and the adapter in use's held-out answers from the first run instead of completing their points again."""
+    root = idiom_project(tmp_path / "idiom")
+    cfg = replace(Config().from_workspace(root, trusted=False)[0], minutes=0.05, error_driven=0)
+    first = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
+    training = first["training"]
+    planned = -(-training["sequences"] // cfg.batch_size) * int(cfg.epochs)
+    assert training["steps"] == 2 < planned
+    assert first["lineage"]["new_examples"] <= 2 * cfg.batch_size
+    assert first["compare"]["base"]["remembered"] == 0 and first["compare"]["candidate"]["remembered"] == 0
+
+    run.promote(root, first["id"])  # as `selftune adapters use` does
+    second = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
+    points = first["data"]["points"]
+    assert points >= 4
+    assert second["compare"]["base"]["remembered"] == points
+    assert second["compare"]["previous"]["remembered"] == points
+    for metric in ("exact_match", "edit_similarity"):
+        assert second["compare"]["base"][metric] == first["compare"]["base"][metric]
+        assert second["compare"]["previous"][metric] == first["compare"]["candidate"][metric]
+    assert second["compare"]["candidate"]["remembered"] == 0  # a new adapter answers for itself

@@ -1,0 +1,105 @@
+"""Held-out answers, remembered: a model completes a held-out point once while nothing that decides its answer
+changes.
+
+Every run compares the new adapter with the base model and with the adapter in use, at the same held-out points;
+the last run already completed those points with both (the adapter in use was its new adapter). Their answers are
+kept per model in `.selftune/heldout/`, under a key that holds everything that decides an answer: the point (its
+file, text and cursor), the project's files as the run reads them (the context sources are built from them), the
+code of the completion path and of this evaluation, the generator's settings, and the model (the base weights'
+digest, the adapter's id). Anything else changed, and the answer is computed again. An answer keeps the seconds it
+took, so a run can plan how long its evaluation will take before it starts (run.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from selftune.server import workspace
+
+from .data.points import Point
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def code_fingerprint() -> str:
+    """The completion path's and this evaluation's source, and llama.cpp's version."""
+    from selftune.server import completion
+
+    here = Path(__file__).parent
+    sources = sorted(Path(completion.__file__).parent.glob("*.py")) + [here / "evaluate.py"]
+    try:
+        llama = version("llama_cpp_python")
+    except PackageNotFoundError:
+        llama = "?"
+    return _digest(llama, *(p.read_text(encoding="utf-8", errors="replace") for p in sources))
+
+
+def context_key(files: dict[str, tuple[str, float]], settings: object) -> str:
+    """What every answer of a run shares: the project's files, the code, the generator's settings."""
+    listing = [f"{path}\0{_digest(text)}" for path, (text, _time) in sorted(files.items())]
+    return _digest(code_fingerprint(), repr(settings), *listing)
+
+
+def point_key(p: Point) -> str:
+    return _digest(p.path, p.text, str(p.offset))
+
+
+class Memo:
+    """One model's remembered answers in one context: `get` and `put` by point, `save` to keep them."""
+
+    def __init__(self, path: Path, context: str):
+        self.path, self.context = path, context
+        self.answers: dict[str, list] = {}
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("context") == context:
+                self.answers = {k: v for k, v in stored["answers"].items() if _valid(v)}
+        except (OSError, ValueError, AttributeError, KeyError, TypeError):
+            pass  # none yet, or unreadable: computed again
+
+    def get(self, p: Point) -> tuple[str, float] | None:
+        found = self.answers.get(point_key(p))
+        return (found[0], found[1]) if found else None
+
+    def put(self, p: Point, line: str, seconds: float) -> None:
+        self.answers[point_key(p)] = [line, round(seconds, 3)]
+
+    def save(self) -> None:
+        """Replace the stored answers with these (written whole, then renamed: a crash leaves the old file)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"context": self.context, "answers": self.answers}))
+        tmp.replace(self.path)
+
+
+def _valid(v) -> bool:
+    return isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and isinstance(v[1], (int, float))
+
+
+class Answers:
+    """The remembered answers of a workspace's models, for one run's held-out context."""
+
+    def __init__(self, root: Path, files: dict[str, tuple[str, float]], settings: object, weights: Path):
+        self.folder = workspace.heldout_dir(root)
+        self.context = context_key(files, settings)
+        try:
+            stat = weights.stat()
+            found = f"{weights.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
+        except OSError:
+            found = str(weights)
+        self.base = "base-" + _digest(found)[:16]  # the weights file as it is: another file, other answers
+
+    def of(self, adapter_id: str | None) -> Memo:
+        """The memo of an adapter (None: the base model alone)."""
+        name = adapter_id or self.base
+        return Memo(self.folder / f"{name}.json", self.context)

@@ -1,0 +1,86 @@
+"""A run plans for its minutes: training stops in time for the evaluation after it, its learning-rate schedule
+shortened to end where it stops, and the run records only the examples it trained on whole."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import torch
+from transformers import TrainerControl, TrainerState, TrainingArguments, get_linear_schedule_with_warmup
+
+from selftune.adaptation import budget as budget_mod
+from selftune.adaptation import progress, train
+from selftune.adaptation.budget import Budget, shorten
+from selftune.adaptation.progress import Reporter
+from selftune.adaptation.train import Row, seen
+
+
+def test_the_steps_that_fit_leave_time_for_the_evaluation_and_the_loss(monkeypatch):
+    monkeypatch.setattr(budget_mod.time, "monotonic", lambda: 1000.0)
+    plan = Budget(deadline=1000.0 + 600)
+    plan.reserve(answers_seconds=200.0, loss_tokens=0)  # the new adapter's answers: 230 s
+    # 600 - 230 - 30 (slack) = 340 s left: 34 steps of 10 s, capped by the 30 planned
+    assert plan.steps(done=2, total=30, step_seconds=10.0, step_tokens=1000) == 30
+    assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 36
+    # the held-out loss, twice, over 5000 tokens each: 2 * 5000 * 0.4 * 10 / 1000 = 40 s less
+    plan.reserve(answers_seconds=200.0, loss_tokens=5000)
+    assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 32
+    # past its time, the run takes no more steps than it has done
+    assert Budget(deadline=900.0).steps(done=5, total=60, step_seconds=10.0, step_tokens=1000) == 5
+    assert Budget(deadline=900.0).spent() and not plan.spent()
+    assert Budget.of(0, 1000.0) is None and Budget.of(20, 1000.0).deadline == 2200.0
+
+
+def test_a_shortened_schedule_still_decays_to_zero_at_its_new_end():
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=2, num_training_steps=100)
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+    before = scheduler.get_last_lr()[0]
+    shorten(scheduler, 20)
+    rates = []
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        rates.append(scheduler.get_last_lr()[0])
+    assert rates[0] < before and rates == sorted(rates, reverse=True)
+    assert rates[-1] == 0.0  # step 20 of 20
+
+
+def test_the_trainer_stops_at_the_steps_that_fit_and_says_so(monkeypatch, tmp_path):
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(budget_mod.time, "monotonic", lambda: now[0])
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=1, num_training_steps=30)
+    plan = Budget(deadline=1000.0 + 60 + 12 * 5 + budget_mod.SLACK)  # the first step, then five of 12 s
+    out = io.StringIO()
+    callback = train._Progress.make(Reporter(bar=False, stream=out), "sft", "training", [], plan)
+    callback.step_tokens = 500.0
+    args, control = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl()
+    state = TrainerState(max_steps=30)
+    step = 0
+    while not control.should_training_stop and step < 30:
+        step += 1
+        now[0] += 60.0 if step == 1 else 12.0
+        optimizer.step()
+        scheduler.step()
+        state.global_step = step
+        callback.on_step_end(args, state, control, lr_scheduler=scheduler)
+    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert step == 6 and state.max_steps == 6
+    assert messages[1] == "training: step 2/6, about 48 s left (6 of 30 fit the run's time)"
+    assert messages[-1] == "training: step 6/6 (6 of 30 fit the run's time)"
+    assert scheduler.get_last_lr()[0] == 0.0  # the rate came down to zero where training stopped
+
+
+def test_an_example_counts_as_trained_only_when_every_piece_of_it_was():
+    rows = [Row(0, 100), Row(1, 50), Row(1, 50), Row(2, 10), Row(3, 20)]  # 3 steps an epoch
+    assert seen(rows, steps=1, per_step=2) == ({0}, 150)  # example 1's second piece not yet
+    assert seen(rows, steps=2, per_step=2) == ({0, 1, 2}, 210)
+    assert seen(rows, steps=3, per_step=2) == ({0, 1, 2, 3}, 230)  # the epoch's last step is short
+    assert seen(rows, steps=4, per_step=2) == ({0, 1, 2, 3}, 230 + 150)  # into the second epoch
+    assert seen(rows, steps=6, per_step=2) == ({0, 1, 2, 3}, 460)
+    assert seen([], steps=0, per_step=2) == (set(), 0)
