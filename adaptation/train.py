@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections import defaultdict
@@ -298,33 +299,39 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
 
 def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, callbacks=()):
     """(TRL's SFT trainer, its rows): the completion-only loss, TRL's fused head on CUDA and `TargetLossSFT` on the
-    CPU, over `examples` cut and fitted to `cfg.max_length`, in their order (they come shuffled: sample_sft), so
-    that a run stopped early knows which it trained on. `Row`s: which example each sequence is of, its tokens."""
+    CPU, over `examples` cut and fitted to `cfg.max_length`. The rows of all epochs are laid out here, each epoch
+    shuffled (seeded), and trained on in that order in one pass, so that a run stopped early knows which it
+    trained on (`seen`)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    rows, owners = [], []
+    epoch = []
     for i, e in enumerate(examples):
-        for piece in split_to_fit(tokenizer, [e], cfg.max_length):
+        for k, piece in enumerate(split_to_fit(tokenizer, [e], cfg.max_length)):
             prompt, n = fit_prompt(tokenizer, piece.prompt, piece.target, cfg.max_length)
-            rows.append({"prompt": prompt, "completion": piece.target})
-            owners.append(Row(i, n))
-    args = _args(SFTConfig, cfg, out / "sft", device, cfg.epochs, completion_only_loss=True,
+            epoch.append(({"prompt": prompt, "completion": piece.target}, Row(i, k, n)))
+    rng = random.Random(cfg.seed)
+    stream: list[tuple[dict, Row]] = []
+    for _ in range(math.ceil(cfg.epochs)):
+        stream += rng.sample(epoch, len(epoch))
+    stream = stream[: round(len(epoch) * cfg.epochs)]
+    args = _args(SFTConfig, cfg, out / "sft", device, 1.0, completion_only_loss=True,
                  train_sampling_strategy="sequential")  # fmt: skip
     trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
     trainer = trainer_class(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=Dataset.from_list([row for row, _ in stream]),
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
-    return quiet(trainer), owners
+    return quiet(trainer), [row for _, row in stream]
 
 
 @dataclass(frozen=True)
 class Row:
     example: int  # index of the example this sequence is (a piece) of
+    piece: int  # which piece of it
     tokens: int
 
 
@@ -334,17 +341,12 @@ def rows_per_step(args) -> int:
 
 
 def seen(rows: list[Row], steps: int, per_step: int) -> tuple[set[int], int]:
-    """(the examples whose every row `steps` optimizer steps of `per_step` rows reached, the tokens they took):
-    the rows in order, each epoch from the first (its last step takes what is left of the epoch)."""
-    if not rows:
-        return set(), 0
-    whole, rest = divmod(steps, -(-len(rows) // per_step))
-    part = min(len(rows), rest * per_step)
-    tokens = whole * sum(r.tokens for r in rows) + sum(r.tokens for r in rows[:part])
-    if whole:
-        return {r.example for r in rows}, tokens
-    cut = {r.example for r in rows[part:]}  # an example cut off partway was not trained on whole
-    return {r.example for r in rows[:part]} - cut, tokens
+    """(the examples every piece of which the first `steps` optimizer steps of `per_step` rows reached, the
+    tokens those steps took)."""
+    taken = rows[: steps * per_step]
+    pieces = {(r.example, r.piece) for r in taken}
+    cut = {r.example for r in rows if (r.example, r.piece) not in pieces}
+    return {r.example for r in taken} - cut, sum(r.tokens for r in taken)
 
 
 def sft(
@@ -364,15 +366,17 @@ def sft(
     progress = _Progress.make(reporter, "sft", "training", losses, planned)
     trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
     per_step = rows_per_step(trainer.args)
-    total = int(sum(r.tokens for r in rows) * cfg.epochs)
-    progress.step_tokens = total / max(1, -(-int(len(rows) * cfg.epochs) // per_step))
+    total = sum(r.tokens for r in rows)
+    progress.step_tokens = total / max(1, math.ceil(len(rows) / per_step))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
     if planned is not None:
         about += f"; the run ends by {planned.until()} (its {cfg.minutes:g} min), training stopping early if need be"
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
-    result.rows = len(trainer.train_dataset)
-    result.rows_here = len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size
+    result.rows = len({(r.example, r.piece) for r in rows})  # sequences an epoch
+    result.rows_here = math.ceil(
+        len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size / max(cfg.epochs, 1e-9)
+    )
     trainer.train()
     done, tokens = seen(rows, trainer.state.global_step, per_step)
     result.steps += trainer.state.global_step

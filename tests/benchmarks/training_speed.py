@@ -92,7 +92,8 @@ def step_through(location: str, targets, examples: list[Example], cfg: Config, p
         train.TargetLossSFT.make = staticmethod(lambda: PlainLoss)  # type: ignore[method-assign]
     try:
         with tempfile.TemporaryDirectory() as out:
-            trainer, tokens = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
+            trainer, rows = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
+            tokens = sum(r.tokens for r in rows)
             batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
             target_tokens = int((batch["labels"] != -100).sum())
             start = time.perf_counter()

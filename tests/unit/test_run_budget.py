@@ -77,10 +77,12 @@ def test_the_trainer_stops_at_the_steps_that_fit_and_says_so(monkeypatch, tmp_pa
 
 
 def test_an_example_counts_as_trained_only_when_every_piece_of_it_was():
-    rows = [Row(0, 100), Row(1, 50), Row(1, 50), Row(2, 10), Row(3, 20)]  # 3 steps an epoch
-    assert seen(rows, steps=1, per_step=2) == ({0}, 150)  # example 1's second piece not yet
+    # example 1 in two pieces; two epochs, each in its own order, 3 steps of 2 rows an epoch
+    rows = [Row(0, 0, 100), Row(1, 1, 50), Row(2, 0, 10), Row(1, 0, 50), Row(3, 0, 20)]
+    rows += [Row(3, 0, 20), Row(1, 1, 50), Row(1, 0, 50), Row(0, 0, 100), Row(2, 0, 10)]
+    assert seen(rows, steps=1, per_step=2) == ({0}, 150)  # example 1's first piece not yet
     assert seen(rows, steps=2, per_step=2) == ({0, 1, 2}, 210)
-    assert seen(rows, steps=3, per_step=2) == ({0, 1, 2, 3}, 230)  # the epoch's last step is short
-    assert seen(rows, steps=4, per_step=2) == ({0, 1, 2, 3}, 230 + 150)  # into the second epoch
-    assert seen(rows, steps=6, per_step=2) == ({0, 1, 2, 3}, 460)
-    assert seen([], steps=0, per_step=2) == (set(), 0)
+    assert seen(rows, steps=3, per_step=2) == ({0, 1, 2, 3}, 250)  # into the second epoch
+    assert seen(rows, steps=5, per_step=2) == ({0, 1, 2, 3}, 460)  # all of it
+    assert seen(rows, steps=9, per_step=2) == ({0, 1, 2, 3}, 460)
+    assert seen([], steps=3, per_step=2) == (set(), 0)
