@@ -103,3 +103,11 @@ class Answers:
         """The memo of an adapter (None: the base model alone)."""
         name = adapter_id or self.base
         return Memo(self.folder / f"{name}.json", self.context)
+
+    def prune(self, in_use: str | None) -> None:
+        """Forget every model's answers but the base model's and the adapter in use's: the only ones a later run
+        compares with (an adapter switched to by hand answers again)."""
+        keep = {f"{self.base}.json", f"{in_use}.json"}
+        for found in self.folder.glob("*.json"):
+            if found.name not in keep:
+                found.unlink(missing_ok=True)

@@ -387,6 +387,8 @@ def _adapt(
         )
     if promote_it:
         promote(root, out.name)
+    in_use = current_adapter(root)
+    answers.prune(in_use[0] if in_use else None)
     cand = compare["candidate"]
     metrics = {k: v for k, v in cand.items() if isinstance(v, (int, float))}
     metrics |= {

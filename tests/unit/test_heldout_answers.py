@@ -85,3 +85,16 @@ def test_an_unreadable_store_is_answered_again_not_trusted(tmp_path: Path, monke
 
 def test_the_code_fingerprint_reads_the_completion_path():
     assert answers.code_fingerprint() == answers.code_fingerprint() and len(answers.code_fingerprint()) == 64
+
+
+def test_only_the_base_models_and_the_adapter_in_uses_answers_are_kept(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(answers, "code_fingerprint", lambda: "code")
+    weights = tmp_path / "model.gguf"
+    weights.write_bytes(b"weights")
+    store = Answers(tmp_path, FILES, "settings", weights)
+    for model in (None, "run-1", "run-2", "run-3"):
+        evaluate.completion_metrics(Counting(), points(), memo=store.of(model))
+    store.prune("run-2")
+    assert sorted(p.name for p in store.folder.iterdir()) == sorted([f"{store.base}.json", "run-2.json"])
+    store.prune(None)
+    assert [p.name for p in store.folder.iterdir()] == [f"{store.base}.json"]
