@@ -176,6 +176,7 @@ def _adapt(args: argparse.Namespace) -> int:
                     f"{m.get('edit_similarity', 0):.3f}"
                     + (f", pass@1 {m['pass_at_1']:.1%}" if "pass_at_1" in m else "")
                     + (f", held-out loss {m['heldout_loss']:.3f}" if m.get("heldout_loss") else "")
+                    + (f" ({m['remembered']} answers remembered from the last run)" if m.get("remembered") else "")
                 )
         t = meta["training"]
         print(f"training: {t['steps']} steps, {t['tokens']} tokens in {t['seconds']} s on {t['device']}")
