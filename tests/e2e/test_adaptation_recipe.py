@@ -9,7 +9,7 @@ evaluation through llama.cpp and the server's completion path.
 from __future__ import annotations
 
 import random
-import string
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -156,22 +156,20 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
     real_build = dataset.build
 
     def garbage(*args, **kwargs) -> dataset.Dataset:
-        """The real data, each training target's words replaced by random letters (the held-out side untouched).
-        Not the target's own words shuffled: those still teach the project's names, and an adapter trained on
-        them can fairly win on edit similarity (0.845 -> 0.886 here)."""
+        """The real data, every line of each training target replaced by one wrong statement at its indentation
+        (the held-out side untouched): garbage the model learns. Random letters, which it cannot learn, leave
+        the adapter near the base model, and at 8 points the gate then decides on noise (an empty line against
+        a line of random letters: 0.845 -> 0.887 in one run); shuffled words still teach the project's names."""
         data = real_build(*args, **kwargs)
-        rng = random.Random(0)
 
-        def noise(word: str) -> str:
-            return "".join(rng.choice(string.ascii_lowercase) for _ in word)
+        def noise(text: str) -> str:
+            return re.sub(r"(?m)^([ \t]*)\S.*$", r"\1zq = qz", text)
 
-        data.train = [
-            Example(e.kind, e.prompt, " ".join(noise(w) for w in e.target.split()), e.time, e.group) for e in data.train
-        ]
+        data.train = [Example(e.kind, e.prompt, noise(e.target), e.time, e.group) for e in data.train]
         return data
 
     monkeypatch.setattr(run.dataset, "build", garbage)
-    cfg = replace(Config().from_workspace(root, trusted=False)[0], epochs=1)  # one epoch of noise is enough
+    cfg = Config().from_workspace(root, trusted=False)[0]  # the recipe's two epochs
     meta = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
     compare = meta["compare"]
     assert meta["decision"] == "kept", meta["reason"]
