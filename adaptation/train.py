@@ -362,16 +362,15 @@ def sft(
 ) -> list[Example]:
     """Train on `examples`; returns those trained on (all of them, unless the run's time stopped it early)."""
     losses: list[float] = []
-    planned = budget if world()[1] == 1 else None  # the processes of a distributed run would disagree on time
-    progress = _Progress.make(reporter, "sft", "training", losses, planned)
+    progress = _Progress.make(reporter, "sft", "training", losses, budget)
     trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
     per_step = rows_per_step(trainer.args)
     total = sum(r.tokens for r in rows)
     progress.step_tokens = total / max(1, math.ceil(len(rows) / per_step))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
-    if planned is not None:
-        about += f"; the run ends by {planned.until()} (its {cfg.minutes:g} min), training stopping early if need be"
+    if budget is not None:
+        about += f"; the run ends by {budget.until()} (its {cfg.minutes:g} min), training stopping early if need be"
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
     result.rows = len({(r.example, r.piece) for r in rows})  # sequences an epoch
     result.rows_here = math.ceil(
@@ -446,7 +445,8 @@ def train(
     `max_train_examples`, sampled across kinds. `share(make)`: `make()` on the main process, the same value on
     the others of a distributed run (distributed.Team.share): what every process must agree on and only the main
     process can make (the next preference round's pairs, which its tests judge). `budget`: the run's time plan;
-    SFT stops in time for it, and preference rounds are left out once it is spent."""
+    SFT stops in time for it, and preference rounds are left out once it is spent (a distributed run has none: its
+    processes would each judge the time differently, run.py)."""
     from . import base
 
     # --- setup ---
@@ -479,7 +479,7 @@ def train(
     for round_no in range(1, cfg.dpo_rounds + 1):
         if not pairs:
             break
-        if budget is not None and budget.spent() and world()[1] == 1:
+        if budget is not None and budget.spent():
             reporter.phase("dpo", f"preference rounds left out: the run's {cfg.minutes:g} min are spent")
             break
         reporter.phase("dpo", f"preferences, round {round_no}: {len(pairs)} pairs")
