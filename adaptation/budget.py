@@ -18,6 +18,16 @@ LORA_SLOWER = 1.15  # the new adapter's answers take this much longer than the b
 # a forward pass's time per token against a LoRA training step's: 0.45 and 0.58 in two runs on jd/tenacity (2 cores)
 FORWARD_SHARE = 0.6
 SLACK = 45.0  # seconds for the export, the parity check (both models over 3 texts) and saving
+STOP_SHARE = 0.9  # a run its caller stops after N minutes plans for at most this share of them
+
+
+def within(minutes: float, stop_after: float) -> float:
+    """The minutes a run plans for (0: no limit) when its caller stops it after `stop_after` minutes (0: never),
+    as the server does after `adaptMaxMinutes`: its own `minutes`, or fewer, so that its verdict comes first."""
+    if stop_after <= 0:
+        return minutes
+    cap = stop_after * STOP_SHARE
+    return cap if minutes <= 0 else min(minutes, cap)
 
 
 @dataclass

@@ -34,6 +34,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             help="override a recipe knob (see adaptation/config.py), e.g. --set epochs=2",
         )
         p.add_argument("--json", action="store_true", help="progress and the result as JSON lines on stdout")
+        if name == "adapt":
+            p.add_argument(
+                "--stop-after",
+                type=float,
+                default=0.0,
+                metavar="MINUTES",
+                help="the run will be stopped after this many minutes (the server passes adaptMaxMinutes): it "
+                "plans for at most 90 %% of them, whatever its `minutes`, so that its verdict comes first",
+            )
         p.add_argument(
             "--trusted",
             action="store_true",
@@ -141,6 +150,12 @@ def _adaptation(args: argparse.Namespace):
     try:
         cfg, notes = Config().from_workspace(root, trusted=trust.trusted)
         cfg = cfg.override(args.set)
+        if getattr(args, "stop_after", 0):
+            from dataclasses import replace
+
+            from selftune.adaptation.budget import within
+
+            cfg = replace(cfg, minutes=within(cfg.minutes, args.stop_after))
     except ValueError as exc:
         raise SystemExit(f"selftune {args.command}: {exc}") from None
     for note in notes:

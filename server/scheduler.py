@@ -196,6 +196,7 @@ class Scheduler:
     def command(self, root: Path) -> list[str]:
         s = self.host.settings
         cmd = [sys.executable, "-m", "selftune.server", "adapt", "--json", "--workspace", str(root), "--model", s.model]
+        cmd += ["--stop-after", f"{s.adapt_max_minutes:g}"]  # the run plans its time to give its verdict before
         if s.model_path:
             cmd += ["--model-path", s.model_path]
         if self.checking.trust(root).trusted:

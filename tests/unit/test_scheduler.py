@@ -89,3 +89,23 @@ async def test_a_run_that_ends_in_time_reports_its_result(tmp_path: Path):
     assert server.said == [
         "selftune: the new adapter was not better, the one in use stays: edit similarity 0.4 does not beat 0.5."
     ]
+
+
+def test_a_run_is_told_when_it_will_be_stopped_and_plans_its_verdict_before(tmp_path: Path):
+    import argparse
+
+    from selftune.server.cli_adapt import _adaptation
+
+    scheduler = _scheduler(_Host(adapt_max_minutes=15.0))
+    scheduler.checking = SimpleNamespace(trust=lambda root: SimpleNamespace(trusted=False), enabled_roots=lambda: [])
+    command = scheduler.command(tmp_path)
+    assert command[command.index("--stop-after") + 1] == "15"
+    # what `selftune adapt` makes of it: the recipe's 20 minutes become 13.5, so its verdict comes before the stop
+    args = argparse.Namespace(
+        command="adapt", workspace=str(tmp_path), set=[], stop_after=15.0, trusted=False, json=True
+    )
+    assert _adaptation(args)[1].minutes == 13.5
+    # a run with no limit of its own plans for the same share of the stop; a shorter plan stays as it is
+    assert _adaptation(argparse.Namespace(**{**vars(args), "set": ["minutes=0"]}))[1].minutes == 13.5
+    assert _adaptation(argparse.Namespace(**{**vars(args), "set": ["minutes=5"]}))[1].minutes == 5.0
+    assert _adaptation(argparse.Namespace(**{**vars(args), "stop_after": 0.0}))[1].minutes == 20.0
