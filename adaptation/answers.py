@@ -7,7 +7,9 @@ kept per model in `.selftune/heldout/`, under a key that holds everything that d
 file, text and cursor), the project's files as the run reads them (the context sources are built from them), the
 code of the completion path and of this evaluation, the generator's settings, and the model (the base weights'
 digest, the adapter's id). Anything else changed, and the answer is computed again. An answer keeps the seconds it
-took, so a run can plan how long its evaluation will take before it starts (run.py).
+took, so a run can plan how long its evaluation will take before it starts (run.py). The base model's held-out loss
+is kept beside its answers, under a key of its own (`loss_key`): the next run with the same held-out examples reads
+it back instead of running the model over them again.
 """
 
 from __future__ import annotations
@@ -54,16 +56,33 @@ def point_key(p: Point) -> str:
     return _digest(p.path, p.text, str(p.offset))
 
 
+def loss_key(examples, max_length: int) -> str:
+    """What decides a model's held-out loss besides the model and the code: the held-out examples as the loss
+    takes them, the length they are cut to, and the packages that compute it."""
+    versions = []
+    for package in ("torch", "transformers"):
+        try:
+            versions.append(version(package))
+        except PackageNotFoundError:
+            versions.append("?")
+    parts = (f"{e.kind}\0{e.group}\0{_digest(e.prompt, e.target)}" for e in examples)
+    return _digest(*versions, str(max_length), *parts)
+
+
 class Memo:
-    """One model's remembered answers in one context: `get` and `put` by point, `save` to keep them."""
+    """One model's remembered answers in one context: `get` and `put` by point, `save` to keep them; and its
+    held-out loss (`loss`, `put_loss`), by `loss_key`."""
 
     def __init__(self, path: Path, context: str):
         self.path, self.context = path, context
         self.answers: dict[str, list] = {}
+        self.losses: dict[str, float] = {}
         try:
             stored = json.loads(path.read_text())
             if stored.get("context") == context:
                 self.answers = {k: v for k, v in stored["answers"].items() if _valid(v)}
+                losses = stored.get("losses", {})
+                self.losses = {k: float(v) for k, v in losses.items() if isinstance(v, (int, float))}
         except (OSError, ValueError, AttributeError, KeyError, TypeError):
             pass  # none yet, or unreadable: computed again
 
@@ -74,11 +93,17 @@ class Memo:
     def put(self, p: Point, line: str, seconds: float) -> None:
         self.answers[point_key(p)] = [line, round(seconds, 3)]
 
+    def loss(self, key: str) -> float | None:
+        return self.losses.get(key)
+
+    def put_loss(self, key: str, value: float) -> None:
+        self.losses = {key: value}  # only the newest held-out examples' loss is ever asked for again
+
     def save(self) -> None:
         """Replace the stored answers with these (written whole, then renamed: a crash leaves the old file)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"context": self.context, "answers": self.answers}))
+        tmp.write_text(json.dumps({"context": self.context, "answers": self.answers, "losses": self.losses}))
         tmp.replace(self.path)
 
 

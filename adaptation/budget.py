@@ -34,7 +34,7 @@ def within(minutes: float, stop_after: float) -> float:
 class Budget:
     deadline: float  # time.monotonic() by which the run should be over
     after: float = 0.0  # seconds the new adapter's held-out answers will take
-    loss_tokens: int = 0  # tokens the held-out loss runs forward over, once per model, twice in all
+    loss_tokens: int = 0  # tokens the held-out loss will run forward over, every model's together
 
     @classmethod
     def of(cls, minutes: float, started: float) -> Budget | None:
@@ -43,14 +43,15 @@ class Budget:
 
     def reserve(self, answers_seconds: float, loss_tokens: int) -> None:
         """Keep time for the new adapter's answers, from what the same answers took the base model or the
-        adapter in use (`answers_seconds`), and for the held-out loss over `loss_tokens` tokens."""
+        adapter in use (`answers_seconds`), and for the held-out loss over `loss_tokens` tokens (the new adapter's,
+        and the base model's unless it is remembered)."""
         self.after = answers_seconds * LORA_SLOWER
         self.loss_tokens = loss_tokens
 
     def steps(self, done: int, total: int, step_seconds: float, step_tokens: float) -> int:
         """How many of `total` training steps the run can take, `done` of them done, a step taking `step_seconds`
         over `step_tokens` tokens: never fewer than `done`, never more than `total`."""
-        loss = 2 * self.loss_tokens * FORWARD_SHARE * step_seconds / max(step_tokens, 1.0)
+        loss = self.loss_tokens * FORWARD_SHARE * step_seconds / max(step_tokens, 1.0)
         room = self.deadline - time.monotonic() - self.after - loss - SLACK
         return max(done, min(total, done + int(room // max(step_seconds, 1e-6))))
 

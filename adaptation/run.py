@@ -36,7 +36,7 @@ from selftune.server.models import Manifest, load_manifest
 from selftune.server.trust import Trust, decide
 
 from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
-from .answers import Answers, Memo
+from .answers import Answers, Memo, loss_key
 from .budget import Budget
 from .config import RUNS_CODE, Config
 from .data import Example, dataset
@@ -342,9 +342,13 @@ def _adapt(
         for name, incumbent in incumbents.items():
             adapter_id, path = incumbent or (None, None)
             compare[name] = _measure(gen, path, data, root, conn, cfg, progress(name), answers.of(adapter_id))
+        base_memo, held_key = answers.of(None), loss_key(data.held, cfg.max_length)
+        base_loss = base_memo.loss(held_key)
         if budget is not None:
             base_m = compare["base"]
-            budget.reserve(base_m.get("eval_seconds", 0.0) + base_m.get("pass_seconds", 0.0), evaluate.LOSS_TOKENS)
+            models = 1 if base_loss is not None else 2  # the new adapter's held-out loss, and the base's if not known
+            budget.reserve(base_m.get("eval_seconds", 0.0) + base_m.get("pass_seconds", 0.0),
+                           models * evaluate.LOSS_TOKENS)  # fmt: skip
 
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
             if not (cfg.run_tests and conn and e.tests):
@@ -372,8 +376,13 @@ def _adapt(
         texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
         compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine, model, result.tokenizer, texts)
         compare["candidate"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
-        with model.disable_adapter():
-            compare["base"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
+        if base_loss is None:
+            with model.disable_adapter():
+                base_loss = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
+            if base_loss is not None:
+                base_memo.put_loss(held_key, base_loss)
+                base_memo.save()
+        compare["base"]["heldout_loss"] = base_loss
     finally:
         gen.close()
 

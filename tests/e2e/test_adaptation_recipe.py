@@ -8,6 +8,7 @@ evaluation through llama.cpp and the server's completion path.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from dataclasses import replace
@@ -202,3 +203,7 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
         assert second["compare"]["base"][metric] == first["compare"]["base"][metric]
         assert second["compare"]["previous"][metric] == first["compare"]["candidate"][metric]
     assert second["compare"]["candidate"]["remembered"] == 0  # a new adapter answers for itself
+    # the base model's held-out loss is kept beside its answers, and read back
+    (stored,) = (root / ".selftune" / "heldout").glob("base-*.json")
+    assert list(json.loads(stored.read_text())["losses"].values()) == [first["compare"]["base"]["heldout_loss"]]
+    assert second["compare"]["base"]["heldout_loss"] == first["compare"]["base"]["heldout_loss"]

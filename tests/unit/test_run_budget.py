@@ -23,8 +23,8 @@ def test_the_steps_that_fit_leave_time_for_the_evaluation_and_the_loss(monkeypat
     # 600 - 230 - 45 (slack) = 325 s left: 32 steps of 10 s, capped by the 30 planned
     assert plan.steps(done=2, total=30, step_seconds=10.0, step_tokens=1000) == 30
     assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 34
-    # the held-out loss, twice, over 5000 tokens each: 2 * 5000 * 0.6 * 10 / 1000 = 60 s less
-    plan.reserve(answers_seconds=200.0, loss_tokens=5000)
+    # the held-out loss of two models, over 5000 tokens each: 10000 * 0.6 * 10 / 1000 = 60 s less
+    plan.reserve(answers_seconds=200.0, loss_tokens=2 * 5000)
     assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 28
     # past its time, the run takes no more steps than it has done
     assert Budget(deadline=900.0).steps(done=5, total=60, step_seconds=10.0, step_tokens=1000) == 5
