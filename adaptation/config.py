@@ -41,7 +41,9 @@ class Config:
     # --- LoRA ---
     rank: int = 16  # LoRA rank r
     alpha: int = 32  # LoRA alpha; updates are scaled by alpha / r (llama.cpp does the same)
-    dropout: float = 0.05  # LoRA dropout while training
+    # LoRA dropout while training; 0 spares the CPU a random mask per adapted layer and example, a fifth of a step
+    # (docs/benchmarks.md, "Training speed on the CPU")
+    dropout: float = 0.0
     lora_layers: int = 0  # LoRA on the last N decoder layers only (the backward pass stops below them); 0: all
     # --- training ---
     epochs: float = 1.0  # passes over the (sampled) SFT examples

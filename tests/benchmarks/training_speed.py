@@ -36,7 +36,22 @@ from selftune.adaptation.config import Config
 from selftune.adaptation.data import Example, corpus, dataset, insertions
 from selftune.server.models import load_manifest
 
-LAYERS_ONLY = 6
+BEFORE = {"dropout": 0.05}  # the recipe before issue 20: LoRA dropout 0.05 on every adapted layer
+# (name, the LM head at every position, the recipe's changes from its defaults)
+VARIANTS = {
+    "code windows": [
+        ("head everywhere (before)", True, BEFORE),
+        ("head at targets", False, BEFORE),
+        ("head at targets, no dropout", False, {}),
+    ],
+    "serving format": [
+        ("head everywhere (before)", True, BEFORE),
+        ("head at targets", False, BEFORE),
+        ("head at targets, no dropout", False, {}),
+        ("that, LoRA on the last 12", False, {"lora_layers": 12}),
+        ("that, LoRA on the last 6", False, {"lora_layers": 6}),
+    ],
+}
 
 
 def matmul_gflops(torch, dtype, size: int = 2048, reps: int = 5, device: str = "cpu") -> float:
@@ -148,13 +163,11 @@ def main() -> int:
 
     rows = []
     for kind, examples in (("code windows", code), ("serving format", serving)):
-        variants = [("head everywhere (before)", True, 0), ("head at targets", False, 0)]
-        if kind == "serving format":
-            variants.append((f"head at targets, LoRA last {LAYERS_ONLY}", False, LAYERS_ONLY))
-        for name, plain, layers in variants:
-            got = step_through(location, manifest.lora_targets, examples, replace(cfg, lora_layers=layers), plain)
+        for name, plain, changes in VARIANTS[kind]:
+            recipe = replace(cfg, **changes)
+            got = step_through(location, manifest.lora_targets, examples, recipe, plain)
             heads = got["tokens"] if plain else got["targets"]
-            gflop = model_gflop(location, got["params"], got["tokens"], heads, layers)
+            gflop = model_gflop(location, got["params"], got["tokens"], heads, recipe.lora_layers)
             rows.append((kind, name, got, gflop / got["seconds"]))
 
     print(f"{'examples':16}{'loss':34}{'tokens/s':>10}{'targets/s':>11}{'GFLOP/s':>9}{'of peak':>9}{'speed-up':>10}")
