@@ -12,9 +12,11 @@ from a real project's files at HEAD:
   of a block (project blocks, the lines after the cursor, the window before
   it), the block as the target: most positions are prompt.
 
-Each in the same run with the LM head at every position (the model's own loss,
-what the CPU used before) and at the targets only (loss.py); the serving kind
-also with LoRA on the last 6 of 18 layers (`lora_layers=6`). Prints tokens/s,
+Each in the same run as the recipe was before issue 20 (the LM head at every
+position, the model's own loss; LoRA dropout 0.05), with the head at the
+targets only (loss.py), and then without dropout (the default now); the
+serving kind also with LoRA on the last 12 and the last 6 of 18 layers
+(`lora_layers`). Prints tokens/s,
 target tokens/s, the model FLOP/s those imply (about 4 x the block weights per
 token: forward, and the backward pass through frozen weights; 4 x the head's
 weights per position whose logits are computed) and that as a share of the
