@@ -33,17 +33,21 @@ def _digest(*parts: str) -> str:
     return h.hexdigest()
 
 
+def _installed(package: str) -> str:
+    """The installed version of `package`, or "?"."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "?"
+
+
 def code_fingerprint() -> str:
     """The completion path's and this evaluation's source, and llama.cpp's version."""
     from selftune.server import completion
 
     here = Path(__file__).parent
     sources = sorted(Path(completion.__file__).parent.glob("*.py")) + [here / "evaluate.py"]
-    try:
-        llama = version("llama_cpp_python")
-    except PackageNotFoundError:
-        llama = "?"
-    return _digest(llama, *(p.read_text(encoding="utf-8", errors="replace") for p in sources))
+    return _digest(_installed("llama_cpp_python"), *(p.read_text(encoding="utf-8", errors="replace") for p in sources))
 
 
 def context_key(files: dict[str, tuple[str, float]], settings: object) -> str:
@@ -59,14 +63,8 @@ def point_key(p: Point) -> str:
 def loss_key(examples, max_length: int) -> str:
     """What decides a model's held-out loss besides the model and the code: the held-out examples as the loss
     takes them, the length they are cut to, and the packages that compute it."""
-    versions = []
-    for package in ("torch", "transformers"):
-        try:
-            versions.append(version(package))
-        except PackageNotFoundError:
-            versions.append("?")
     parts = (f"{e.kind}\0{e.group}\0{_digest(e.prompt, e.target)}" for e in examples)
-    return _digest(*versions, str(max_length), *parts)
+    return _digest(_installed("torch"), _installed("transformers"), str(max_length), *parts)
 
 
 class Memo:
