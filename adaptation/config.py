@@ -35,9 +35,12 @@ class Config:
     # its runs have not seen first, plus this share of seen ones replayed; false: every run starts from the base
     warm_start: bool = True
     replay_share: float = 0.25
-    # training where the model is wrong: the model in use completes a line of up to this many training examples
-    # first; those it already writes exactly are trained on last (and left out beyond max_train_examples); 0: off
+    # training where the model is wrong: the run draws this many candidates (more than max_train_examples) the way it
+    # draws what it trains on, the model in use completes a line of each, and the run trains on max_train_examples of
+    # them, those it got wrong first (wrong_first.py); 0: off, the run draws max_train_examples
     error_driven: int = 0
+    # false: the same candidates, not checked, taken in a random order (the baseline error_driven is measured against)
+    error_check: bool = True
     # --- LoRA ---
     rank: int = 16  # LoRA rank r
     alpha: int = 32  # LoRA alpha; updates are scaled by alpha / r (llama.cpp does the same)

@@ -79,18 +79,26 @@ def _journal(root: Path) -> sqlite3.Connection | None:
 @dataclasses.dataclass
 class Pick:
     """Which SFT examples a run trains on: what the adapter's lineage has not seen first (some replayed) when it goes
-    on from it, and what the model in use already gets right last. Data, so the other processes of a distributed
-    run pick the same."""
+    on from it; or, once the run has drawn its candidates and checked them (`error_driven`), those candidates in the
+    order `chosen` gives. Data, so the other processes of a distributed run pick the same."""
 
     seen: set[str]
-    right: set[str]
     replay_share: float
     seed: int
+    chosen: list[str] | None = None  # example keys, in the order to take them
 
     def __call__(self, examples: list[Example], cap: int, goes_on: bool) -> list[Example]:
+        if self.chosen is not None:
+            by_key = {lineage.example_key(e): e for e in examples}
+            return [by_key[k] for k in self.chosen if k in by_key][:cap]
         if goes_on:
-            examples = lineage.fresh_first(examples, self.seen, cap, self.replay_share, self.seed)
-        return wrong_first.wrong_first(examples, self.right, cap)
+            return lineage.fresh_first(examples, self.seen, cap, self.replay_share, self.seed)
+        return examples
+
+    def candidates(self, examples: list[Example], n: int, goes_on: bool, code_share: float) -> list[Example]:
+        """The `n` examples the run would train on if it trained on `n` (in a seeded random order)."""
+        sft = [e for e in examples if e.kind in train.SFT_KINDS]
+        return train.sample_sft(self(sft, n, goes_on), n, self.seed, code_share)
 
 
 def record(root: Path, row: dict, trained: Sequence[dict] = ()) -> None:
@@ -321,17 +329,20 @@ def _adapt(
             )
             data.train += found
 
+        pick = Pick(seen, cfg.replay_share, cfg.seed)
         checked = 0
         if cfg.error_driven > 0:
-            reporter.phase("check", "what the model in use already completes right")
-            gen.set_adapter(previous[1] if previous else None)
-            right, checked = wrong_first.already_right(
-                lambda text: gen.complete(text, len(text), sources=wrong_first.NO_BLOCKS),
-                data.train,
-                cfg.error_driven,
-                cfg.seed,
-                progress=lambda d, t: reporter.phase("check", f"checked {d}/{t}", d / t),
-            )
+            drawn = pick.candidates(data.train, cfg.error_driven, warm is not None, cfg.code_share)
+            if cfg.error_check:
+                reporter.phase("check", "what the model in use already completes right")
+                gen.set_adapter(previous[1] if previous else None)
+                right, checked = wrong_first.already_right(
+                    lambda text: gen.complete(text, len(text), sources=wrong_first.NO_BLOCKS),
+                    drawn,
+                    cfg.seed,
+                    progress=lambda d, t: reporter.phase("check", f"checked {d}/{t}", d / t),
+                )
+            pick.chosen = wrong_first.wrong_first(drawn, right)
 
         # The models the new adapter is compared with, first: their answers, remembered or measured now, say what
         # the new adapter's evaluation will take, and training takes what the run's time leaves.
@@ -355,7 +366,7 @@ def _adapt(
                 return None
             return evaluate.check_function(root, conn, e, answer, cfg.test_timeout)
 
-        job = Job(location, manifest.lora_targets, data.train, cfg, warm, Pick(seen, right, cfg.replay_share, cfg.seed))
+        job = Job(location, manifest.lora_targets, data.train, cfg, warm, pick)
         team.share(lambda: job)  # the other processes of a distributed run train on the same
         result = train.train(job.location, job.targets, job.examples, cfg, out, reporter, judge=judge, warm=warm,
                              pick=job.pick, expected_rate=last_rate(root), share=team.share,
@@ -421,7 +432,7 @@ def _adapt(
             "replayed_examples": len(trained) - new_examples,
             "note": result.warm_note or cold_why,
         },
-        "error_driven": {"checked": checked, "already_right": len(right)},
+        "error_driven": {"candidates": cfg.error_driven, "checked": checked, "already_right": len(right)},
         "coverage": covered.to_json() | {"summary": covered.describe()},
         "examples": len(data.train),
         "data": data.counts()

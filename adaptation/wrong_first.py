@@ -1,12 +1,15 @@
 """Training where the model is wrong (SEED's error-driven idea, on the project's own code).
 
-Before a run trains, the model in use (the base model, or the adapter it goes
-on from) completes one line of each of a sample of training examples through
-llama.cpp, as the server would: the first line of an inserted block after the
-prompt the server assembled there, or a line inside a code window after the
-window's text before it. An example whose line it already writes exactly is
-one the run has little to learn from: those go last, and are the ones left
-out when there are more examples than the run trains on.
+With `error_driven = N`, a run draws N candidate examples the way it would
+draw what it trains on, and the model in use (the base model, or the adapter
+it goes on from) completes one line of each through llama.cpp, as the server
+would: the first line of an inserted block after the prompt the server
+assembled there, or a line inside a code window after the window's text
+before it. An example whose line it already writes exactly is one the run
+has little to learn from: the run trains on `max_train_examples` of the
+candidates, those it got wrong first. With the check off (`error_check =
+false`) the run trains on the same number of the same candidates, drawn at
+random: the baseline the check is measured against.
 """
 
 from __future__ import annotations
@@ -40,32 +43,24 @@ def line_point(e: Example, rng: random.Random) -> tuple[str, str] | None:
     return None
 
 
-def already_right(complete: Callable[[str], str], examples: list[Example], limit: int, seed: int,
+def already_right(complete: Callable[[str], str], candidates: list[Example], seed: int,
                   progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[set[str], int]:  # fmt: skip
-    """(keys of the examples whose line `complete(text)` writes exactly, how many were checked) over a sample
-    of at most `limit` of `examples`."""
+    """(keys of the candidates whose line `complete(text)` writes exactly, how many had a line to check)."""
     rng = random.Random(seed)
-    pool = [e for e in examples if e.kind in ("insertion", "code")]
-    sample = rng.sample(pool, min(limit, len(pool)))
     right: set[str] = set()
     checked = 0
-    for i, e in enumerate(sample):
+    for i, e in enumerate(candidates):
         point = line_point(e, rng)
         if point is not None:
             text, line = point
             checked += 1
             if complete(text).split("\n", 1)[0].strip() == line:
                 right.add(example_key(e))
-        progress(i + 1, len(sample))
+        progress(i + 1, len(candidates))
     return right, checked
 
 
-def wrong_first(examples: list[Example], right: set[str], cap: int) -> list[Example]:
-    """`examples` with those the model already gets right last, and left out beyond `cap`."""
-    if not right:
-        return examples
-    wrong: list[Example] = []
-    known: list[Example] = []
-    for e in examples:
-        (known if example_key(e) in right else wrong).append(e)
-    return wrong + known[: max(0, cap - len(wrong))]
+def wrong_first(candidates: list[Example], right: set[str]) -> list[str]:
+    """The candidates' keys in their order, those the model already gets right last (each key once)."""
+    keys = list(dict.fromkeys(example_key(e) for e in candidates))
+    return [k for k in keys if k not in right] + [k for k in keys if k in right]

@@ -5,6 +5,7 @@ import random
 from selftune.adaptation import wrong_first
 from selftune.adaptation.data import Example
 from selftune.adaptation.lineage import example_key
+from selftune.adaptation.run import Pick
 
 WINDOW = "import os\n\n\ndef load(path):\n    with open(path) as f:\n        return f.read()\n"
 
@@ -23,8 +24,9 @@ def test_a_code_window_is_checked_at_a_line_inside_it_at_its_indentation():
     assert wrong_first.line_point(Example("revision", "p", "t", 0.0, "a.py"), random.Random(0)) is None
 
 
-def test_what_the_model_already_writes_goes_last_and_is_left_out_beyond_the_cap():
+def test_what_the_model_already_writes_goes_last():
     examples = [Example("insertion", f"# {i}\n", f"x = {i}\n", 0.0, f"{i}.py") for i in range(10)]
+    examples.append(Example("edit", "", "y = 1\n", 0.0, "e.py"))  # no line to check: counted as not known right
     asked = []
 
     def model(text: str) -> str:  # writes the right line for even numbers only
@@ -32,12 +34,19 @@ def test_what_the_model_already_writes_goes_last_and_is_left_out_beyond_the_cap(
         n = int(text[2:].strip())
         return f"x = {n}\nmore" if n % 2 == 0 else "y = 0"
 
-    right, checked = wrong_first.already_right(model, examples, limit=10, seed=0)
+    right, checked = wrong_first.already_right(model, examples, seed=0)
     assert checked == len(asked) == 10
-    assert right == {example_key(e) for e in examples[::2]}
-    ordered = wrong_first.wrong_first(examples, right, cap=10)
-    assert [e.target for e in ordered[:5]] == [f"x = {i}\n" for i in (1, 3, 5, 7, 9)]
-    assert len(wrong_first.wrong_first(examples, right, cap=7)) == 7  # two of the right ones left out
-    assert wrong_first.wrong_first(examples, set(), cap=3) == examples  # nothing checked: unchanged
-    _, checked = wrong_first.already_right(model, examples, limit=4, seed=0)
-    assert checked == 4
+    assert right == {example_key(e) for e in examples[:10:2]}
+    keys = wrong_first.wrong_first(examples + examples[:1], right)  # a candidate twice is taken once
+    assert keys == [example_key(e) for e in examples[1:10:2] + examples[10:] + examples[:10:2]]
+
+
+def test_a_run_trains_on_the_candidates_in_the_order_chosen_up_to_its_cap():
+    examples = [Example("insertion", f"# {i}\n", f"x = {i}\n", float(i), f"{i}.py") for i in range(12)]
+    pick = Pick(seen=set(), replay_share=0.25, seed=0)
+    drawn = pick.candidates(examples, 8, goes_on=False, code_share=1.0)
+    assert len(drawn) == 8 and {e.time for e in drawn} == set(map(float, range(4, 12)))  # the newest, as a run draws
+    pick.chosen = wrong_first.wrong_first(drawn, {example_key(drawn[0])})
+    chosen = pick(examples, 5, goes_on=False)
+    assert chosen == drawn[1:6]  # the one known right is left out, and the order kept
+    assert pick(examples, 20, goes_on=False)[-1] == drawn[0]
