@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt bench-quality clean
+.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt bench-quality bench-selection clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -83,6 +83,11 @@ bench-adapt: install
 bench-quality: install
 	@test -n "$(REPOS)" || { echo "usage: make bench-quality REPOS='path/to/repo ...' [ARGS='--points 60 --adapt']"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/quality.py $(foreach r,$(REPOS),--repo $(r)) $(ARGS)
+
+# REPOS as above: training where the model is wrong against random selection, per repository (about 30 min each).
+bench-selection: install
+	@test -n "$(REPOS)" || { echo "usage: make bench-selection REPOS='path/to/repo ...' [ARGS='--candidates 128 --examples 64']"; exit 1; }
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/selection.py $(foreach r,$(REPOS),--repo $(r)) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
