@@ -29,20 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from selftune.server.journal import Journal
+from adaptation import import_history  # tests/benchmarks/adaptation.py
 
 VARIANTS = {
     "random": ["--set", "error_check=false"],
     "wrong first": [],
 }
-
-
-def import_history(root: Path, depth: int) -> None:
-    """The newest `depth` commits into the workspace's journal, as the server imports them on first use."""
-    journal = Journal(root, version="bench", model="gemma3-270m", on_problem=print, call_soon=lambda f, *a: f(*a))
-    journal.import_history(depth, done=lambda n: None)
-    journal._history.join()
-    journal.close()
 
 
 def adapt(workspace: Path, recipe: list[str]) -> dict:
