@@ -10,6 +10,7 @@ learning-rate schedule is shortened to end there, so a shortened run still decay
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -48,12 +49,14 @@ class Budget:
         self.after = answers_seconds * LORA_SLOWER
         self.loss_tokens = loss_tokens
 
-    def steps(self, done: int, total: int, step_seconds: float, step_tokens: float) -> int:
-        """How many of `total` training steps the run can take, `done` of them done, a step taking `step_seconds`
-        over `step_tokens` tokens: never fewer than `done`, never more than `total`."""
-        loss = self.loss_tokens * FORWARD_SHARE * step_seconds / max(step_tokens, 1.0)
-        room = self.deadline - time.monotonic() - self.after - loss - SLACK
-        return max(done, min(total, done + int(room // max(step_seconds, 1e-6))))
+    def steps(self, done: int, total: int, rate: float, work: Callable[[int, int], float]) -> int:
+        """How many of `total` training steps the run can take, `done` of them done, at `rate` seconds per token,
+        `work(a, b)` being the tokens of steps a + 1 to b: never fewer than `done`, never more than `total`."""
+        room = self.deadline - time.monotonic() - self.after - self.loss_tokens * FORWARD_SHARE * rate - SLACK
+        fits = done
+        while fits < total and work(done, fits + 1) * rate <= room:
+            fits += 1
+        return fits
 
     def spent(self) -> bool:
         """No time left for more training."""

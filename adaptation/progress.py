@@ -28,9 +28,9 @@ PHASES = {
 }
 
 
-def time_left(elapsed: float, steps: int, remaining: int) -> str:
-    """How long `remaining` steps will take at the pace of `steps` that took `elapsed` seconds ("about 12 min");
-    "" with no pace yet or nothing left."""
+def time_left(elapsed: float, steps: float, remaining: float) -> str:
+    """How long `remaining` steps (or units of work) will take at the pace of `steps` that took `elapsed` seconds
+    ("about 12 min"); "" with no pace yet or nothing left."""
     if steps < 1 or remaining < 1:
         return ""
     seconds = elapsed / steps * remaining
@@ -38,21 +38,32 @@ def time_left(elapsed: float, steps: int, remaining: int) -> str:
 
 
 class Pace:
-    """The time left of a run of steps, from the pace of those after the first (which also loads and warms up)."""
+    """The time left of a run of steps, from the pace of those after the first (which also loads and warms up).
 
-    def __init__(self) -> None:
+    `work`: how much each step has to do, cumulative (`work[k]`: the first k steps together; for training, their
+    tokens), so that a long step ahead counts as long; without it every step counts the same."""
+
+    def __init__(self, work: list[float] | None = None) -> None:
         self.first: tuple[int, float] | None = None  # (step, time) at the end of the first step seen
+        self.work = work
+
+    def _at(self, step: int) -> float:
+        return self.work[min(step, len(self.work) - 1)] if self.work else float(step)
 
     def left(self, done: int, total: int) -> str:
         now = time.monotonic()
         self.first = self.first or (done, now)
-        return time_left(now - self.first[1], done - self.first[0], total - done)
+        return time_left(now - self.first[1], self.between(self.first[0], done), self.between(done, total))
 
-    def per_step(self, done: int) -> float | None:
-        """Seconds a step has taken since the first one (None before a second step is done)."""
+    def rate(self, done: int) -> float | None:
+        """Seconds per unit of work (per step, without `work`) since the first step; None before a second."""
         if self.first is None or done <= self.first[0]:
             return None
-        return (time.monotonic() - self.first[1]) / (done - self.first[0])
+        return (time.monotonic() - self.first[1]) / max(self.between(self.first[0], done), 1e-9)
+
+    def between(self, start: int, end: int) -> float:
+        """The work of steps `start` + 1 to `end`."""
+        return self._at(end) - self._at(start)
 
 
 class Reporter:

@@ -23,6 +23,7 @@ Seeded: the same data and config give the same adapter.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -212,13 +213,14 @@ class _Progress:
 
     @staticmethod
     def make(reporter: Reporter, phase: str, label: str, losses: list, budget: Budget | None = None):
-        """`budget`: the run's time plan, kept step by step (set `step_tokens`, the tokens of an average step)."""
+        """`budget`: the run's time plan, kept step by step. Set `pace` to a `Pace` over the steps' tokens, so that
+        the time left counts what each step still has to do."""
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
             pace = Pace()
             planned = 0  # the steps the trainer planned, before the budget shortened them
-            step_tokens = 0.0
+            cut = False  # the budget has held training to fewer steps than planned at some step
 
             def on_step_end(self, args, state, control, lr_scheduler=None, **kwargs):
                 if not state.max_steps:
@@ -226,17 +228,17 @@ class _Progress:
                 self.planned = self.planned or state.max_steps
                 done = state.global_step
                 left = self.pace.left(done, state.max_steps)
-                per_step = self.pace.per_step(done)
-                if budget is not None and per_step is not None:
-                    fits = budget.steps(done, self.planned, per_step, self.step_tokens)
+                rate = self.pace.rate(done)
+                if budget is not None and rate is not None:
+                    fits = budget.steps(done, self.planned, rate, self.pace.between)
                     if fits != state.max_steps:
                         shorten(lr_scheduler, fits)
                         state.max_steps = fits
                         left = self.pace.left(done, fits)
                     if done >= state.max_steps:
                         control.should_training_stop = True
-                cut = state.max_steps < self.planned
-                held = f" ({state.max_steps} of {self.planned} fit the run's time)" if cut else ""
+                self.cut = self.cut or state.max_steps < self.planned
+                held = f" ({state.max_steps} of {self.planned} fit the run's time)" if self.cut else ""
                 reporter.phase(
                     phase,
                     f"{label}: step {done}/{state.max_steps}" + (f", {left} left" if left else "") + held,
@@ -340,6 +342,13 @@ def rows_per_step(args) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * world()[1]
 
 
+def work(rows: list[Row], per_step: int) -> list[float]:
+    """The tokens of the first k optimizer steps of `per_step` rows, for every k (from 0 to the last step): on the
+    CPU a step's time goes with its tokens (one row per forward pass, nothing padded)."""
+    return list(itertools.accumulate((sum(r.tokens for r in rows[i : i + per_step])
+                                      for i in range(0, len(rows), per_step)), initial=0.0))  # fmt: skip
+
+
 def seen(rows: list[Row], steps: int, per_step: int) -> tuple[set[int], int]:
     """(the examples every piece of which the first `steps` optimizer steps of `per_step` rows reached, the
     tokens those steps took)."""
@@ -366,7 +375,7 @@ def sft(
     trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
     per_step = rows_per_step(trainer.args)
     total = sum(r.tokens for r in rows)
-    progress.step_tokens = total / max(1, math.ceil(len(rows) / per_step))
+    progress.pace = Pace(work(rows, per_step))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
     if budget is not None:

@@ -20,14 +20,18 @@ def test_the_steps_that_fit_leave_time_for_the_evaluation_and_the_loss(monkeypat
     monkeypatch.setattr(budget_mod.time, "monotonic", lambda: 1000.0)
     plan = Budget(deadline=1000.0 + 600)
     plan.reserve(answers_seconds=200.0, loss_tokens=0)  # the new adapter's answers: 230 s
+    even = lambda a, b: (b - a) * 1000.0  # noqa: E731  steps of 1000 tokens, at 10 s a step
     # 600 - 230 - 45 (slack) = 325 s left: 32 steps of 10 s, capped by the 30 planned
-    assert plan.steps(done=2, total=30, step_seconds=10.0, step_tokens=1000) == 30
-    assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 34
-    # the held-out loss of two models, over 5000 tokens each: 10000 * 0.6 * 10 / 1000 = 60 s less
+    assert plan.steps(done=2, total=30, rate=0.01, work=even) == 30
+    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 34
+    # steps 3 to 12 twice as long: the 325 s hold those ten (200 s) and 12 more of 10 s
+    uneven = lambda a, b: sum(2000.0 if 3 <= k <= 12 else 1000.0 for k in range(a + 1, b + 1))  # noqa: E731
+    assert plan.steps(done=2, total=60, rate=0.01, work=uneven) == 24
+    # the held-out loss of two models, over 5000 tokens each: 10000 * 0.6 * 0.01 = 60 s less
     plan.reserve(answers_seconds=200.0, loss_tokens=2 * 5000)
-    assert plan.steps(done=2, total=60, step_seconds=10.0, step_tokens=1000) == 28
+    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 28
     # past its time, the run takes no more steps than it has done
-    assert Budget(deadline=900.0).steps(done=5, total=60, step_seconds=10.0, step_tokens=1000) == 5
+    assert Budget(deadline=900.0).steps(done=5, total=60, rate=0.01, work=even) == 5
     assert Budget(deadline=900.0).spent() and not plan.spent()
     assert Budget.of(0, 1000.0) is None and Budget.of(20, 1000.0).deadline == 2200.0
 
@@ -58,7 +62,7 @@ def test_the_trainer_stops_at_the_steps_that_fit_and_says_so(monkeypatch, tmp_pa
     plan = Budget(deadline=1000.0 + 60 + 12 * 5 + budget_mod.SLACK)  # the first step, then five of 12 s
     out = io.StringIO()
     callback = train._Progress.make(Reporter(bar=False, stream=out), "sft", "training", [], plan)
-    callback.step_tokens = 500.0
+    callback.pace = progress.Pace([500.0 * k for k in range(31)])  # 500 tokens a step
     args, control = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl()
     state = TrainerState(max_steps=30)
     step = 0
@@ -86,3 +90,23 @@ def test_an_example_counts_as_trained_only_when_every_piece_of_it_was():
     assert seen(rows, steps=5, per_step=2) == ({0, 1, 2, 3}, 460)  # all of it
     assert seen(rows, steps=9, per_step=2) == ({0, 1, 2, 3}, 460)
     assert seen([], steps=3, per_step=2) == (set(), 0)
+    assert train.work(rows, per_step=2) == [0, 150, 210, 250, 350, 460]
+
+
+def test_a_run_held_to_fewer_steps_still_says_so_once_its_pace_lets_them_all_fit(monkeypatch, tmp_path):
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(budget_mod.time, "monotonic", lambda: now[0])
+    plan = Budget(deadline=1000.0 + 10 + 200 + budget_mod.SLACK)
+    out = io.StringIO()
+    callback = train._Progress.make(Reporter(bar=False, stream=out), "sft", "training", [], plan)
+    callback.pace = progress.Pace([100.0 * k for k in range(11)])
+    args, control, state = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl(), TrainerState()
+    state.max_steps = 10
+    for step, seconds in ((1, 10.0), (2, 60.0), (3, 1.0), (4, 1.0), (5, 1.0)):  # slow at first, then fast
+        now[0] += seconds
+        state.global_step = step
+        callback.on_step_end(args, state, control)
+    messages = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert messages[1] == "training: step 2/4, about 2 min left (4 of 10 fit the run's time)"
+    assert messages[-1].startswith("training: step 5/10") and messages[-1].endswith("(10 of 10 fit the run's time)")

@@ -4,6 +4,7 @@ evaluation, whose share of the progress comes after the export."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -39,6 +40,25 @@ def test_each_step_reports_the_time_left_at_the_pace_of_the_steps_after_the_firs
         "training: step 1/30",
         "training: step 2/30, about 6 min left",  # 28 steps at 12 s
         "training: step 3/30, about 5 min left",  # 27 steps at 12 s
+    ]
+
+
+def test_the_time_left_counts_the_tokens_each_step_still_has(monkeypatch, tmp_path):
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    out = io.StringIO()
+    callback = train._Progress.make(Reporter(bar=False, stream=out), "sft", "training", [])
+    tokens = [900, 300] + [600] * 8  # step 2 is short: its 12 s say 25 tokens a second
+    callback.pace = progress.Pace(list(itertools.accumulate(tokens, initial=0)))
+    args, control = TrainingArguments(output_dir=str(tmp_path), report_to=[]), TrainerControl()
+    state = TrainerState(max_steps=10)
+    for step, seconds in ((1, 60.0), (2, 12.0), (3, 24.0)):
+        now[0] += seconds
+        state.global_step = step
+        callback.on_step_end(args, state, control)
+    assert [e["message"] for e in events(out)][1:] == [
+        "training: step 2/10, about 3 min left",  # 4800 tokens at 25 a second: 192 s, not 8 steps of 12 s
+        "training: step 3/10, about 3 min left",  # 4200 tokens: 168 s
     ]
 
 
