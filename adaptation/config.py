@@ -37,7 +37,7 @@ class Config:
     replay_share: float = 0.25
     # training where the model is wrong: the run draws this many candidates (more than max_train_examples) the way it
     # draws what it trains on, the model in use completes a line of each, and the run trains on max_train_examples of
-    # them, those it got wrong first (wrong_first.py); 0: off, the run draws max_train_examples
+    # them, those it got wrong first, the nearest misses first (wrong_first.py); 0: off (max_train_examples drawn)
     error_driven: int = 0
     # false: the same candidates, not checked, taken in a random order (the baseline error_driven is measured against)
     error_check: bool = True

@@ -312,7 +312,7 @@ def _adapt(
     before = lineage.trained_rows(conn, chain)
     seen = {key for _run, key, _path, _version in before}
 
-    right: set[str] = set()
+    scores: dict[str, float] = {}  # each checked candidate's line: how close the model in use came
     gen = _generator(manifest, model_path, cfg)
     try:
         revised: dict = {}
@@ -336,13 +336,13 @@ def _adapt(
             if cfg.error_check:
                 reporter.phase("check", "what the model in use already completes right")
                 gen.set_adapter(previous[1] if previous else None)
-                right, checked = wrong_first.already_right(
+                scores, checked = wrong_first.check(
                     lambda text: gen.complete(text, len(text), sources=wrong_first.NO_BLOCKS),
                     drawn,
                     cfg.seed,
                     progress=lambda d, t: reporter.phase("check", f"checked {d}/{t}", d / t),
                 )
-            pick.chosen = wrong_first.wrong_first(drawn, right)
+            pick.chosen = wrong_first.wrong_first(drawn, scores)
 
         # The models the new adapter is compared with, first: their answers, remembered or measured now, say what
         # the new adapter's evaluation will take, and training takes what the run's time leaves.
@@ -432,7 +432,12 @@ def _adapt(
             "replayed_examples": len(trained) - new_examples,
             "note": result.warm_note or cold_why,
         },
-        "error_driven": {"candidates": cfg.error_driven, "checked": checked, "already_right": len(right)},
+        "error_driven": {
+            "candidates": cfg.error_driven,
+            "checked": checked,
+            "already_right": len(wrong_first.right(scores)),
+            "near_misses": sum(0.5 <= s < 1.0 for s in scores.values()),  # missed, at an edit similarity of 0.5 or more
+        },
         "coverage": covered.to_json() | {"summary": covered.describe()},
         "examples": len(data.train),
         "data": data.counts()

@@ -7,7 +7,10 @@ would: the first line of an inserted block after the prompt the server
 assembled there, or a line inside a code window after the window's text
 before it. An example whose line it already writes exactly is one the run
 has little to learn from: the run trains on `max_train_examples` of the
-candidates, those it got wrong first. With the check off (`error_check =
+candidates, those it got wrong first, and of those the near misses first: the
+lines the model came closest to (edit similarity), whose correction it can take
+up, as SEED trains on revisions close to the model's own attempt; a line it
+missed by far is often one nothing in its context predicts. With the check off (`error_check =
 false`) the run trains on the same number of the same candidates, drawn at
 random: the baseline the check is measured against.
 """
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from selftune.server.completion.sources import Sources
 
 from .data import Example
+from .evaluate import similarity
 from .lineage import example_key
 
 NO_BLOCKS = Sources(definitions=False, similar=False, recent=False, after=False)
@@ -43,24 +47,34 @@ def line_point(e: Example, rng: random.Random) -> tuple[str, str] | None:
     return None
 
 
-def already_right(complete: Callable[[str], str], candidates: list[Example], seed: int,
-                  progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[set[str], int]:  # fmt: skip
-    """(keys of the candidates whose line `complete(text)` writes exactly, how many had a line to check)."""
+def check(complete: Callable[[str], str], candidates: list[Example], seed: int,
+          progress: Callable[[int, int], None] = lambda done, total: None) -> tuple[dict[str, float], int]:  # fmt: skip
+    """(each checked candidate's key: how close the line `complete(text)` writes is to its line, 1.0 when it is
+    that line; how many candidates had a line to check)."""
     rng = random.Random(seed)
-    right: set[str] = set()
+    scores: dict[str, float] = {}
     checked = 0
     for i, e in enumerate(candidates):
         point = line_point(e, rng)
         if point is not None:
             text, line = point
             checked += 1
-            if complete(text).split("\n", 1)[0].strip() == line:
-                right.add(example_key(e))
+            written = complete(text).split("\n", 1)[0].strip()
+            scores[example_key(e)] = 1.0 if written == line else similarity(written, line)
         progress(i + 1, len(candidates))
-    return right, checked
+    return scores, checked
 
 
-def wrong_first(candidates: list[Example], right: set[str]) -> list[str]:
-    """The candidates' keys in their order, those the model already gets right last (each key once)."""
+def right(scores: dict[str, float]) -> set[str]:
+    """The keys of the candidates whose line the model already writes exactly."""
+    return {k for k, s in scores.items() if s == 1.0}
+
+
+def wrong_first(candidates: list[Example], scores: dict[str, float]) -> list[str]:
+    """The candidates' keys (each once), those the model already gets right last; the lines it missed by least, the
+    near misses, take the first of the places the missed ones hold, and unchecked candidates keep theirs."""
     keys = list(dict.fromkeys(example_key(e) for e in candidates))
-    return [k for k in keys if k not in right] + [k for k in keys if k in right]
+    missed = sorted((k for k in keys if scores.get(k, 1.0) < 1.0), key=lambda k: -scores[k])
+    order = iter(missed)
+    wrong = [next(order) if k in scores else k for k in keys if scores.get(k, 0.0) < 1.0]
+    return wrong + [k for k in keys if scores.get(k) == 1.0]

@@ -1,7 +1,8 @@
 """Training where the model is wrong, against random selection, at the same budget (issue 20.3).
 
     python tests/benchmarks/selection.py --repo GIT_DIR [--repo GIT_DIR ...] [--candidates N] [--examples N]
-                                         [--points N] [--set key=value ...] [--json OUT]
+                                         [--points N] [--variants random,wrong first] [--set key=value ...]
+                                         [--json OUT]
 
 For each repository (a real one nobody here wrote, e.g. a clone of
 pallets/click), two fresh clones at its head, their journals holding the
@@ -10,7 +11,8 @@ history as `selftune serve` imports it on first use, are adapted by
 `--candidates` examples the way a run draws what it trains on, and both
 train on `--examples` of them. One lets the base model complete a line of
 each candidate first and trains on those it got wrong first
-(`error_driven`); the other takes them at random (`error_check = false`).
+(`error_driven`), the near misses first; the other takes them at random
+(`error_check = false`).
 The held-out points (the newest 20 % of the project) and the base model's
 answers are the same for both (the second clone reuses the first's).
 Prints, per repository and variant, held-out exact match, edit similarity
@@ -54,8 +56,10 @@ def main() -> None:
     parser.add_argument("--points", type=int, default=60, help="held-out line completions (default 60)")
     parser.add_argument("--depth", type=int, default=400, help="commits of history in the journal (default 400)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="more recipe overrides")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"which selections, of {', '.join(VARIANTS)}")
     parser.add_argument("--json", metavar="OUT", help="also write the figures here")
     args = parser.parse_args()
+    variants = {v: VARIANTS[v] for v in args.variants.split(",")}
 
     recipe = [f"max_train_examples={args.examples}", f"error_driven={args.candidates}", f"max_points={args.points}",
               "minutes=0", "run_tests=false", *args.set]  # fmt: skip
@@ -65,7 +69,7 @@ def main() -> None:
         for repo in args.repo:
             name = Path(repo).resolve().name if Path(repo).name not in ("repo", ".git") else Path(repo).parent.name
             heldout: Path | None = None
-            for variant, extra in VARIANTS.items():
+            for variant, extra in variants.items():
                 clone = Path(tmp) / f"{name}-{variant.replace(' ', '-')}"
                 subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
                 import_history(clone, args.depth)
