@@ -89,16 +89,17 @@ def main() -> None:
                     Path(args.json).write_text(json.dumps({"recipe": recipe, "rows": rows}, indent=2))
 
     print(f"\nrecipe: {' '.join(recipe)}")
-    print(f"{'repository':<14}{'selection':<13}{'exact match':>13}{'edit sim.':>11}{'loss':>8}"
+    w = max([len("repository")] + [len(r["repo"]) for r in rows]) + 2
+    print(f"{'repository':<{w}}{'selection':<13}{'exact match':>13}{'edit sim.':>11}{'loss':>8}"
           f"{'right/checked':>15}{'sequences':>10}{'wall':>8}")  # fmt: skip
     for repo in dict.fromkeys(r["repo"] for r in rows):
         base = next(r for r in rows if r["repo"] == repo)["base"]
-        print(f"{repo:<14}{'base model':<13}{base['exact_match']:>12.1%} {base['edit_similarity']:>10.3f}"
+        print(f"{repo:<{w}}{'base model':<13}{base['exact_match']:>12.1%} {base['edit_similarity']:>10.3f}"
               f"{base.get('heldout_loss') or 0:>8.3f}")  # fmt: skip
         for r in (r for r in rows if r["repo"] == repo):
             m = r["adapted"]
             check = f"{r['already_right']}/{r['checked']}" if r["checked"] else "-"
-            print(f"{'':<14}{r['variant']:<13}{m['exact_match']:>12.1%} {m['edit_similarity']:>10.3f}"
+            print(f"{'':<{w}}{r['variant']:<13}{m['exact_match']:>12.1%} {m['edit_similarity']:>10.3f}"
                   f"{m.get('heldout_loss') or 0:>8.3f}{check:>15}{r['trained'] or 0:>10}{r['wall_s']:>7}s")  # fmt: skip
 
 
