@@ -7,12 +7,13 @@ would: the first line of an inserted block after the prompt the server
 assembled there, or a line inside a code window after the window's text
 before it. An example whose line it already writes exactly is one the run
 has little to learn from: the run trains on `max_train_examples` of the
-candidates, those it got wrong first, and of those the near misses first: the
-lines the model came closest to (edit similarity), whose correction it can take
-up, as SEED trains on revisions close to the model's own attempt; a line it
-missed by far is often one nothing in its context predicts. With the check off (`error_check =
-false`) the run trains on the same number of the same candidates, drawn at
-random: the baseline the check is measured against.
+candidates, those it got wrong first, and of those the near misses first:
+the lines the model came closest to (edit similarity), whose correction it
+can take up, as SEED trains on revisions close to the model's own attempt;
+a line it missed by far is often one nothing in its context predicts. With
+the check off (`error_check = false`) the run trains on the same number of
+the same candidates, drawn at random: the baseline the check is measured
+against.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def check(complete: Callable[[str], str], candidates: list[Example], seed: int,
             text, line = point
             checked += 1
             written = complete(text).split("\n", 1)[0].strip()
-            scores[example_key(e)] = 1.0 if written == line else similarity(written, line)
+            scores[example_key(e)] = similarity(written, line)  # 1.0 only when it is that line
         progress(i + 1, len(candidates))
     return scores, checked
 
