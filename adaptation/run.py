@@ -455,6 +455,7 @@ def _adapt(
             "processes": result.processes,
             "sequences": result.rows,
             "sequences_per_process": result.rows_here,
+            "vocabulary": result.vocabulary,
             "losses": result.losses,
         },
         "compare": compare,

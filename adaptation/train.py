@@ -17,7 +17,8 @@ CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
 bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
 (the process is niced by `selftune adapt`), and for SFT the same cross-entropy as the
 model's own loss but with the 262k-wide LM head run only where the loss is taken,
-in place of TRL's fused LM head (`TargetLossSFT`: the same loss, faster on the CPU).
+in place of TRL's fused LM head (`TargetLossSFT`: the same loss, faster on the CPU),
+by default with the softmax over the project's vocabulary (`project_vocab`: faster still, an approximation).
 Seeded: the same data and config give the same adapter.
 """
 
@@ -42,7 +43,7 @@ from .budget import Budget, shorten
 from .config import Config
 from .data import Example
 from .distributed import local_processes, placed, world
-from .loss import TargetLossSFT
+from .loss import TargetLossSFT, Vocabulary
 from .progress import Pace, Reporter
 from .rounds import next_round_pairs
 
@@ -70,6 +71,7 @@ class TrainResult:
     processes: int = 1  # data-parallel processes (`accelerate launch`), this one among them
     rows: int = 0  # SFT sequences per epoch (examples cut to fit `max_length`)
     rows_here: int = 0  # of those, this process's share (all of them when alone)
+    vocabulary: dict | None = None  # `project_vocab`: the tokens SFT's softmax ran over, and what it left out
 
     @property
     def tokens_per_second(self) -> float:
@@ -327,7 +329,20 @@ def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Pat
         processing_class=tokenizer,
         callbacks=list(callbacks),
     )
+    if cfg.project_vocab and device != "cuda":
+        trainer.vocabulary = project_vocabulary(model, trainer.train_dataset)
     return quiet(trainer), [row for _, row in stream]
+
+
+def project_vocabulary(model, dataset) -> Vocabulary:
+    """The tokens of every row the trainer will take, and those the model likely predicts at its targets (in eval
+    mode: no LoRA dropout)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return Vocabulary.of(model, list(dataset.select_columns(["input_ids", "labels"])))
+    finally:
+        model.train(was_training)
 
 
 @dataclass(frozen=True)
@@ -380,6 +395,12 @@ def sft(
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
     if budget is not None:
         about += f"; the run ends by {budget.until()} (its {cfg.minutes:g} min), training stopping early if need be"
+    vocabulary = getattr(trainer, "vocabulary", None)
+    if vocabulary is not None:
+        size = model.get_output_embeddings().weight.shape[0]
+        result.vocabulary = {"tokens": len(vocabulary.ids), "of": size, "outside": round(vocabulary.outside, 4),
+                             "scanned": vocabulary.scanned}  # fmt: skip
+        about += f"; {vocabulary.describe(size)}"
     reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
     result.rows = len({(r.example, r.piece) for r in rows})  # sequences an epoch
     result.rows_here = math.ceil(

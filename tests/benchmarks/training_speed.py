@@ -16,7 +16,8 @@ Each in the same run as the recipe was before issue 20 (the LM head at every
 position, the model's own loss; LoRA dropout 0.05), with the head at the
 targets only (loss.py), and then without dropout (the default now); the
 serving kind also with LoRA on the last 12 and the last 6 of 18 layers
-(`lora_layers`). Prints tokens/s,
+(`lora_layers`); and both kinds with the softmax over the project's
+vocabulary (`project_vocab`, its making included in the time). Prints tokens/s,
 target tokens/s, the model FLOP/s those imply (about 4 x the block weights per
 token: forward, and the backward pass through frozen weights; 4 x the head's
 weights per position whose logits are computed) and that as a share of the
@@ -45,6 +46,7 @@ VARIANTS = {
         ("head everywhere (before)", True, BEFORE),
         ("head at targets", False, BEFORE),
         ("head at targets, no dropout", False, {}),
+        ("that, project vocab (default)", False, {"project_vocab": True}),
     ],
     "serving format": [
         ("head everywhere (before)", True, BEFORE),
@@ -52,6 +54,7 @@ VARIANTS = {
         ("head at targets, no dropout", False, {}),
         ("that, LoRA on the last 12", False, {"lora_layers": 12}),
         ("that, LoRA on the last 6", False, {"lora_layers": 6}),
+        ("no dropout, project vocab (default)", False, {"project_vocab": True}),
     ],
 }
 
@@ -109,30 +112,34 @@ def step_through(location: str, targets, examples: list[Example], cfg: Config, p
         train.TargetLossSFT.make = staticmethod(lambda: PlainLoss)  # type: ignore[method-assign]
     try:
         with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()  # the trainer's making counts: a project vocabulary is made there
             trainer, rows = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
+            trainer.train()
+            seconds = time.perf_counter() - start
             tokens = sum(r.tokens for r in rows)
             batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(trainer.train_dataset))])
             target_tokens = int((batch["labels"] != -100).sum())
-            start = time.perf_counter()
-            trainer.train()
-            seconds = time.perf_counter() - start
+            vocabulary = getattr(trainer, "vocabulary", None)
     finally:
         train.TargetLossSFT.make = real  # type: ignore[method-assign]
     del model
-    return {"tokens": tokens, "targets": target_tokens, "seconds": seconds, "params": params}
+    return {"tokens": tokens, "targets": target_tokens, "seconds": seconds, "params": params,
+            "vocabulary": None if vocabulary is None else (len(vocabulary.ids), vocabulary.outside)}  # fmt: skip
 
 
-def model_gflop(location: str, params: int, tokens: int, heads: int, lora_layers: int) -> float:
+def model_gflop(location: str, params: int, tokens: int, heads: int, lora_layers: int, vocab: int | None) -> float:
     """FLOPs of a LoRA training pass: 2 x block weights per token forward, 2 x those backward through the
-    adapted layers; 4 x the head's weights per position whose logits are computed."""
+    adapted layers; 4 x the head's weights (its `vocab` rows, when not all) per position whose logits are
+    computed."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(location).get_text_config()
     head = config.vocab_size * config.hidden_size
+    used = (vocab or config.vocab_size) * config.hidden_size
     layers = config.num_hidden_layers
     per_layer = (params - head) / layers
     backward_layers = lora_layers or layers
-    return (2 * per_layer * layers * tokens + 2 * per_layer * backward_layers * tokens + 4 * head * heads) / 1e9
+    return (2 * per_layer * layers * tokens + 2 * per_layer * backward_layers * tokens + 4 * used * heads) / 1e9
 
 
 def main() -> int:
@@ -143,7 +150,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
 
-    cfg = Config(max_length=args.max_length, threads=args.threads, epochs=1.0, device="cpu", dpo_rounds=0)
+    # the rows before the project's vocabulary take the whole one; those named for it turn it on
+    cfg = Config(max_length=args.max_length, threads=args.threads, epochs=1.0, device="cpu", dpo_rounds=0,
+                 project_vocab=False)  # fmt: skip
     torch = train.setup_torch(cfg)
     threads = torch.get_num_threads()
     bf16 = train.uses_bf16(cfg, "cpu")
@@ -169,7 +178,8 @@ def main() -> int:
             recipe = replace(cfg, **changes)
             got = step_through(location, manifest.lora_targets, examples, recipe, plain)
             heads = got["tokens"] if plain else got["targets"]
-            gflop = model_gflop(location, got["params"], got["tokens"], heads, recipe.lora_layers)
+            vocab = got["vocabulary"][0] if got["vocabulary"] else None
+            gflop = model_gflop(location, got["params"], got["tokens"], heads, recipe.lora_layers, vocab)
             rows.append((kind, name, got, gflop / got["seconds"]))
 
     print(f"{'examples':16}{'loss':34}{'tokens/s':>10}{'targets/s':>11}{'GFLOP/s':>9}{'of peak':>9}{'speed-up':>10}")
@@ -178,6 +188,11 @@ def main() -> int:
         speedup = first[2]["seconds"] / got["seconds"]
         print(f"{kind:16}{name:34}{got['tokens'] / got['seconds']:>10.0f}{got['targets'] / got['seconds']:>11.0f}"
               f"{gflops:>9.0f}{gflops / peak:>9.0%}{speedup:>9.2f}x")  # fmt: skip
+    for kind, name, got, _ in rows:
+        if got["vocabulary"]:
+            size, outside = got["vocabulary"]
+            print(f"{kind}, {name}: the softmax over {size:,} tokens; the base model's probability outside them "
+                  f"{outside:.1%}")  # fmt: skip
     print("\ntarget: 3x the tokens/s of the head everywhere, on the examples a run trains on")
     return 0
 

@@ -14,6 +14,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from selftune.adaptation import base, evaluate, run, train
 from selftune.adaptation.config import Config
 from selftune.adaptation.data import Example, dataset
@@ -60,7 +62,8 @@ def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
         )
         for i, obj in enumerate(OBJECTS[:4])
     ]
-    cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu")
+    cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu",
+                 project_vocab=False)  # fmt: skip
     quiet = Reporter(json_lines=False, bar=False)
     ours = train.train(location, manifest.lora_targets, examples, cfg, tmp_path / "ours", quiet).losses["sft"]
     monkeypatch.setattr(train.TargetLossSFT, "make", staticmethod(lambda: trl.SFTTrainer))
@@ -85,7 +88,7 @@ def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: 
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
     model, tokenizer = base.load(location, "cpu", torch.float32)
-    cfg = Config(max_length=96, dropout=0.0, cpu_bf16=False, device="cpu", dpo_rounds=0)
+    cfg = Config(max_length=96, dropout=0.0, cpu_bf16=False, device="cpu", dpo_rounds=0, project_vocab=False)
     model = train.with_lora(model, cfg, manifest.lora_targets)
     torch.manual_seed(3)
     with torch.no_grad():  # LoRA's B starts at zero, which would leave every A without a gradient
@@ -207,3 +210,74 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
     (stored,) = (root / ".selftune" / "heldout").glob("base-*.json")
     assert list(json.loads(stored.read_text())["losses"].values()) == [first["compare"]["base"]["heldout_loss"]]
     assert second["compare"]["base"]["heldout_loss"] == first["compare"]["base"]["heldout_loss"]
+
+
+def test_the_project_vocabulary_softmax_is_the_restricted_cross_entropy(tmp_path: Path):
+    """`project_vocab`: the softmax runs over the tokens of the run's rows and the model's likely ones at their
+    targets. Over the whole vocabulary it is the model's own loss, with the same LoRA gradients; over the project's
+    it is the cross-entropy of the full logits restricted to those tokens; and it reports the probability it left
+    out at the positions it scanned."""
+    import torch
+
+    from selftune.adaptation import loss
+
+    manifest = load_manifest("gemma3-270m")
+    location, _ = base.prepare(manifest)
+    model, tokenizer = base.load(location, "cpu", torch.float32)
+    cfg = Config(max_length=96, cpu_bf16=False, device="cpu", dpo_rounds=0, project_vocab=True)
+    model = train.with_lora(model, cfg, manifest.lora_targets)
+    torch.manual_seed(4)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(std=0.02)
+    rng = random.Random(4)
+    examples = [
+        Example(
+            "code", module_for(obj, rng.sample(NAMES, 6))[:chars], module_for(obj, rng.sample(NAMES, 6))[:80], 0.0, obj
+        )
+        for obj, chars in (("order", 200), ("invoice", 40))
+    ]
+    examples.append(Example("code", "", module_for("ticket", rng.sample(NAMES, 6))[:150], 0.0, "ticket"))
+    trainer, _ = train.sft_trainer(model, tokenizer, examples, cfg, tmp_path, "cpu")
+    vocabulary = trainer.vocabulary
+    rows = list(trainer.train_dataset.select_columns(["input_ids", "labels"]))
+    used = {t for row in rows for t in row["input_ids"]}
+    assert used < set(vocabulary.ids.tolist()) and len(vocabulary.ids) < model.config.vocab_size // 100
+    batch = dict(trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))]))
+
+    # what it leaves out, at the same positions it scanned (all the targets: fewer than its bound)
+    mask, targets = loss.target_positions(batch["labels"])
+    with torch.no_grad():
+        model.eval()
+        full = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[mask].float()
+        model.train()
+    outside = 1 - full.softmax(-1)[:, vocabulary.ids].sum(-1).mean().item()
+    assert vocabulary.scanned == len(targets) and 0 < vocabulary.outside < 0.5
+    assert abs(vocabulary.outside - outside) < 1e-3, (vocabulary.outside, outside)
+
+    # over the project's tokens: the full logits' cross-entropy restricted to them
+    got, outputs = loss.vocabulary_loss(model, batch, vocabulary)
+    restricted = torch.nn.functional.cross_entropy(full[:, vocabulary.ids], torch.searchsorted(vocabulary.ids, targets))
+    assert outputs.logits.shape == (len(targets), len(vocabulary.ids))
+    assert abs(got.item() - restricted.item()) <= 1e-4 * restricted.item(), (got.item(), restricted.item())
+    plain, _ = loss.target_loss(model, batch)
+    assert got.item() < plain.item()  # leaving probability out can only make the loss lower
+
+    # over the whole vocabulary: the model's own loss and gradients
+    head = model.get_output_embeddings().weight
+    whole = loss.Vocabulary(torch.arange(head.shape[0]), head.detach().clone(), 0.0, 0)
+    for num_items in (len(targets), None):
+        model.zero_grad()
+        plain, _ = loss.target_loss(model, batch, num_items)
+        plain.backward()
+        plain_grads = _lora_grads(model)
+        model.zero_grad()
+        fast, _ = loss.vocabulary_loss(model, batch, whole, num_items)
+        fast.backward()
+        assert abs(fast.item() - plain.item()) <= 1e-4 * plain.item(), (fast.item(), plain.item())
+        torch.testing.assert_close(_lora_grads(model), plain_grads, rtol=1e-3, atol=1e-6)
+
+    bad = loss.Vocabulary(vocabulary.ids[vocabulary.ids != targets[0]], head[:1], 0.0, 0)
+    with pytest.raises(ValueError, match="outside the run's vocabulary"):
+        loss.vocabulary_loss(model, batch, replace(bad, weight=head.detach()[bad.ids]))
