@@ -78,24 +78,22 @@ def _lora_grads(model) -> dict:
     return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: Path):
-    """The CPU's SFT loss runs the LM head only where a label is: on one padded batch (prompts of different lengths,
-    a code window with none) it must equal the model's own loss over every position, with the same LoRA gradients,
-    in fp32 on the same weights."""
+def _lora_batch(tmp_path: Path, project_vocab: bool, seed: int):
+    """(a LoRA model whose B weights are not zero, the CPU's SFT trainer, one padded batch): prompts of different
+    lengths and a code window with none, in fp32."""
     import torch
-    from transformers import Trainer
 
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
     model, tokenizer = base.load(location, "cpu", torch.float32)
-    cfg = Config(max_length=96, dropout=0.0, cpu_bf16=False, device="cpu", dpo_rounds=0, project_vocab=False)
+    cfg = Config(max_length=96, cpu_bf16=False, device="cpu", dpo_rounds=0, project_vocab=project_vocab)
     model = train.with_lora(model, cfg, manifest.lora_targets)
-    torch.manual_seed(3)
+    torch.manual_seed(seed)
     with torch.no_grad():  # LoRA's B starts at zero, which would leave every A without a gradient
         for name, weight in model.named_parameters():
             if "lora_B" in name:
                 weight.normal_(std=0.02)
-    rng = random.Random(3)
+    rng = random.Random(seed)
     examples = [
         Example(
             "code", module_for(obj, rng.sample(NAMES, 6))[:chars], module_for(obj, rng.sample(NAMES, 6))[:80], 0.0, obj
@@ -104,9 +102,19 @@ def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: 
     ]
     examples.append(Example("code", "", module_for("ticket", rng.sample(NAMES, 6))[:150], 0.0, "ticket"))
     trainer, _ = train.sft_trainer(model, tokenizer, examples, cfg, tmp_path, "cpu")
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))])
+    return model, trainer, dict(trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))]))
+
+
+def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: Path):
+    """The CPU's SFT loss runs the LM head only where a label is: on one padded batch (prompts of different lengths,
+    a code window with none) it must equal the model's own loss over every position, with the same LoRA gradients,
+    in fp32 on the same weights."""
+    import torch
+    from transformers import Trainer
+
+    model, trainer, batch = _lora_batch(tmp_path, project_vocab=False, seed=3)
     targets = int((batch["labels"][..., 1:] != -100).sum())
-    assert 0 < targets < batch["attention_mask"].sum() - len(examples)  # the prompts' and padding's are left out
+    assert 0 < targets < batch["attention_mask"].sum() - len(batch["labels"])  # the prompts' and padding's are left out
 
     for num_items in (targets, None):  # the accumulated batch's count, as training passes it; and none: the mean
         model.zero_grad()
@@ -221,30 +229,11 @@ def test_the_project_vocabulary_softmax_is_the_restricted_cross_entropy(tmp_path
 
     from selftune.adaptation import loss
 
-    manifest = load_manifest("gemma3-270m")
-    location, _ = base.prepare(manifest)
-    model, tokenizer = base.load(location, "cpu", torch.float32)
-    cfg = Config(max_length=96, cpu_bf16=False, device="cpu", dpo_rounds=0, project_vocab=True)
-    model = train.with_lora(model, cfg, manifest.lora_targets)
-    torch.manual_seed(4)
-    with torch.no_grad():
-        for name, weight in model.named_parameters():
-            if "lora_B" in name:
-                weight.normal_(std=0.02)
-    rng = random.Random(4)
-    examples = [
-        Example(
-            "code", module_for(obj, rng.sample(NAMES, 6))[:chars], module_for(obj, rng.sample(NAMES, 6))[:80], 0.0, obj
-        )
-        for obj, chars in (("order", 200), ("invoice", 40))
-    ]
-    examples.append(Example("code", "", module_for("ticket", rng.sample(NAMES, 6))[:150], 0.0, "ticket"))
-    trainer, _ = train.sft_trainer(model, tokenizer, examples, cfg, tmp_path, "cpu")
+    model, trainer, batch = _lora_batch(tmp_path, project_vocab=True, seed=4)
     vocabulary = trainer.vocabulary
     rows = list(trainer.train_dataset.select_columns(["input_ids", "labels"]))
     used = {t for row in rows for t in row["input_ids"]}
     assert used < set(vocabulary.ids.tolist()) and len(vocabulary.ids) < model.config.vocab_size // 100
-    batch = dict(trainer.data_collator([trainer.train_dataset[i] for i in range(len(examples))]))
 
     # what it leaves out, at the same positions it scanned (all the targets: fewer than its bound)
     mask, targets = loss.target_positions(batch["labels"])
