@@ -8,8 +8,8 @@ but not the head; the cross-entropy is the one transformers computes.
 
 `project_vocab` goes further, as an approximation: the softmax over a
 `Vocabulary`, the tokens the run's sequences use and those the model itself
-likely predicts there (about 10,000 of Gemma's 262,144 on a mid-sized Python
-project), so that the head costs little even where every position is a
+likely predicts there (6,000 to 7,000 of Gemma's 262,144 on pallets/click),
+so that the head costs little even where every position is a
 target (code windows). It leaves out the probability the model puts on the
 other tokens, which the vocabulary measures at its making (`outside`).
 """
