@@ -80,7 +80,10 @@ class Vocabulary:
 
 
 def _causal(model):
-    """The causal LM under a peft wrapper (LoRA sits inside its layers)."""
+    """The causal LM under its wrappers: DistributedDataParallel's under `accelerate launch`, and peft's (LoRA sits
+    inside its layers)."""
+    while hasattr(model, "module"):
+        model = model.module
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
@@ -109,7 +112,15 @@ def vocabulary_loss(model, inputs: dict, vocabulary: Vocabulary, num_items_in_ba
 
     mask, targets = target_positions(inputs["labels"])
     forward = {k: v for k, v in inputs.items() if k != "labels"}
-    hidden = _decoder(model)(**forward, use_cache=False).last_hidden_state[mask]
+    # The forward goes through every wrapper (DistributedDataParallel syncs gradients only so), the head on no
+    # position; the decoder's output is taken on the way.
+    found = []
+    hook = _decoder(model).register_forward_hook(lambda module, args, out: found.append(out.last_hidden_state))
+    try:
+        model(**forward, use_cache=False, logits_to_keep=torch.zeros_like(mask))
+    finally:
+        hook.remove()
+    hidden = found[-1][mask]
     logits = _softcap(model, hidden @ vocabulary.weight.to(hidden.dtype).T)
     index = torch.searchsorted(vocabulary.ids, targets).clamp(max=len(vocabulary.ids) - 1)
     if not bool((vocabulary.ids[index] == targets).all()):
