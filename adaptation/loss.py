@@ -64,8 +64,9 @@ class Vocabulary:
                 if taken >= positions or read >= 4 * positions:
                     break
                 mask, _ = target_positions(torch.as_tensor([row["labels"]]))
-                hidden = _decoder(model)(input_ids=torch.as_tensor([row["input_ids"]], device=device), use_cache=False)
-                logits = _softcap(model, head(hidden.last_hidden_state[mask.to(device)][: positions - taken])).float()
+                mask &= mask.cumsum(-1) <= positions - taken  # the positions still wanted
+                inputs = torch.as_tensor([row["input_ids"]], device=device)
+                logits = model(input_ids=inputs, use_cache=False, logits_to_keep=mask.to(device)).logits.float()
                 seen[logits.topk(min(top, vocab_size), dim=-1).indices.flatten().cpu()] = True
                 mass += logits.softmax(-1).sum(0).cpu()
                 taken, read = taken + len(logits), read + len(row["input_ids"])
