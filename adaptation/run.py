@@ -257,9 +257,18 @@ def _main_process(
         return meta
 
 
-def last_rate(root: Path) -> float | None:
-    """The training tokens/s of the newest run here that recorded it (the same machine, most likely)."""
+# the knobs that set how fast a run trains: a run with other values says little about this one's pace
+PACE_KNOBS = ("device", "cpu_bf16", "threads", "project_vocab", "lora_layers", "rank", "max_length")
+
+
+def last_rate(root: Path, cfg: Config) -> float | None:
+    """The training tokens/s of the newest run here that recorded it with the same pace knobs as `cfg` (the same
+    machine, most likely): after `--set project_vocab=false`, say, the last default run's pace would be 2× off."""
+    wanted = {k: v for k, v in cfg.to_json().items() if k in PACE_KNOBS}
     for adapter in reversed(adapters.listed(root)):
+        recipe = adapter.get("config") or {}
+        if any(recipe.get(k, v) != v for k, v in wanted.items()):
+            continue
         rate = (adapter.get("metrics") or {}).get("train_tokens_per_s")
         if isinstance(rate, (int, float)) and rate > 0:
             return float(rate)
@@ -369,7 +378,7 @@ def _adapt(
         job = Job(location, manifest.lora_targets, data.train, cfg, warm, pick)
         team.share(lambda: job)  # the other processes of a distributed run train on the same
         result = train.train(job.location, job.targets, job.examples, cfg, out, reporter, judge=judge, warm=warm,
-                             pick=job.pick, expected_rate=last_rate(root), share=team.share,
+                             pick=job.pick, expected_rate=last_rate(root, cfg), share=team.share,
                              budget=budget)  # fmt: skip
         if result.warm_from is None:
             chain, before, seen = [], [], set()

@@ -54,3 +54,19 @@ def test_an_export_holds_the_adapter_a_modelfile_and_the_llama_cpp_commands(tmp_
     )
     with pytest.raises(ValueError, match="no adapter 'nope'"):
         adapters.export(tmp_path, "nope", tmp_path / "out2", base)
+
+
+def test_a_run_expects_the_pace_of_the_last_run_with_the_same_pace_knobs(tmp_path: Path):
+    from selftune.adaptation.config import Config
+    from selftune.adaptation.run import last_rate
+
+    cfg = Config()
+    assert last_rate(tmp_path, cfg) is None  # no run yet: no figure rather than a guess
+    for i, (vocab, rate) in enumerate([(True, 190.0), (False, 80.0), (True, None)]):
+        meta = {"created": f"2026-01-0{i + 1} 10:00:00", "config": cfg.override([f"project_vocab={vocab}"]).to_json()}
+        if rate is not None:
+            meta["metrics"] = {"train_tokens_per_s": rate}
+        adapter(tmp_path, f"a{i}", meta)
+    assert last_rate(tmp_path, cfg) == 190.0  # the newest default run recorded none; the one before it differs
+    assert last_rate(tmp_path, cfg.override(["project_vocab=false"])) == 80.0
+    assert last_rate(tmp_path, cfg.override(["lora_layers=6"])) is None
