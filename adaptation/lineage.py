@@ -1,7 +1,8 @@
 """Runs that build on each other: what the adapters behind the one in use were trained on.
 
-A run starts from the adapter in use (warm start, train.py), so what that
-adapter knows is what every run of its lineage trained on: the adapter, the
+A run starts from the adapter in use, or from a run ahead of it (`frontier`;
+warm start, train.py), so what that adapter knows is what every run of its
+lineage trained on: the adapter, the
 one it started from, and so on back to one trained from the base model. The
 journal records each run's examples (`trained_examples`: a key per example,
 its kind, file and the file's version) and the adapter it started from
@@ -11,12 +12,18 @@ its kind, file and the file's version) and the adapter it started from
   adds a replayed sample of seen ones (so that an idle machine covers the
   whole project, then keeps up with its changes, without forgetting);
 - `coverage` says how much of the project as it is now the lineage has
-  trained on (files whose current version was in a run's examples).
+  trained on (files whose current version was in a run's examples);
+- `frontier` is where a run goes on from when that is not the adapter in
+  use: the newest run, when the gate kept it out although it lowered the
+  held-out loss. The gate judges on 60 lines, where one line is noise; without
+  this, an idle machine whose run lost by a line would train the same
+  examples from the same start on every later run.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import sqlite3
 from dataclasses import dataclass
@@ -59,6 +66,47 @@ def chain(conn: sqlite3.Connection | None, adapter_id: str | None) -> list[str]:
             break
         adapter_id = row[0] if row else None
     return out
+
+
+def frontier(conn: sqlite3.Connection | None, in_use: str | None, base: str) -> tuple[str, float, float] | None:
+    """(run, its held-out loss, the loss of what it went on from) when the next run of `base` should go on from that
+    run rather than from `in_use` (the adapter in use, None for the base model): the newest finished run, kept
+    out by the gate, having lowered the held-out loss below the model it went on from, and having gone on,
+    through such runs only, from `in_use`."""
+    if conn is None:
+        return None
+    try:
+        query = "SELECT id, decision, warm_from, metrics FROM adaptation_runs WHERE base = ? AND decision != 'failed'"
+        runs = {r[0]: r for r in conn.execute(query + " ORDER BY started DESC", (base,)).fetchall()}
+    except sqlite3.OperationalError:  # a journal from before the lineage
+        return None
+    if not runs:
+        return None
+    newest = next(iter(runs))
+    found, walk = None, newest
+    for _ in range(MAX_CHAIN):
+        if walk == in_use:
+            return found
+        run = runs.get(walk)
+        if run is None or run[1] != "kept":
+            return None
+        loss, before = _loss(run[3], "candidate"), _loss(runs[run[2]][3], "candidate") if run[2] in runs else None
+        if run[2] is None:
+            before = _loss(run[3], "base")
+        if loss is None or before is None or loss >= before:
+            return None
+        found = found or (walk, loss, before)
+        walk = run[2]
+    return None
+
+
+def _loss(metrics: str | None, model: str) -> float | None:
+    """A run's recorded held-out loss of `model` ("candidate", "base")."""
+    try:
+        loss = json.loads(metrics or "{}").get(model, {}).get("heldout_loss")
+    except (ValueError, AttributeError):
+        return None
+    return float(loss) if isinstance(loss, (int, float)) else None
 
 
 def trained_rows(conn: sqlite3.Connection | None, runs: list[str]) -> list[tuple[str, str, str, str | None]]:

@@ -276,22 +276,29 @@ def last_rate(root: Path, cfg: Config) -> float | None:
 
 
 def warm_start(root: Path, manifest: Manifest, cfg: Config, conn) -> tuple[Path | None, list[str], str]:
-    """(the PEFT adapter to go on from, the lineage behind it, why not) for a run: the adapter in use, when it
-    was trained on this base model and its PEFT files are there."""
+    """(the PEFT adapter to go on from, the lineage behind it, a note on the choice) for a run: the adapter in use,
+    when it was trained on this base model and its PEFT files are there, or the newest run that went on from it
+    and lowered the held-out loss although the gate kept it out (`lineage.frontier`)."""
     found = workspace.current_adapter(root)
-    if not cfg.warm_start or not found:
-        return None, [], "" if found else "no adapter in use: a new one from the base model"
-    adapter_id = found[0]
+    adapter_id: str | None = found[0] if found else None
+    ahead = lineage.frontier(conn, adapter_id, manifest.name) if cfg.warm_start else None
+    note = ""
+    if ahead is not None and (workspace.adapters_dir(root) / ahead[0] / "peft" / "adapter_config.json").is_file():
+        adapter_id, loss, before = ahead
+        note = (f"went on from {adapter_id}: the gate kept it out, but its held-out loss {loss:.3f} is below"
+                f" {before:.3f}, that of the model it went on from")  # fmt: skip
+    if not cfg.warm_start or not adapter_id:
+        return None, [], "" if adapter_id else "no adapter in use: a new one from the base model"
     folder = workspace.adapters_dir(root) / adapter_id
     try:
         base_name = json.loads((folder / "meta.json").read_text()).get("base")
     except (OSError, ValueError, AttributeError):
         base_name = None
     if base_name != manifest.name:
-        return None, [], f"the adapter in use ({adapter_id}) is not one of {manifest.name}'s: a new one"
+        return None, [], f"adapter {adapter_id} is not one of {manifest.name}'s: a new one"
     if not (folder / "peft" / "adapter_config.json").is_file():
-        return None, [], f"the adapter in use ({adapter_id}) has no PEFT files to go on from: a new one"
-    return folder / "peft", lineage.chain(conn, adapter_id), ""
+        return None, [], f"adapter {adapter_id} has no PEFT files to go on from: a new one"
+    return folder / "peft", lineage.chain(conn, adapter_id), note
 
 
 def _adapt(
@@ -317,7 +324,7 @@ def _adapt(
         raise AdaptError("nothing to train on: no Python files in the repository and nothing in the journal")
     location, gguf = base.prepare(manifest, model_path, progress=lambda m: reporter.phase("base", m))
     previous = current_adapter(root)
-    warm, chain, cold_why = warm_start(root, manifest, cfg, conn)
+    warm, chain, warm_why = warm_start(root, manifest, cfg, conn)
     before = lineage.trained_rows(conn, chain)
     seen = {key for _run, key, _path, _version in before}
 
@@ -439,7 +446,7 @@ def _adapt(
             "tokens": earlier_tokens + result.tokens,  # training tokens of this run and those it went on from
             "new_examples": new_examples,
             "replayed_examples": len(trained) - new_examples,
-            "note": result.warm_note or cold_why,
+            "note": result.warm_note or warm_why,
         },
         "error_driven": {
             "candidates": cfg.error_driven,

@@ -469,7 +469,7 @@ def train(
     share: Callable[[Callable[[], Any]], Any] = lambda make: make(),
     budget: Budget | None = None,
 ) -> TrainResult:
-    """`warm`: a saved PEFT adapter to go on training (the adapter in use), when its LoRA has this run's shape;
+    """`warm`: a saved PEFT adapter to go on training (run.warm_start's), when its LoRA has this run's shape;
     `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
     `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, at most
     `max_train_examples`, sampled across kinds. `share(make)`: `make()` on the main process, the same value on
@@ -489,10 +489,11 @@ def train(
     result.expected_rate = expected_rate
     problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None
     if warm is not None and problem is None:
-        reporter.phase("base", f"going on from the adapter in use ({warm.parent.name})")
+        reporter.phase("base", f"going on from adapter {warm.parent.name}")
         model, result.warm_from = with_warm_lora(model, warm), warm
     else:
-        result.warm_note = f"a new adapter, not the one in use: {problem}" if problem else ""
+        if problem and warm is not None:
+            result.warm_note = f"a new adapter, not going on from {warm.parent.name}: {problem}"
         model = with_lora(model, cfg, targets)
     started = time.perf_counter()
 

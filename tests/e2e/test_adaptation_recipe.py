@@ -189,6 +189,10 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
     assert "does not beat" in meta["reason"]
     assert run.current_adapter(root) is None  # nothing promoted: the server keeps the base model
     assert (root / ".selftune" / "adapters" / meta["id"] / "meta.json").is_file()
+    # Nor does the next run go on from it: kept out, and its held-out loss is no better than the base model's.
+    assert compare["candidate"]["heldout_loss"] > compare["base"]["heldout_loss"]
+    assert run.warm_start(root, run.load_manifest("gemma3-270m"), cfg, run._journal(root)) == (
+        None, [], "no adapter in use: a new one from the base model")  # fmt: skip
 
 
 def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_models_answered(tmp_path: Path):

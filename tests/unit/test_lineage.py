@@ -1,5 +1,6 @@
 """Runs that build on each other: the lineage of the adapter in use, what it has seen, what to train next."""
 
+import json
 import sqlite3
 
 from selftune.adaptation import lineage
@@ -70,3 +71,33 @@ def test_coverage_counts_the_files_trained_on_as_they_are_now():
     assert covered.describe().startswith("trained on 2 of 3 project files as they are now (92% of the code), 1 more")
     only_r1 = lineage.coverage(lineage.trained_rows(conn, ["r1"]), files)
     assert only_r1.trained == 1
+
+
+def journal_with_verdicts(*runs: tuple[str, str | None, str, float | None]) -> sqlite3.Connection:
+    """(run id, the adapter it went on from, the gate's decision, its held-out loss) per run, oldest first; the
+    base model's held-out loss is 2.0 in every run."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
+    for i, (run, warm_from, decision, loss) in enumerate(runs):
+        metrics = {"base": {"heldout_loss": 2.0}, "candidate": {"heldout_loss": loss}}
+        insert(conn, "adaptation_runs", {"id": run, "started": i, "ended": i, "base": "m", "decision": decision,
+                                         "metrics": json.dumps(metrics), "warm_from": warm_from})  # fmt: skip
+    return conn
+
+
+def test_a_run_goes_on_from_a_kept_out_run_that_lowered_the_held_out_loss():
+    # The gate kept the first run out (a line fewer in 60) though it learned: the next goes on from it.
+    assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 1.8)), None, "m") == ("k1", 1.8, 2.0)
+    # ... and from a chain of such runs back to the adapter in use, the newest first.
+    conn = journal_with_verdicts(("p", None, "promoted", 1.9), ("k1", "p", "kept", 1.8), ("k2", "k1", "kept", 1.7),
+                                 ("bad", "k2", "failed", None))  # fmt: skip
+    assert lineage.frontier(conn, "p", "m") == ("k2", 1.7, 1.8)
+    assert lineage.frontier(conn, "p", "other model") is None
+    # Not from a run that did not lower the loss, nor one the newest run was not built on, nor past the one in use.
+    assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 2.0)), None, "m") is None
+    assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 1.8), ("k2", "k1", "kept", 1.9)), None,
+                            "m") is None  # fmt: skip
+    assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9)), "p", "m") is None
+    # The user went back to the base model after a promotion: a new lineage, not the promoted one's.
+    assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9), ("k", "p", "kept", 1.8)), None,
+                            "m") is None  # fmt: skip
