@@ -103,10 +103,10 @@ class Pick:
 
 def record(root: Path, row: dict, trained: Sequence[dict] = ()) -> None:
     """The run in the journal's adaptation_runs, and the examples it trained on (the server may be writing too:
-    WAL, busy timeout)."""
+    WAL, busy timeout). A workspace the server never recorded in gets a journal holding only its runs: without
+    it the next run would not know what this one trained on, nor go on from it."""
     path = workspace.journal_path(root)
-    if not path.exists():
-        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
         migrate(conn)

@@ -101,3 +101,28 @@ def test_a_run_goes_on_from_a_kept_out_run_that_lowered_the_held_out_loss():
     # The user went back to the base model after a promotion: a new lineage, not the promoted one's.
     assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9), ("k", "p", "kept", 1.8)), None,
                             "m") is None  # fmt: skip
+
+
+def test_warm_start_takes_the_run_ahead_of_the_adapter_in_use_when_its_files_are_there(tmp_path):
+    from selftune.adaptation.config import Config
+    from selftune.adaptation.run import warm_start
+    from selftune.server.models import load_manifest
+    from selftune.server.workspace import adapters_dir
+
+    manifest = load_manifest("gemma3-270m")
+    conn = journal_with_verdicts(("p", None, "promoted", 1.9), ("k", "p", "kept", 1.8))
+    conn.execute("UPDATE adaptation_runs SET base = ?", (manifest.name,))
+    for run in ("p", "k"):
+        (adapters_dir(tmp_path) / run / "peft").mkdir(parents=True)
+        (adapters_dir(tmp_path) / run / "meta.json").write_text(json.dumps({"base": manifest.name}))
+    (adapters_dir(tmp_path) / "current").write_text("p\n")
+    cfg = Config()
+    # k's PEFT files are missing: the adapter in use's are not either, so a new adapter.
+    none = "adapter p has no PEFT files to go on from: a new one"
+    assert warm_start(tmp_path, manifest, cfg, conn) == (None, [], none)
+    for run in ("p", "k"):
+        (adapters_dir(tmp_path) / run / "peft" / "adapter_config.json").write_text("{}")
+    peft, chain, note = warm_start(tmp_path, manifest, cfg, conn)
+    assert peft == adapters_dir(tmp_path) / "k" / "peft" and chain == ["k", "p"]
+    assert note.startswith("went on from k: the gate kept it out, but its held-out loss 1.800 is below 1.900")
+    assert warm_start(tmp_path, manifest, cfg.override(["warm_start=false"]), conn)[0] is None
