@@ -231,14 +231,25 @@ def adapter_table(found: list[dict]) -> str:
     return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"
 
 
-def coverage_line(found: list[dict]) -> str:
-    """How much of the project the adapter in use (with the runs it went on from) was trained on."""
+def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> str:
+    """How much of the project the adapter in use (with the runs it went on from) was trained on, and the run
+    ahead of it that the next run goes on from (adaptation/lineage.py: `frontier`), if there is one."""
+    from selftune.adaptation.lineage import frontier
+
+    def covered(adapter: dict, who: str) -> str:
+        summary = (adapter.get("coverage") or {}).get("summary")
+        runs = (adapter.get("lineage") or {}).get("runs", 1)
+        return f"<p>{who}, over {runs} run{'s' if runs != 1 else ''}: {html.escape(summary)}.</p>" if summary else ""
+
     current = next((d for d in found if d.get("current")), None)
-    summary = ((current or {}).get("coverage") or {}).get("summary")
-    if not summary:
-        return ""
-    runs = ((current or {}).get("lineage") or {}).get("runs", 1)
-    return f"<p>The adapter in use, over {runs} run{'s' if runs != 1 else ''}: {html.escape(summary)}.</p>"
+    out = covered(current, "The adapter in use") if current else ""
+    base = (current or (found[-1] if found else {})).get("base")
+    ahead = frontier(conn, current["id"] if current else None, base) if base else None
+    adapter = next((d for d in found if ahead and d["id"] == ahead[0]), None)
+    if adapter is not None:
+        out += covered(adapter, f"The next run goes on from {adapter['id']}, kept out by its gate with a lower "
+                                "held-out loss")  # fmt: skip
+    return out
 
 
 def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
@@ -259,7 +270,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <p>Written {time.strftime("%Y-%m-%d %H:%M")} from <code>{html.escape(str(path))}</code>.</p>
 <h2>Adapters and their held-out metrics</h2>
 {metric_chart(found)}
-{coverage_line(found)}
+{coverage_line(found, conn)}
 {adapter_table(found)}
 <h2>Completions per day</h2>
 {

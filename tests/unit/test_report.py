@@ -86,3 +86,43 @@ def test_the_learning_curve_runs_along_the_training_tokens_behind_each_adapter(t
     assert (xs[1] - xs[0]) / (xs[2] - xs[1]) == pytest.approx(2 / 3, rel=0.01)  # spaced by tokens, not by rank
     assert "1.0k" in svg and "6.0k" in svg and "training tokens behind the adapter" in svg
     assert "over 3 runs: trained on 3 of 4 project files" in coverage_line(found)
+
+
+def test_the_report_names_the_kept_out_run_the_next_one_goes_on_from(tmp_path: Path):
+    import sqlite3
+
+    from selftune.server.journal.migrations import migrate
+    from selftune.server.journal.rows import insert
+
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    migrate(conn)
+    for i, (run, loss) in enumerate((("k1", 1.8), ("k2", 1.7))):
+        write_meta(
+            tmp_path,
+            run,
+            {
+                "created": f"2026-01-0{i + 1} 00:00:00",
+                "base": "m",
+                "decision": "kept",
+                "lineage": {"runs": i + 1},
+                "coverage": {"summary": f"trained on {i + 1} of 4 project files as they are now"},
+            },
+        )
+        metrics = {"base": {"heldout_loss": 2.0}, "candidate": {"heldout_loss": loss}}
+        insert(
+            conn,
+            "adaptation_runs",
+            {
+                "id": run,
+                "started": i,
+                "ended": i,
+                "base": "m",
+                "decision": "kept",
+                "metrics": json.dumps(metrics),
+                "warm_from": "k1" if i else None,
+            },
+        )
+    line = coverage_line(adapters(tmp_path), conn)
+    assert "adapter in use" not in line  # the base model is in use
+    assert "The next run goes on from k2, kept out by its gate with a lower held-out loss, over 2 runs" in line
+    assert "trained on 2 of 4 project files" in line
