@@ -134,8 +134,10 @@ def tokens(conn: sqlite3.Connection | None, runs: list[str]) -> int:
 
 
 def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share: float, seed: int) -> list[Example]:
-    """At most `cap` of `examples`: every one not `seen` yet (newest first when there are more), and a random
-    `replay_share` of the total from those seen (more when there are not enough new ones)."""
+    """At most `cap` of `examples`, in the order to train them: every one not `seen` yet (newest first when there
+    are more) with a random `replay_share` of seen ones spread evenly among them, then more seen ones when there
+    are not enough new ones. A run its time stops early has trained on the front of the list, so what it trains is
+    mostly new, and successive runs cover the project."""
     rng = random.Random(seed)
     fresh: list[Example] = []
     old: list[Example] = []
@@ -143,9 +145,17 @@ def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share:
         (old if example_key(e) in seen else fresh).append(e)
     fresh.sort(key=lambda e: -e.time)
     replay = min(len(old), max(int(round(cap * replay_share)), cap - len(fresh)))
-    chosen = fresh[: cap - replay] + rng.sample(old, replay)
-    rng.shuffle(chosen)
-    return chosen
+    fresh, replayed = fresh[: cap - replay], rng.sample(old, replay)
+    # Among the new ones, seen ones at the replay share; the rest of them after the new ones.
+    among = min(replay, round(len(fresh) * replay_share / max(1e-9, 1 - replay_share)))
+    return _spread(fresh, replayed[:among]) + replayed[among:]
+
+
+def _spread(items: list, extra: list) -> list:
+    """`items` in their order with `extra` spread evenly among them (every first part holds its share)."""
+    at = [((k + 1) / (len(items) + 1), 0, x) for k, x in enumerate(items)]
+    at += [((k + 1) / (len(extra) + 1), 1, x) for k, x in enumerate(extra)]
+    return [x for *_, x in sorted(at, key=lambda a: a[:2])]
 
 
 @dataclass

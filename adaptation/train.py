@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 SFT_KINDS = ("revision", "edit", "lintseq", "insertion", "code", "fim")
 SERVING_KINDS = ("insertion", "code", "fim")  # plain continuation (or FIM): what the server asks of the model
+WAVE = 32  # examples shuffled together in the first epoch of a run that trains what it has not seen first
 
 
 @dataclass
@@ -177,23 +178,30 @@ def split_to_fit(tokenizer, examples: list[Example], max_length: int) -> list[Ex
     return out
 
 
-def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float = 0.0) -> list[Example]:
+def sample_sft(
+    examples: list[Example], cap: int, seed: int, code_share: float = 0.0, ordered: bool = False
+) -> list[Example]:
     """At most `cap` SFT examples: every revision (rare and the most direct signal), then examples in the
     server's format (the newest blocks the edit steps inserted, and project code as continuation or FIM)
     up to `code_share` of the rest, those kinds in turn, then every kind in turn (edit steps, LintSeq,
-    ...), so that no one kind crowds out the others."""
+    ...), so that no one kind crowds out the others. Shuffled; or, when `examples` are `ordered` (what to train
+    first, first: lineage.fresh_first), each kind taken from the front and the choice left in that order."""
     rng = random.Random(seed)
     revisions = [e for e in examples if e.kind == "revision"]
-    rng.shuffle(revisions)
+    if not ordered:
+        rng.shuffle(revisions)
     by_kind = defaultdict(list)
     for e in examples:
         if e.kind != "revision":
             by_kind[e.kind].append(e)
     queues = []
     for kind in sorted(by_kind):
-        rng.shuffle(by_kind[kind])
-        if kind == "insertion":  # newest last, so first taken: what the code is turning into now
-            by_kind[kind].sort(key=lambda e: e.time)
+        if ordered:  # taken from the end: the front first
+            by_kind[kind].reverse()
+        else:
+            rng.shuffle(by_kind[kind])
+            if kind == "insertion":  # newest last, so first taken: what the code is turning into now
+                by_kind[kind].sort(key=lambda e: e.time)
         queues.append(by_kind[kind])
     chosen = revisions[:cap]
     code = [q for kind, q in sorted(by_kind.items()) if kind in SERVING_KINDS]
@@ -206,6 +214,9 @@ def sample_sft(examples: list[Example], cap: int, seed: int, code_share: float =
         for queue in queues:
             if queue and len(chosen) < cap:
                 chosen.append(queue.pop())
+    if ordered:
+        place = {id(e): i for i, e in enumerate(examples)}
+        return sorted(chosen, key=lambda e: place[id(e)])
     rng.shuffle(chosen)
     return chosen
 
@@ -301,11 +312,14 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
     )
 
 
-def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, callbacks=()):
+def sft_trainer(
+    model, tokenizer, examples: list[Example], cfg: Config, out: Path, device: str, callbacks=(), ordered: bool = False
+):
     """(TRL's SFT trainer, its rows): the completion-only loss, TRL's fused head on CUDA and `TargetLossSFT` on the
     CPU, over `examples` cut and fitted to `cfg.max_length`. The rows of all epochs are laid out here, each epoch
     shuffled (seeded), and trained on in that order in one pass, so that a run stopped early knows which it
-    trained on (`seen`)."""
+    trained on (`seen`). When `examples` are `ordered` (the front first), the first epoch is shuffled only within
+    waves of `WAVE` examples: a run its time stops early has trained on the front."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -314,11 +328,7 @@ def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Pat
         for k, piece in enumerate(split_to_fit(tokenizer, [e], cfg.max_length)):
             prompt, n = fit_prompt(tokenizer, piece.prompt, piece.target, cfg.max_length)
             epoch.append(({"prompt": prompt, "completion": piece.target}, Row(i, k, n)))
-    rng = random.Random(cfg.seed)
-    stream: list[tuple[dict, Row]] = []
-    for _ in range(math.ceil(cfg.epochs)):
-        stream += rng.sample(epoch, len(epoch))
-    stream = stream[: round(len(epoch) * cfg.epochs)]
+    stream = laid_out(epoch, cfg.epochs, cfg.seed, ordered)
     args = _args(SFTConfig, cfg, out / "sft", device, 1.0, completion_only_loss=True,
                  train_sampling_strategy="sequential")  # fmt: skip
     trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
@@ -332,6 +342,20 @@ def sft_trainer(model, tokenizer, examples: list[Example], cfg: Config, out: Pat
     if cfg.project_vocab and device != "cuda":
         trainer.vocabulary = project_vocabulary(model, trainer.train_dataset)
     return quiet(trainer), [row for _, row in stream]
+
+
+def laid_out(epoch: list[tuple[dict, Row]], epochs: float, seed: int, ordered: bool) -> list[tuple[dict, Row]]:
+    """The rows of `epochs` passes over `epoch` in training order, each pass shuffled; the first only within waves
+    of `WAVE` examples when the examples are `ordered`."""
+    rng = random.Random(seed)
+    stream: list[tuple[dict, Row]] = []
+    for n in range(math.ceil(epochs)):
+        if ordered and n == 0:
+            wave = [(row.example // WAVE, rng.random()) for _, row in epoch]
+            stream += [epoch[i] for i in sorted(range(len(epoch)), key=wave.__getitem__)]
+        else:
+            stream += rng.sample(epoch, len(epoch))
+    return stream[: round(len(epoch) * epochs)]
 
 
 def project_vocabulary(model, dataset) -> Vocabulary:
@@ -383,11 +407,13 @@ def sft(
     reporter: Reporter,
     result: TrainResult,
     budget: Budget | None = None,
+    ordered: bool = False,
 ) -> list[Example]:
-    """Train on `examples`; returns those trained on (all of them, unless the run's time stopped it early)."""
+    """Train on `examples` (`ordered`: the front first, sft_trainer); returns those trained on (all of them, unless
+    the run's time stopped it early)."""
     losses: list[float] = []
     progress = _Progress.make(reporter, "sft", "training", losses, budget)
-    trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress])
+    trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress], ordered)
     per_step = rows_per_step(trainer.args)
     total = sum(r.tokens for r in rows)
     progress.pace = Pace(work(rows, per_step))
@@ -501,9 +527,10 @@ def train(
     sft_examples = [e for e in examples if e.kind in SFT_KINDS]
     if pick is not None:
         sft_examples = pick(sft_examples, cfg.max_train_examples, result.warm_from is not None)
-    chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share)
+    ordered = pick is not None and result.warm_from is not None  # the lineage's new examples first
+    chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share, ordered)
     if chosen:  # sft says how many examples and tokens, and about how long
-        result.trained = sft(model, tokenizer, chosen, cfg, out, device, reporter, result, budget)
+        result.trained = sft(model, tokenizer, chosen, cfg, out, device, reporter, result, budget, ordered)
 
     # --- CodeLutra: DPO + NLL on preference pairs, a few rounds ---
     pairs = [e for e in examples if e.kind == "preference" and e.rejected.strip()]

@@ -335,3 +335,19 @@ def test_sft_sample_takes_every_revision_then_reserves_a_share_for_code():
     pool += make("insertion", 30)
     chosen = [e for e in sample_sft(pool, 22, seed=0, code_share=0.5) if e.kind == "insertion"]
     assert sorted(e.time for e in chosen) == [float(i) for i in range(23, 30)]
+    # A list in the order to train (the lineage's new examples first): each kind from its front, order kept.
+    ordered = sample_sft(pool, 22, seed=0, code_share=0.5, ordered=True)
+    assert [pool.index(e) for e in ordered] == sorted(pool.index(e) for e in ordered)
+    assert [e.target for e in ordered if e.kind == "edit"] == ["t0", "t1", "t2"]
+
+
+def test_the_rows_of_an_ordered_run_come_wave_by_wave_and_shuffled_within_each():
+    from selftune.adaptation.train import WAVE, Row, laid_out
+
+    epoch = [({"n": i}, Row(i // 2, i % 2, 10)) for i in range(6 * WAVE)]  # 3 waves of examples, 2 pieces each
+    stream = laid_out(epoch, 1.5, seed=0, ordered=True)
+    first = [row.example // WAVE for _, row in stream[: len(epoch)]]
+    assert first == sorted(first) and len(stream) == len(epoch) * 3 // 2
+    assert [row.example for _, row in stream[:WAVE]] != sorted(row.example for _, row in stream[:WAVE])
+    shuffled = [row.example // WAVE for _, row in laid_out(epoch, 1, seed=0, ordered=False)]
+    assert shuffled != sorted(shuffled)  # a run that goes on from nothing: one shuffle over the epoch

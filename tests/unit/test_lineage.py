@@ -58,6 +58,19 @@ def test_what_the_lineage_has_not_seen_comes_first_with_a_replayed_share_of_the_
     assert len(lineage.fresh_first(old, seen, cap=10, replay_share=0.2, seed=0)) == 10
 
 
+def test_a_run_stopped_early_has_trained_mostly_on_what_its_lineage_had_not_seen():
+    """The list is the order to train in: new ones first with the replay share spread among them, the seen ones
+    that fill the rest of the cap after them."""
+    old = [code(f"old{i}.py", f"x = {i}\n", at=i) for i in range(40)]
+    new = [code(f"new{i}.py", f"y = {i}\n", at=100 + i) for i in range(12)]
+    seen = {lineage.example_key(e) for e in old}
+    chosen = lineage.fresh_first(old + new, seen, cap=30, replay_share=0.25, seed=0)
+    assert len(chosen) == 30 and sum(e in new for e in chosen) == 12
+    front = chosen[:16]  # 12 new and their 4 replayed, whatever the rest
+    assert sum(e in new for e in front) == 12 and [e.time for e in front if e in new] == list(range(111, 99, -1))
+    assert all(sum(e in old for e in front[:k]) <= k // 4 + 1 for k in range(1, 17))  # spread, not bunched
+
+
 def test_coverage_counts_the_files_trained_on_as_they_are_now():
     files = {"a.py": ("x = 1\n", 0.0), "b.py": ("y = 2\n", 0.0), "c.py": ("z = 3\n" * 10, 0.0)}
     conn = journal_with_runs(
