@@ -26,6 +26,7 @@ import hashlib
 import json
 import random
 import sqlite3
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from .data import Example
@@ -165,12 +166,16 @@ class Coverage:
     older: int  # trained on only at an older version
     chars: int
     trained_chars: int
+    held: int = 0  # held out for evaluation (the newest): no run trains on them while they are
+    left: int = 0  # on the training side and not trained on as they are now
 
     def to_json(self) -> dict:
         return {
             "files": self.files,
             "trained": self.trained,
             "older": self.older,
+            "held": self.held,
+            "left": self.left,
             "share": round(self.trained_chars / self.chars, 4) if self.chars else 0.0,
         }
 
@@ -180,22 +185,27 @@ class Coverage:
         share = self.trained_chars / self.chars if self.chars else 0.0
         older = f", {self.older} more at an older version" if self.older else ""
         now = f"{self.trained} of {self.files} project files as they are now"
-        return f"trained on {now} ({share:.0%} of the code){older}"
+        rest = f"; {self.held} held out for evaluation, {self.left} still to train on" if self.held else ""
+        return f"trained on {now} ({share:.0%} of the code){older}{rest}"
 
 
-def coverage(rows, files: dict[str, tuple[str, float]]) -> Coverage:
-    """How much of `files` (the project now) the examples in `rows` (`trained_rows`) cover."""
+def coverage(rows, files: dict[str, tuple[str, float]], held: AbstractSet[str] = frozenset()) -> Coverage:
+    """How much of `files` (the project now) the examples in `rows` (`trained_rows`) cover; `held`: the paths
+    held out for evaluation."""
     versions: dict[str, set[str]] = {}
     for _run, _key, path, version in rows:
         if path:
             versions.setdefault(path, set()).add(version or "")
-    trained = older = chars = trained_chars = 0
+    trained = older = chars = trained_chars = left = 0
     for path, (text, _) in files.items():
         chars += len(text)
         seen = versions.get(path)
         if seen and text_version(text) in seen:
             trained += 1
             trained_chars += len(text)
-        elif seen:
+            continue
+        if seen:
             older += 1
-    return Coverage(len(files), trained, older, chars, trained_chars)
+        if path not in held:
+            left += 1
+    return Coverage(len(files), trained, older, chars, trained_chars, len(held & files.keys()), left)

@@ -39,7 +39,7 @@ from . import base, evaluate, export, lineage, selfrevise, train, wrong_first
 from .answers import Answers, Memo, loss_key
 from .budget import Budget
 from .config import RUNS_CODE, Config
-from .data import Example, dataset
+from .data import Example, dataset, split
 from .distributed import Job, Team, train_only
 from .progress import Pace, Reporter
 
@@ -434,7 +434,8 @@ def _adapt(
     }
     metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
     earlier_tokens = lineage.tokens(conn, chain)
-    covered = lineage.coverage(before + [(out.name, t["key"], t["path"], t["version"]) for t in trained], data.files)
+    covered = lineage.coverage(before + [(out.name, t["key"], t["path"], t["version"]) for t in trained], data.files,
+                               split.held_paths(data.held))  # fmt: skip
     new_examples = sum(t["key"] not in seen for t in trained)
     result_meta = {
         "decision": "promoted" if promote_it else "kept",

@@ -84,6 +84,11 @@ def test_coverage_counts_the_files_trained_on_as_they_are_now():
     assert covered.describe().startswith("trained on 2 of 3 project files as they are now (92% of the code), 1 more")
     only_r1 = lineage.coverage(lineage.trained_rows(conn, ["r1"]), files)
     assert only_r1.trained == 1
+    # With the newest file held out for evaluation: what is left to train on is what the summary ends with.
+    files["d.py"] = ("w = 4\n", 1.0)
+    held_out = lineage.coverage(rows, files, held={"d.py"})
+    assert (held_out.held, held_out.left) == (1, 1)  # b.py, trained on only at an older version
+    assert held_out.describe().endswith("; 1 held out for evaluation, 1 still to train on")
 
 
 def journal_with_verdicts(*runs: tuple[str, str | None, str, float | None]) -> sqlite3.Connection:
