@@ -206,6 +206,6 @@ def coverage(rows, files: dict[str, tuple[str, float]], held: AbstractSet[str] =
             continue
         if seen:
             older += 1
-        if path not in held:
+        if path not in held and text.strip():  # an empty file has nothing to train on
             left += 1
     return Coverage(len(files), trained, older, chars, trained_chars, len(held & files.keys()), left)

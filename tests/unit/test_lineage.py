@@ -86,6 +86,7 @@ def test_coverage_counts_the_files_trained_on_as_they_are_now():
     assert only_r1.trained == 1
     # With the newest file held out for evaluation: what is left to train on is what the summary ends with.
     files["d.py"] = ("w = 4\n", 1.0)
+    files["e/__init__.py"] = ("", 0.0)  # nothing to train on
     held_out = lineage.coverage(rows, files, held={"d.py"})
     assert (held_out.held, held_out.left) == (1, 1)  # b.py, trained on only at an older version
     assert held_out.describe().endswith("; 1 held out for evaluation, 1 still to train on")
