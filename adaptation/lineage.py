@@ -81,23 +81,23 @@ def frontier(conn: sqlite3.Connection | None, in_use: str | None, base: str) -> 
         runs = {r[0]: r for r in conn.execute(query + " ORDER BY started DESC", (base,)).fetchall()}
     except sqlite3.OperationalError:  # a journal from before the lineage
         return None
-    if not runs:
-        return None
-    newest = next(iter(runs))
-    found, walk = None, newest
+    found, walk = None, next(iter(runs), None)  # from the newest run back
     for _ in range(MAX_CHAIN):
         if walk == in_use:
             return found
         run = runs.get(walk)
         if run is None or run[1] != "kept":
             return None
-        loss, before = _loss(run[3], "candidate"), _loss(runs[run[2]][3], "candidate") if run[2] in runs else None
-        if run[2] is None:
-            before = _loss(run[3], "base")
+        run_id, _decision, parent, metrics = run
+        loss = _loss(metrics, "candidate")
+        if parent is None:
+            before = _loss(metrics, "base")
+        else:
+            before = _loss(runs[parent][3], "candidate") if parent in runs else None
         if loss is None or before is None or loss >= before:
             return None
-        found = found or (walk, loss, before)
-        walk = run[2]
+        found = found or (run_id, loss, before)
+        walk = parent
     return None
 
 
