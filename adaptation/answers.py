@@ -60,11 +60,12 @@ def point_key(p: Point) -> str:
     return _digest(p.path, p.text, str(p.offset))
 
 
-def loss_key(examples, max_length: int) -> str:
+def loss_key(examples, max_length: int, precision: str) -> str:
     """What decides a model's held-out loss besides the model and the code: the held-out examples as the loss
-    takes them, the length they are cut to, and the packages that compute it."""
+    takes them, the length they are cut to, the precision of the weights (train.precision) and the packages that
+    compute it."""
     parts = (f"{e.kind}\0{e.group}\0{_digest(e.prompt, e.target)}" for e in examples)
-    return _digest(_installed("torch"), _installed("transformers"), str(max_length), *parts)
+    return _digest(_installed("torch"), _installed("transformers"), str(max_length), precision, *parts)
 
 
 class Memo:

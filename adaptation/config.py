@@ -81,8 +81,8 @@ class Config:
     minutes: float = 20.0
     # --- machine ---
     device: str = "auto"  # "auto" (CUDA if present), "cuda" or "cpu"
-    # on a CPU with native bf16 (AVX512-BF16, AMX), matrix products in bf16 under autocast (weights stay fp32),
-    # faster (docs/benchmarks.md); false: plain fp32
+    # on a CPU with native bf16 (AVX512-BF16, AMX), train in bf16 as on CUDA: the base's weights held in bf16,
+    # LoRA's own in fp32, matrix products under autocast; faster (docs/benchmarks.md); false: plain fp32
     cpu_bf16: bool = True
     # CPU threads for torch and llama.cpp; 0: every core the process may use (its affinity and cgroup quota);
     # `selftune adapt` runs niced: the editor's server comes first

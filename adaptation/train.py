@@ -13,8 +13,9 @@ with the known good one (CodeLutra's iteration). SFT uses TRL's `SFTTrainer`
 with the loss on the completion only; a prompt longer than `max_length` loses
 its beginning here, because TRL only keeps the start and the target is at the end.
 
-CUDA in bf16 when present, else the CPU: fp32 weights, with matrix products in
-bf16 under autocast where the CPU has native bf16 (`cpu_bf16`), on every core
+CUDA in bf16 when present, else the CPU: in bf16 as on CUDA where the CPU
+multiplies bf16 natively (`cpu_bf16`: the frozen base weights in bf16, LoRA's
+own in fp32, matrix products under autocast), else in fp32; on every core
 (the process is niced by `selftune adapt`), and for SFT the same cross-entropy as the
 model's own loss but with the 262k-wide LM head run only where the loss is taken,
 in place of TRL's fused LM head (`TargetLossSFT`: the same loss, faster on the CPU),
@@ -62,7 +63,7 @@ class TrainResult:
     seconds: float = 0.0
     losses: dict = field(default_factory=dict)  # phase -> every logged loss
     device: str = "cpu"
-    precision: str = "fp32"  # "fp32", or "bf16" (autocast over the matrix products)
+    precision: str = "fp32"  # "fp32", or "bf16" (the base's weights, and autocast over the matrix products)
     model: Any = None  # the peft model, still in memory for evaluation
     tokenizer: object = None
     trained: list[Example] = field(default_factory=list)  # the SFT examples the run trained on
@@ -266,10 +267,22 @@ class _Progress:
 
 
 def uses_bf16(cfg: Config, device: str) -> bool:
-    """Matrix products in bf16 under autocast: always on CUDA; on the CPU where it multiplies bf16 natively."""
+    """Training in bf16 (the frozen base weights in bf16, LoRA's own in fp32, matrix products under autocast):
+    always on CUDA; on the CPU where it multiplies bf16 natively."""
     from . import base
 
     return device == "cuda" or (cfg.cpu_bf16 and base.cpu_has_bf16())
+
+
+def torch_dtype(kind: str):
+    import torch
+
+    return torch.bfloat16 if kind == "bf16" else torch.float32
+
+
+def precision(cfg: Config, device: str) -> str:
+    """The precision `uses_bf16` says, "bf16" or "fp32": as a run reports it, and its held-out loss is keyed by."""
+    return "bf16" if uses_bf16(cfg, device) else "fp32"
 
 
 def quiet(trainer):
@@ -507,11 +520,11 @@ def train(
 
     # --- setup ---
     setup_torch(cfg)
-    device, dtype = base.device_and_dtype(cfg.device)
-    precision = "bf16" if uses_bf16(cfg, device) else "fp32"
-    reporter.phase("base", f"loading the base model on {device} ({precision})")
-    model, tokenizer = base.load(location, placed(device), dtype)
-    result = TrainResult(out / "peft", device=device, precision=precision, tokenizer=tokenizer, processes=world()[1])
+    device, _ = base.device_and_dtype(cfg.device)
+    kind = precision(cfg, device)  # bf16 on a CPU too: the base held in bf16, not cast at every product
+    reporter.phase("base", f"loading the base model on {device} ({kind})")
+    model, tokenizer = base.load(location, placed(device), torch_dtype(kind))
+    result = TrainResult(out / "peft", device=device, precision=kind, tokenizer=tokenizer, processes=world()[1])
     result.expected_rate = expected_rate
     problem = warm_start_problem(warm, model, cfg, targets) if warm is not None else None
     if warm is not None and problem is None:

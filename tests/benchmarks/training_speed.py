@@ -13,11 +13,14 @@ from a real project's files at HEAD:
   it), the block as the target: most positions are prompt.
 
 Each in the same run as the recipe was before issue 20 (the LM head at every
-position, the model's own loss; LoRA dropout 0.05), with the head at the
-targets only (loss.py), and then without dropout (the default now); the
-serving kind also with LoRA on the last 12 and the last 6 of 18 layers
-(`lora_layers`); and both kinds with the softmax over the project's
-vocabulary (`project_vocab`, its making included in the time). Prints tokens/s,
+position, the model's own loss; LoRA dropout 0.05; the base weights in fp32,
+cast to bf16 at every product where the CPU has it), with the head at the
+targets only (loss.py), then without dropout, then with the base weights held
+in the recipe's dtype (bf16 where the CPU multiplies it natively, as on CUDA;
+elsewhere the same as the row before); the serving kind also with LoRA on the
+last 12 and the last 6 of 18 layers (`lora_layers`); and both kinds with the
+softmax over the project's vocabulary (`project_vocab`, the default, its making
+included in the time). Prints tokens/s,
 target tokens/s, the model FLOP/s those imply (about 4 x the block weights per
 token: forward, and the backward pass through frozen weights; 4 x the head's
 weights per position whose logits are computed) and that as a share of the
@@ -40,21 +43,24 @@ from selftune.adaptation.data import Example, corpus, dataset, insertions
 from selftune.server.models import load_manifest
 
 BEFORE = {"dropout": 0.05}  # the recipe before issue 20: LoRA dropout 0.05 on every adapted layer
-# (name, the LM head at every position, the recipe's changes from its defaults)
+# (name, the LM head at every position, the recipe's changes from its defaults, the base weights in the recipe's
+# precision: bf16 where the CPU multiplies it natively; False: in fp32, as before, cast at every product)
 VARIANTS = {
     "code windows": [
-        ("head everywhere (before)", True, BEFORE),
-        ("head at targets", False, BEFORE),
-        ("head at targets, no dropout", False, {}),
-        ("that, project vocab (default)", False, {"project_vocab": True}),
+        ("head everywhere (before)", True, BEFORE, False),
+        ("head at targets", False, BEFORE, False),
+        ("head at targets, no dropout", False, {}, False),
+        ("that, the base in the recipe's dtype", False, {}, True),
+        ("that, project vocab (default)", False, {"project_vocab": True}, True),
     ],
     "serving format": [
-        ("head everywhere (before)", True, BEFORE),
-        ("head at targets", False, BEFORE),
-        ("head at targets, no dropout", False, {}),
-        ("that, LoRA on the last 12", False, {"lora_layers": 12}),
-        ("that, LoRA on the last 6", False, {"lora_layers": 6}),
-        ("no dropout, project vocab (default)", False, {"project_vocab": True}),
+        ("head everywhere (before)", True, BEFORE, False),
+        ("head at targets", False, BEFORE, False),
+        ("head at targets, no dropout", False, {}, False),
+        ("that, the base in the recipe's dtype", False, {}, True),
+        ("that, LoRA on the last 12", False, {"lora_layers": 12}, True),
+        ("that, LoRA on the last 6", False, {"lora_layers": 6}, True),
+        ("that, project vocab (default)", False, {"project_vocab": True}, True),
     ],
 }
 
@@ -93,13 +99,14 @@ def serving_examples(files: dict, cfg: Config, measure, fmt, count: int, rng: ra
     return out
 
 
-def step_through(location: str, targets, examples: list[Example], cfg: Config, plain: bool) -> dict:
-    """SFT over `examples` (one epoch), timed; the head everywhere (`plain`) or at the targets only."""
+def step_through(location: str, targets, examples: list[Example], cfg: Config, plain: bool, recipe_dtype: bool) -> dict:
+    """SFT over `examples` (one epoch), timed; the head everywhere (`plain`) or at the targets only; the base
+    weights in the recipe's dtype (`recipe_dtype`, as `selftune adapt` loads them) or in fp32."""
     from transformers import Trainer
     from trl import SFTTrainer
 
-    device, dtype = base.device_and_dtype("cpu")
-    model, tokenizer = base.load(location, device, dtype)
+    kind = train.precision(cfg, "cpu") if recipe_dtype else "fp32"
+    model, tokenizer = base.load(location, "cpu", train.torch_dtype(kind))
     params = sum(p.numel() for p in model.parameters())
     model = train.with_lora(model, cfg, targets)
 
@@ -113,7 +120,7 @@ def step_through(location: str, targets, examples: list[Example], cfg: Config, p
     try:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()  # the trainer's making counts: a project vocabulary is made there
-            trainer, rows = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), device)
+            trainer, rows = train.sft_trainer(model, tokenizer, examples, cfg, Path(out), "cpu")
             trainer.train()
             seconds = time.perf_counter() - start
             tokens = sum(r.tokens for r in rows)
@@ -160,7 +167,7 @@ def main() -> int:
     bf16_peak = matmul_gflops(torch, torch.bfloat16)
     peak = bf16_peak if bf16 else fp32_peak
     print(f"{threads} threads; matmul 2048^3: fp32 {fp32_peak:.0f} GFLOP/s, bf16 {bf16_peak:.0f} GFLOP/s; "
-          f"training in {'bf16 autocast' if bf16 else 'fp32'}")  # fmt: skip
+          f"training {'under bf16 autocast, the recipe with the base in bf16' if bf16 else 'in fp32'}")  # fmt: skip
 
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest, progress=lambda m: None)
@@ -174,9 +181,9 @@ def main() -> int:
 
     rows = []
     for kind, examples in (("code windows", code), ("serving format", serving)):
-        for name, plain, changes in VARIANTS[kind]:
+        for name, plain, changes, recipe_dtype in VARIANTS[kind]:
             recipe = replace(cfg, **changes)
-            got = step_through(location, manifest.lora_targets, examples, recipe, plain)
+            got = step_through(location, manifest.lora_targets, examples, recipe, plain, recipe_dtype)
             heads = got["tokens"] if plain else got["targets"]
             vocab = got["vocabulary"][0] if got["vocabulary"] else None
             gflop = model_gflop(location, got["params"], got["tokens"], heads, recipe.lora_layers, vocab)

@@ -109,13 +109,14 @@ def test_the_base_models_held_out_loss_is_remembered_for_the_same_held_out_examp
     weights.write_bytes(b"weights")
     held = [Example("code", "def f():\n", "    return 1\n", 1.0, "pkg/a.py")]
     memo = Answers(tmp_path, FILES, "settings", weights).of(None)
-    assert memo.loss(loss_key(held, 512)) is None
-    memo.put_loss(loss_key(held, 512), 1.25)
+    assert memo.loss(loss_key(held, 512, "fp32")) is None
+    memo.put_loss(loss_key(held, 512, "fp32"), 1.25)
     memo.save()
     # the next run reads it back, with the answers, for the same examples cut to the same length; else it is not known
     again = Answers(tmp_path, FILES, "settings", weights).of(None)
-    assert again.loss(loss_key(held, 512)) == 1.25
-    assert again.loss(loss_key(held, 384)) is None
-    assert again.loss(loss_key([*held, Example("code", "", "x = 1\n", 2.0, "pkg/b.py")], 512)) is None
+    assert again.loss(loss_key(held, 512, "fp32")) == 1.25
+    assert again.loss(loss_key(held, 384, "fp32")) is None
+    assert again.loss(loss_key(held, 512, "bf16")) is None  # the base held in bf16 gives another loss
+    assert again.loss(loss_key([*held, Example("code", "", "x = 1\n", 2.0, "pkg/b.py")], 512, "fp32")) is None
     # the project changed: answers and loss are both computed again
-    assert Answers(tmp_path, {}, "settings", weights).of(None).loss(loss_key(held, 512)) is None
+    assert Answers(tmp_path, {}, "settings", weights).of(None).loss(loss_key(held, 512, "fp32")) is None
