@@ -25,14 +25,20 @@ from selftune.server.models import load_manifest
 from .test_adaptation import NAMES, OBJECTS, idiom_project, module_for
 
 
+def _shop_modules(seed: int, chars: int) -> list[Example]:
+    """Four code windows of the idiom project's modules, `chars` long, each under its path as the prompt."""
+    rng = random.Random(seed)
+    paths = [(obj, f"shop/{obj}s.py") for obj in OBJECTS[:4]]
+    return [
+        Example("code", f"# {path}\n", module_for(obj, rng.sample(NAMES, 6))[:chars], float(i), path)
+        for i, (obj, path) in enumerate(paths)
+    ]
+
+
 def test_a_few_training_steps_lower_the_loss_on_their_examples(tmp_path: Path):
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
-    rng = random.Random(1)
-    examples = [
-        Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng.sample(NAMES, 6))[:300], float(i), f"shop/{obj}s.py")
-        for i, obj in enumerate(OBJECTS[:4])
-    ]
+    examples = _shop_modules(seed=1, chars=300)
     cfg = Config(epochs=2, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0)
     result = train.train(
         location, manifest.lora_targets, examples, cfg, tmp_path, Reporter(json_lines=False, bar=False)
@@ -81,11 +87,7 @@ def test_bf16_on_the_cpu_holds_the_base_in_bf16_and_trains_the_same_loss(tmp_pat
 
     manifest = load_manifest("gemma3-270m")
     location, _ = base.prepare(manifest)
-    rng = random.Random(2)
-    examples = [
-        Example("code", f"# shop/{obj}s.py\n", module_for(obj, rng.sample(NAMES, 6))[:200], float(i), f"shop/{obj}s.py")
-        for i, obj in enumerate(OBJECTS[:4])
-    ]
+    examples = _shop_modules(seed=2, chars=200)
     cfg = Config(epochs=1, learning_rate=1e-3, batch_size=2, max_length=96, dpo_rounds=0, device="cpu",
                  project_vocab=False, cpu_bf16=False)  # fmt: skip
     quiet = Reporter(json_lines=False, bar=False)
