@@ -267,10 +267,16 @@ def parity(engine, model, tokenizer, texts: list[str]) -> float | None:
     return agree / total if total else None
 
 
-def gate(candidate: dict, current: dict) -> tuple[bool, str]:
-    """(promote?, why) comparing held-out metrics of the candidate with the adapter in use (or the base)."""
+def gate(candidate: dict, current: dict, base: dict | None = None) -> tuple[bool, str]:
+    """(promote?, why) comparing held-out metrics of the candidate with the adapter in use (or the base). First, a
+    candidate whose held-out loss is above the `base` model's on the same examples predicts the project's newest
+    code worse than no adapter: it is refused, whatever a few dozen greedy lines say (the steadiest of the
+    measures; an adapter trained on garbage once won on 8 points by 0.002 of edit similarity)."""
     if not candidate.get("points"):
         return False, "no held-out edit points to judge completion quality on"
+    c_loss, b_loss = candidate.get("heldout_loss"), (base or {}).get("heldout_loss")
+    if c_loss is not None and b_loss is not None and c_loss > b_loss:
+        return False, f"held-out loss {c_loss:.3f} is above the base model's {b_loss:.3f}"
     c_sim, o_sim = candidate["edit_similarity"], current.get("edit_similarity", 0.0)
     c_em, o_em = candidate["exact_match"], current.get("exact_match", 0.0)
     if c_sim <= o_sim:

@@ -415,7 +415,7 @@ def _adapt(
         gen.close()
 
     reference = compare.get("previous", compare["base"])
-    promote_it, reason = evaluate.gate(compare["candidate"], reference)
+    promote_it, reason = evaluate.gate(compare["candidate"], reference, compare["base"])
     parity = compare["candidate"].get("parity_top1")
     if promote_it and parity is not None and parity < PARITY_MIN:
         promote_it, reason = (

@@ -216,13 +216,15 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
     cfg = Config().from_workspace(root, trusted=False)[0]  # the recipe's two epochs
     meta = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
     compare = meta["compare"]
+    # It learned the garbage: its held-out loss is above the base model's, and that alone keeps it out. Its 8
+    # greedy lines may or may not show it (0.739 against the base's 0.854 in one run, 0.856 in another, its
+    # weights trained in bf16): the lines alone once let it through.
+    assert compare["candidate"]["heldout_loss"] > compare["base"]["heldout_loss"]
     assert meta["decision"] == "kept", meta["reason"]
-    assert compare["candidate"]["edit_similarity"] < compare["base"]["edit_similarity"]
-    assert "does not beat" in meta["reason"]
+    assert meta["reason"].startswith("held-out loss"), meta["reason"]
     assert run.current_adapter(root) is None  # nothing promoted: the server keeps the base model
     assert (root / ".selftune" / "adapters" / meta["id"] / "meta.json").is_file()
     # Nor does the next run go on from it: kept out, and its held-out loss is no better than the base model's.
-    assert compare["candidate"]["heldout_loss"] > compare["base"]["heldout_loss"]
     assert run.warm_start(root, run.load_manifest("gemma3-270m"), cfg, run._journal(root)) == (
         None, [], "no adapter in use: a new one from the base model")  # fmt: skip
 

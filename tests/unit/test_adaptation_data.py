@@ -310,6 +310,12 @@ def test_gate_promotes_only_a_better_adapter():
     assert not gate({**base, "edit_similarity": 0.6, "exact_match": 0.0}, base)[0]
     assert not gate({**base, "edit_similarity": 0.6, "pass_at_1": 0.4}, base)[0]
     assert not gate({"points": 0}, base)[0]
+    # a held-out loss above the base model's is refused first, whatever the lines say; equal or lower is fine
+    better = {**base, "edit_similarity": 0.6, "heldout_loss": 1.9}
+    refused = gate(better, base, {**base, "heldout_loss": 1.8})
+    assert refused == (False, "held-out loss 1.900 is above the base model's 1.800")
+    assert gate(better, base, {**base, "heldout_loss": 1.9})[0]
+    assert gate(better, base, base)[0]  # no base loss known: the lines decide
 
 
 def test_take_function_stops_at_the_dedent():
