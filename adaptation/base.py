@@ -72,15 +72,15 @@ def prepare(manifest: Manifest, model_path: str = "", progress=print) -> tuple[s
     return str(target), gguf
 
 
-def device_and_dtype(requested: str = "auto"):
-    """CUDA in bf16 when present (or asked for), else the CPU in fp32."""
+def training_device(requested: str = "auto") -> str:
+    """The device to train on: "cuda" when present (or asked for), else "cpu"; train.precision says in what."""
     import torch
 
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ModelUnavailable("device 'cuda' was asked for but torch sees no CUDA GPU")
-        return "cuda", torch.bfloat16
-    return "cpu", torch.float32
+        return "cuda"
+    return "cpu"
 
 
 @functools.cache

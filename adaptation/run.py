@@ -369,7 +369,7 @@ def _adapt(
         for name, incumbent in incumbents.items():
             adapter_id, path = incumbent or (None, None)
             compare[name] = _measure(gen, path, data, root, conn, cfg, progress(name), answers.of(adapter_id))
-        kind = train.precision(cfg, base.device_and_dtype(cfg.device)[0])
+        kind = train.precision(cfg, base.training_device(cfg.device))
         base_memo, held_key = answers.of(None), loss_key(data.held, cfg.max_length, kind)
         base_loss = base_memo.loss(held_key)
         if budget is not None:

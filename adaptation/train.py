@@ -520,7 +520,7 @@ def train(
 
     # --- setup ---
     setup_torch(cfg)
-    device, _ = base.device_and_dtype(cfg.device)
+    device = base.training_device(cfg.device)
     kind = precision(cfg, device)  # bf16 on a CPU too: the base held in bf16, not cast at every product
     reporter.phase("base", f"loading the base model on {device} ({kind})")
     model, tokenizer = base.load(location, placed(device), torch_dtype(kind))
