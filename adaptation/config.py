@@ -56,7 +56,10 @@ class Config:
     # --- training ---
     epochs: float = 1.0  # passes over the (sampled) SFT examples
     learning_rate: float = 1e-4  # AdamW rate for the LoRA weights
-    batch_size: int = 4  # examples per optimizer step (by gradient accumulation on the CPU)
+    batch_size: int = 4  # examples per optimizer step
+    # on the CPU, SFT's rows per forward pass (the rest of a batch by gradient accumulation), rows of like length
+    # together: fewer, larger matrix products; 1: a row a pass, the least memory (docs/benchmarks.md)
+    micro_batch: int = 4
     max_length: int = (
         512  # tokens per example; a longer prompt loses its beginning, a longer code window is split into pieces
     )

@@ -294,20 +294,21 @@ def quiet(trainer):
     return trainer
 
 
-def _args(cls, cfg: Config, out: Path, device: str, epochs: float, **extra):
+def _args(cls, cfg: Config, out: Path, device: str, epochs: float, per_pass: int = 1, **extra):
+    """Transformers' training arguments for the recipe. Each process takes its share of a batch under `accelerate
+    launch` (the batch stays `batch_size` examples): on CUDA in one forward pass, on the CPU `per_pass` rows at a
+    time (`micro_batch`) and the rest by gradient accumulation."""
     # No activation (gradient) checkpointing, which TRL turns on: at these lengths the activations of a
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
-    # On the CPU one example per forward, the batch by gradient accumulation: nothing is padded (so grouping
-    # examples by length has nothing to save), and micro-batches of 4 are no faster there, slower on long code.
-    # Under `accelerate launch` each process takes its share of a batch: the batch stays `batch_size` examples.
     extra.setdefault("activation_checkpointing", False)
     share = -(-cfg.batch_size // world()[1])
+    passes = share if device == "cuda" else max(d for d in range(1, share + 1) if share % d == 0 and d <= per_pass)
     return cls(
         output_dir=str(out),
         num_train_epochs=epochs,
         learning_rate=cfg.learning_rate,
-        per_device_train_batch_size=1 if device == "cpu" else share,
-        gradient_accumulation_steps=share if device == "cpu" else 1,
+        per_device_train_batch_size=passes,
+        gradient_accumulation_steps=share // passes,
         lr_scheduler_type="linear",
         warmup_steps=cfg.warmup_ratio,
         logging_steps=1,
@@ -341,9 +342,11 @@ def sft_trainer(
         for k, piece in enumerate(split_to_fit(tokenizer, [e], cfg.max_length)):
             prompt, n = fit_prompt(tokenizer, piece.prompt, piece.target, cfg.max_length)
             epoch.append(({"prompt": prompt, "completion": piece.target}, Row(i, k, n)))
-    stream = laid_out(epoch, cfg.epochs, cfg.seed, ordered)
-    args = _args(SFTConfig, cfg, out / "sft", device, 1.0, completion_only_loss=True,
+    args = _args(SFTConfig, cfg, out / "sft", device, 1.0, per_pass=cfg.micro_batch, completion_only_loss=True,
                  train_sampling_strategy="sequential")  # fmt: skip
+    stream = laid_out(epoch, cfg.epochs, cfg.seed, ordered)
+    if rows_per_step(args) > 1:  # a step's rows of like length: little padded where they share a forward pass
+        stream = by_length(stream, rows_per_step(args), cfg.seed)
     trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
     trainer = trainer_class(
         model=model,
@@ -371,6 +374,21 @@ def laid_out(epoch: list[tuple[dict, Row]], epochs: float, seed: int, ordered: b
     return stream[: round(len(epoch) * epochs)]
 
 
+def by_length(stream: list[tuple[dict, Row]], per_step: int, seed: int) -> list[tuple[dict, Row]]:
+    """`stream` with the rows of each `WAVE` in a run of steps of like length, those steps in a seeded random order:
+    rows that share a forward pass are padded to the longest, so little is padded. The rows stay in their wave (an
+    ordered run still trains its front first) and a step's rows come from one wave."""
+    rng = random.Random(seed)
+    size = WAVE * per_step // math.gcd(WAVE, per_step)  # whole steps
+    out: list[tuple[dict, Row]] = []
+    for start in range(0, len(stream), size):
+        wave = sorted(stream[start : start + size], key=lambda item: item[1].tokens)
+        steps = [wave[i : i + per_step] for i in range(0, len(wave), per_step)]
+        rng.shuffle(steps)
+        out += [item for step in steps for item in step]
+    return out
+
+
 def project_vocabulary(model, dataset) -> Vocabulary:
     """The tokens of every row the trainer will take, and those the model likely predicts at its targets (in eval
     mode: no LoRA dropout)."""
@@ -394,11 +412,14 @@ def rows_per_step(args) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * world()[1]
 
 
-def work(rows: list[Row], per_step: int) -> list[float]:
-    """The tokens of the first k optimizer steps of `per_step` rows, for every k (from 0 to the last step): on the
-    CPU a step's time goes with its tokens (one row per forward pass, nothing padded)."""
-    return list(itertools.accumulate((sum(r.tokens for r in rows[i : i + per_step])
-                                      for i in range(0, len(rows), per_step)), initial=0.0))  # fmt: skip
+def work(rows: list[Row], per_step: int, per_pass: int = 1) -> list[float]:
+    """The tokens of the first k optimizer steps of `per_step` rows, for every k (from 0 to the last step), a forward
+    pass of `per_pass` rows counted as that many of its longest (the rest is padding): on the CPU a step's time
+    goes with them."""
+    passes = [rows[i : i + per_pass] for i in range(0, len(rows), per_pass)]
+    padded = [len(p) * max(r.tokens for r in p) for p in passes]
+    each = per_step // per_pass
+    return list(itertools.accumulate((sum(padded[i : i + each]) for i in range(0, len(padded), each)), initial=0.0))
 
 
 def seen(rows: list[Row], steps: int, per_step: int) -> tuple[set[int], int]:
@@ -429,7 +450,7 @@ def sft(
     trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress], ordered)
     per_step = rows_per_step(trainer.args)
     total = sum(r.tokens for r in rows)
-    progress.pace = Pace(work(rows, per_step))
+    progress.pace = Pace(work(rows, per_step, trainer.args.per_device_train_batch_size))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
     if budget is not None:

@@ -165,6 +165,35 @@ def test_the_target_only_head_gives_the_models_own_loss_and_gradients(tmp_path: 
         torch.testing.assert_close(fast_grads, plain_grads, rtol=1e-3, atol=1e-6)
 
 
+def test_rows_padded_into_one_pass_train_as_they_do_one_at_a_time(tmp_path: Path):
+    """On the CPU a step's rows share forward passes (`micro_batch`), padded to the longest: the loss and the LoRA
+    gradients of one padded pass must be those of the same rows one per pass, accumulated as gradient accumulation
+    does (each pass's loss over the step's target count), in fp32 on the same weights."""
+    import torch
+
+    model, trainer, batch = _lora_batch(tmp_path, project_vocab=False, seed=4)
+    lengths = batch["attention_mask"].sum(-1).tolist()
+    assert len(set(lengths)) == len(lengths)  # each row padded differently
+    targets = int((batch["labels"][..., 1:] != -100).sum())
+
+    model.zero_grad()
+    together = trainer.compute_loss(model, dict(batch), num_items_in_batch=targets)
+    together.backward()
+    together_grads = _lora_grads(model)
+    model.zero_grad()
+    apart = 0.0
+    for i in range(len(lengths)):
+        row = {k: v[i : i + 1, : lengths[i]] for k, v in batch.items()}  # the row alone, unpadded
+        loss = trainer.compute_loss(model, row, num_items_in_batch=targets)
+        loss.backward()
+        apart += loss.item()
+    apart_grads = _lora_grads(model)
+
+    assert abs(together.item() - apart) <= 1e-4 * apart, (together.item(), apart)
+    assert all(grad.abs().max() > 0 for grad in together_grads.values())
+    torch.testing.assert_close(together_grads, apart_grads, rtol=1e-3, atol=1e-6)
+
+
 def test_lora_on_the_last_layers_only_adapts_those_and_backpropagates_no_further(tmp_path: Path):
     """`lora_layers=N` puts LoRA on the last N decoder layers, and in SFT's training step no gradient is taken
     below them (the point of it: the backward pass stops early); a value the model cannot have is refused."""

@@ -357,3 +357,22 @@ def test_the_rows_of_an_ordered_run_come_wave_by_wave_and_shuffled_within_each()
     assert [row.example for _, row in stream[:WAVE]] != sorted(row.example for _, row in stream[:WAVE])
     shuffled = [row.example // WAVE for _, row in laid_out(epoch, 1, seed=0, ordered=False)]
     assert shuffled != sorted(shuffled)  # a run that goes on from nothing: one shuffle over the epoch
+
+
+def test_a_steps_rows_are_of_like_length_and_stay_in_their_wave():
+    from selftune.adaptation.train import WAVE, Row, by_length, laid_out
+
+    rng = random.Random(1)
+    epoch = [({"n": i}, Row(i, 0, rng.randrange(20, 500))) for i in range(3 * WAVE + 8)]
+    stream = laid_out(epoch, 1, seed=0, ordered=True)
+    grouped = by_length(stream, per_step=4, seed=0)
+    assert sorted(r.example for _, r in grouped) == sorted(r.example for _, r in stream)  # the same rows
+    for start in range(0, len(stream), WAVE):  # each wave keeps its rows: an ordered run still trains its front first
+        wave = slice(start, start + WAVE)
+        assert {r.example for _, r in grouped[wave]} == {r.example for _, r in stream[wave]}
+    steps = [[r.tokens for _, r in grouped[i : i + 4]] for i in range(0, len(grouped), 4)]
+    padding = sum(len(s) * max(s) - sum(s) for s in steps)
+    as_drawn = [[r.tokens for _, r in stream[i : i + 4]] for i in range(0, len(stream), 4)]
+    assert padding * 4 < sum(len(s) * max(s) - sum(s) for s in as_drawn)  # far less padded than as drawn
+    assert steps != sorted(steps)  # the steps of a wave in a random order, not shortest first
+    assert by_length(stream, per_step=4, seed=0) == grouped  # seeded

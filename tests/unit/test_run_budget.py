@@ -91,6 +91,24 @@ def test_an_example_counts_as_trained_only_when_every_piece_of_it_was():
     assert seen(rows, steps=9, per_step=2) == ({0, 1, 2, 3}, 460)
     assert seen([], steps=3, per_step=2) == (set(), 0)
     assert train.work(rows, per_step=2) == [0, 150, 210, 250, 350, 460]
+    # two rows a forward pass: a pass costs as much as two of its longest row
+    assert train.work(rows, per_step=2, per_pass=2) == [0, 200, 300, 340, 440, 640]
+
+
+def test_the_cpu_takes_a_batch_in_passes_of_micro_batch_rows_and_accumulates_the_rest(tmp_path):
+    from trl import SFTConfig
+
+    from selftune.adaptation.config import Config
+
+    def passes(micro: int, batch: int = 4, device: str = "cpu") -> tuple[int, int]:
+        args = train._args(SFTConfig, Config(batch_size=batch), tmp_path, device, 1.0, per_pass=micro)
+        return args.per_device_train_batch_size, args.gradient_accumulation_steps
+
+    assert passes(4) == (4, 1)
+    assert passes(1) == (1, 4)
+    assert passes(3) == (2, 2)  # rows per pass divide the batch: every step the same rows
+    assert passes(8) == (4, 1)
+    assert passes(4, batch=6) == (3, 2)
 
 
 def test_a_run_held_to_fewer_steps_still_says_so_once_its_pace_lets_them_all_fit(monkeypatch, tmp_path):
