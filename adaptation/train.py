@@ -302,7 +302,9 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, per_pass: int
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
     extra.setdefault("activation_checkpointing", False)
     share = -(-cfg.batch_size // world()[1])
-    passes = share if device == "cuda" else max(d for d in range(1, share + 1) if share % d == 0 and d <= per_pass)
+    passes = (
+        share if device == "cuda" else max(d for d in range(1, share + 1) if share % d == 0 and d <= max(per_pass, 1))
+    )
     return cls(
         output_dir=str(out),
         num_train_epochs=epochs,

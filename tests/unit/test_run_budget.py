@@ -108,6 +108,7 @@ def test_the_cpu_takes_a_batch_in_passes_of_micro_batch_rows_and_accumulates_the
     assert passes(1) == (1, 4)
     assert passes(3) == (2, 2)  # rows per pass divide the batch: every step the same rows
     assert passes(8) == (4, 1)
+    assert passes(0) == (1, 4)  # a setting below one: one row a pass
     assert passes(4, batch=6) == (3, 2)
 
 
