@@ -100,8 +100,8 @@ def test_the_cpu_takes_a_batch_in_passes_of_micro_batch_rows_and_accumulates_the
 
     from selftune.adaptation.config import Config
 
-    def passes(micro: int, batch: int = 4, device: str = "cpu") -> tuple[int, int]:
-        args = train._args(SFTConfig, Config(batch_size=batch), tmp_path, device, 1.0, per_pass=micro)
+    def passes(micro: int, batch: int = 4) -> tuple[int, int]:
+        args = train._args(SFTConfig, Config(batch_size=batch), tmp_path, "cpu", 1.0, per_pass=micro)
         return args.per_device_train_batch_size, args.gradient_accumulation_steps
 
     assert passes(4) == (4, 1)
