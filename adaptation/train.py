@@ -302,9 +302,8 @@ def _args(cls, cfg: Config, out: Path, device: str, epochs: float, per_pass: int
     # small model fit, and recomputing them cost 5-10 % of the CPU's time here.
     extra.setdefault("activation_checkpointing", False)
     share = -(-cfg.batch_size // world()[1])
-    passes = (
-        share if device == "cuda" else max(d for d in range(1, share + 1) if share % d == 0 and d <= max(per_pass, 1))
-    )
+    # rows a forward pass: the largest divisor of the share up to `per_pass`, so every step takes the same rows
+    passes = share if device == "cuda" else max(d for d in range(1, max(per_pass, 1) + 1) if share % d == 0)
     return cls(
         output_dir=str(out),
         num_train_epochs=epochs,
@@ -347,8 +346,9 @@ def sft_trainer(
     args = _args(SFTConfig, cfg, out / "sft", device, 1.0, per_pass=cfg.micro_batch, completion_only_loss=True,
                  train_sampling_strategy="sequential")  # fmt: skip
     stream = laid_out(epoch, cfg.epochs, cfg.seed, ordered)
-    if rows_per_step(args) > 1:  # a step's rows of like length: little padded where they share a forward pass
-        stream = by_length(stream, rows_per_step(args), cfg.seed)
+    per_step = rows_per_step(args)
+    if per_step > 1:  # a step's rows of like length: little padded where they share a forward pass
+        stream = by_length(stream, per_step, cfg.seed)
     trainer_class = SFTTrainer if device == "cuda" else TargetLossSFT.make()
     trainer = trainer_class(
         model=model,
