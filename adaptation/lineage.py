@@ -12,7 +12,9 @@ its kind, file and the file's version) and the adapter it started from
   adds a replayed sample of seen ones (so that an idle machine covers the
   whole project, then keeps up with its changes, without forgetting);
 - `coverage` says how much of the project as it is now the lineage has
-  trained on (files whose current version was in a run's examples);
+  trained on: of the examples a run draws from it now, those a run of the
+  lineage trained on (a large file gives many, so a file counts as covered
+  long before all of it is), and the files whose current version gave one;
 - `frontier` is where a run goes on from when that is not the adapter in
   use: the newest run, when the gate kept it out although it lowered the
   held-out loss. The gate judges on 60 lines, where one line is noise; without
@@ -26,6 +28,7 @@ import hashlib
 import json
 import random
 import sqlite3
+from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -162,12 +165,14 @@ def _spread(items: list, extra: list) -> list:
 @dataclass
 class Coverage:
     files: int  # project files now
-    trained: int  # of those, trained on as they are now
+    trained: int  # of those, trained on as they are now (at least one example from that version)
     older: int  # trained on only at an older version
     chars: int
     trained_chars: int
     held: int = 0  # held out for evaluation (the newest): no run trains on them while they are
     left: int = 0  # on the training side and not trained on as they are now
+    examples: int = 0  # the training examples the project gives now (what a run draws from)
+    trained_examples: int = 0  # of those, trained on by a run of the lineage
 
     def to_json(self) -> dict:
         return {
@@ -177,21 +182,34 @@ class Coverage:
             "held": self.held,
             "left": self.left,
             "share": round(self.trained_chars / self.chars, 4) if self.chars else 0.0,
+            "examples": self.examples,
+            "trained_examples": self.trained_examples,
         }
 
     def describe(self) -> str:
         if not self.files:
             return "no project files"
-        share = self.trained_chars / self.chars if self.chars else 0.0
         older = f", {self.older} more at an older version" if self.older else ""
-        now = f"{self.trained} of {self.files} project files as they are now"
         rest = f"; {self.held} held out for evaluation, {self.left} still to train on" if self.held else ""
+        if self.examples:
+            share = self.trained_examples / self.examples
+            return (
+                f"trained on {self.trained_examples:,} of the {self.examples:,} examples the project gives now "
+                f"({share:.0%}), from {self.trained} of its {self.files} files as they are now{older}{rest}"
+            )
+        share = self.trained_chars / self.chars if self.chars else 0.0
+        now = f"{self.trained} of {self.files} project files as they are now"
         return f"trained on {now} ({share:.0%} of the code){older}{rest}"
 
 
-def coverage(rows, files: dict[str, tuple[str, float]], held: AbstractSet[str] = frozenset()) -> Coverage:
+def coverage(
+    rows, files: dict[str, tuple[str, float]], held: AbstractSet[str] = frozenset(), examples: Sequence[Example] = ()
+) -> Coverage:
     """How much of `files` (the project now) the examples in `rows` (`trained_rows`) cover; `held`: the paths
-    held out for evaluation."""
+    held out for evaluation; `examples`: the training examples the project gives now, of which those in `rows`
+    are counted."""
+    keys = {key for _run, key, _path, _version in rows}
+    now = {example_key(e) for e in examples}
     versions: dict[str, set[str]] = {}
     for _run, _key, path, version in rows:
         if path:
@@ -208,4 +226,6 @@ def coverage(rows, files: dict[str, tuple[str, float]], held: AbstractSet[str] =
             older += 1
         if path not in held and text.strip():  # an empty file has nothing to train on
             left += 1
-    return Coverage(len(files), trained, older, chars, trained_chars, len(held & files.keys()), left)
+    return Coverage(
+        len(files), trained, older, chars, trained_chars, len(held & files.keys()), left, len(now), len(now & keys)
+    )

@@ -435,8 +435,9 @@ def _adapt(
     }
     metrics |= {"train_tokens_per_s": round(result.tokens_per_second, 1), "train_seconds": round(result.seconds, 1)}
     earlier_tokens = lineage.tokens(conn, chain)
-    covered = lineage.coverage(before + [(out.name, t["key"], t["path"], t["version"]) for t in trained], data.files,
-                               split.held_paths(data.held))  # fmt: skip
+    rows = before + [(out.name, t["key"], t["path"], t["version"]) for t in trained]
+    drawn_from = [e for e in data.train if e.kind in train.SFT_KINDS]  # what a run picks its examples from
+    covered = lineage.coverage(rows, data.files, split.held_paths(data.held), drawn_from)
     new_examples = sum(t["key"] not in seen for t in trained)
     result_meta = {
         "decision": "promoted" if promote_it else "kept",

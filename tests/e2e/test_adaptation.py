@@ -219,7 +219,12 @@ async def test_the_next_run_goes_on_from_the_adapter_in_use_and_trains_first_on_
     labels = db.execute("SELECT run_id FROM trained_examples WHERE path = 'shop/labels.py'").fetchall()
     assert (result["id"],) in labels and (in_use,) not in labels  # the new file, and only by the new run
     coverage = meta["coverage"]
-    assert 1 <= coverage["trained"] < coverage["files"] and "project files as they are now" in coverage["summary"]
+    assert 1 <= coverage["trained"] < coverage["files"] and "files as they are now" in coverage["summary"]
+    # Every example this run trained on is one the project gives now; the lineage's count holds them all.
+    this_run = meta["lineage"]["new_examples"] + meta["lineage"]["replayed_examples"]
+    assert this_run <= coverage["trained_examples"] <= coverage["examples"]
+    said = f"trained on {coverage['trained_examples']:,} of the {coverage['examples']:,} examples"
+    assert said in coverage["summary"]
 
 
 async def test_a_second_run_while_one_is_going_is_refused(client: LanguageClient, project: Path):

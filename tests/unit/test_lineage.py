@@ -92,6 +92,26 @@ def test_coverage_counts_the_files_trained_on_as_they_are_now():
     assert held_out.describe().endswith("; 1 held out for evaluation, 1 still to train on")
 
 
+def test_coverage_counts_the_examples_of_a_large_file_not_only_the_file():
+    """One window of a file makes the file trained on as it is now; the examples say how much of it was."""
+    text = "".join(f"v{i} = {i}\n" for i in range(40))
+    files = {"big.py": (text, 0.0), "small.py": ("x = 1\n", 0.0)}
+    windows = [code("big.py", text[i : i + 60]) for i in range(0, len(text), 60)] + [code("small.py", "x = 1\n")]
+    version = lineage.text_version(text)
+    rows = [("r1", lineage.example_key(windows[0]), "big.py", version)]
+    covered = lineage.coverage(rows, files, examples=windows)
+    assert (covered.trained, covered.examples, covered.trained_examples) == (1, len(windows), 1)
+    assert covered.describe().startswith(f"trained on 1 of the {len(windows)} examples the project gives now (")
+    assert "from 1 of its 2 files as they are now" in covered.describe()
+    everything = [("r1", lineage.example_key(e), e.group, lineage.text_version(files[e.group][0])) for e in windows]
+    whole = lineage.coverage(everything, files, examples=windows).describe()
+    assert whole.startswith(f"trained on {len(windows)} of the {len(windows)} examples the project gives now (100%)")
+    assert "from 2 of its 2 files" in whole
+    # An example a run trained on that the project no longer gives does not count.
+    gone = rows + [("r1", "gone-key", "big.py", "old")]
+    assert lineage.coverage(gone, files, examples=windows).trained_examples == 1
+
+
 def journal_with_verdicts(*runs: tuple[str, str | None, str, float | None]) -> sqlite3.Connection:
     """(run id, the adapter it went on from, the gate's decision, its held-out loss) per run, oldest first; the
     base model's held-out loss is 2.0 in every run."""
