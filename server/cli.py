@@ -178,11 +178,14 @@ def _journal_forget(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    said: list[str] = []
     try:
-        path = write_report(Path(args.workspace).resolve())
+        path = write_report(Path(args.workspace).resolve(), said)
     except (FileNotFoundError, sqlite3.Error) as exc:
         raise SystemExit(f"selftune report: {exc}") from None
     print(path)
+    for line in said:  # how much of the project the adapters were trained on
+        print(line)
     return 0
 
 

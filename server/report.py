@@ -231,18 +231,19 @@ def adapter_table(found: list[dict]) -> str:
     return f"<table><tr><th>adapter</th><th>created</th>{head}<th></th></tr>{''.join(rows)}</table>"
 
 
-def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> str:
+def coverage_lines(found: list[dict], conn: sqlite3.Connection | None = None) -> list[str]:
     """How much of the project the adapter in use (with the runs it went on from) was trained on, and the run
-    ahead of it that the next run goes on from (adaptation/lineage.py: `frontier`), if there is one."""
+    ahead of it that the next run goes on from (adaptation/lineage.py: `frontier`), if there is one: a sentence
+    each."""
     from selftune.adaptation.lineage import frontier
 
-    def covered(adapter: dict, who: str) -> str:
+    def covered(adapter: dict, who: str) -> list[str]:
         summary = (adapter.get("coverage") or {}).get("summary")
         runs = (adapter.get("lineage") or {}).get("runs", 1)
-        return f"<p>{who}, over {runs} run{'s' if runs != 1 else ''}: {html.escape(summary)}.</p>" if summary else ""
+        return [f"{who}, over {runs} run{'s' if runs != 1 else ''}: {summary}."] if summary else []
 
     current = next((d for d in found if d.get("current")), None)
-    out = covered(current, "The adapter in use") if current else ""
+    out = covered(current, "The adapter in use") if current else []
     base = (current or (found[-1] if found else {})).get("base")
     ahead = frontier(conn, current["id"] if current else None, base) if base else None
     adapter = next((d for d in found if ahead and d["id"] == ahead[0]), None)
@@ -250,6 +251,11 @@ def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> 
         out += covered(adapter, f"The next run goes on from {adapter['id']}, kept out by its gate with a lower "
                                 "held-out loss")  # fmt: skip
     return out
+
+
+def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> str:
+    """`coverage_lines` as the page's paragraphs."""
+    return "".join(f"<p>{html.escape(line)}</p>" for line in coverage_lines(found, conn))
 
 
 def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
@@ -288,12 +294,15 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 """
 
 
-def write_report(root: Path) -> Path:
-    """Write the workspace's report and return its path; FileNotFoundError when nothing was recorded."""
+def write_report(root: Path, said: list[str] | None = None) -> Path:
+    """Write the workspace's report and return its path; FileNotFoundError when nothing was recorded. `said`, when
+    given, gets the page's coverage sentences (for the command line)."""
     path = journal_path(root)
     conn = open_readonly(path)
     try:
         page = render(root, conn, path)
+        if said is not None:
+            said += coverage_lines(listed(root), conn)
     finally:
         conn.close()
     out = report_path(root)

@@ -126,3 +126,25 @@ def test_the_report_names_the_kept_out_run_the_next_one_goes_on_from(tmp_path: P
     assert "adapter in use" not in line  # the base model is in use
     assert "The next run goes on from k2, kept out by its gate with a lower held-out loss, over 2 runs" in line
     assert "trained on 2 of 4 project files" in line
+
+
+def test_the_command_line_report_says_how_much_of_the_project_the_adapter_in_use_covers(tmp_path: Path, capsys):
+    import sqlite3
+
+    from selftune.server.cli import main
+    from selftune.server.journal.migrations import migrate
+    from selftune.server.workspace import journal_path
+
+    summary = "trained on 924 of the 1,478 examples the project gives now (63%), from 161 of its 268 files"
+    write_meta(tmp_path, "r1", {"created": "2026-01-01 00:00:00", "decision": "promoted", "base": "m",
+                                "lineage": {"runs": 3}, "coverage": {"summary": summary}})  # fmt: skip
+    (tmp_path / ".selftune" / "adapters" / "current").write_text("r1")
+    journal_path(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(journal_path(tmp_path), isolation_level=None)
+    migrate(conn)
+    conn.close()
+
+    assert main(["report", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("report.html") and Path(out[0]).is_file()
+    assert out[1] == f"The adapter in use, over 3 runs: {summary}."
