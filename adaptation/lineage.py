@@ -9,8 +9,9 @@ its kind, file and the file's version) and the adapter it started from
 (`adaptation_runs.warm_from`). From those:
 
 - `fresh_first` puts the examples no run of the lineage has seen first and
-  adds a replayed sample of seen ones (so that an idle machine covers the
-  whole project, then keeps up with its changes, without forgetting);
+  adds a replayed share of seen ones, the least trained first (so that an
+  idle machine covers the whole project, then keeps up with its changes and
+  goes round the rest of it again, without forgetting);
 - `coverage` says how much of the project as it is now the lineage has
   trained on: of the examples a run draws from it now, those a run of the
   lineage trained on (a large file gives many, so a file counts as covered
@@ -28,7 +29,7 @@ import hashlib
 import json
 import random
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -137,11 +138,15 @@ def tokens(conn: sqlite3.Connection | None, runs: list[str]) -> int:
     return int(row[0] or 0)
 
 
-def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share: float, seed: int) -> list[Example]:
+def fresh_first(
+    examples: list[Example], seen: Mapping[str, int], cap: int, replay_share: float, seed: int
+) -> list[Example]:
     """At most `cap` of `examples`, in the order to train them: every one not `seen` yet (newest first when there
-    are more) with a random `replay_share` of seen ones spread evenly among them, then more seen ones when there
-    are not enough new ones. A run its time stops early has trained on the front of the list, so what it trains is
-    mostly new, and successive runs cover the project."""
+    are more) with a `replay_share` of seen ones spread evenly among them, then more seen ones when there are not
+    enough new ones. `seen`: example key → how many runs of the lineage trained on it; those replayed are the
+    least trained (at random among equals), so that once the project is covered, successive runs go round all
+    of it instead of training the same sample again. A run its time stops early has trained on the front of the
+    list, so what it trains is mostly new, and successive runs cover the project."""
     rng = random.Random(seed)
     fresh: list[Example] = []
     old: list[Example] = []
@@ -149,7 +154,9 @@ def fresh_first(examples: list[Example], seen: set[str], cap: int, replay_share:
         (old if example_key(e) in seen else fresh).append(e)
     fresh.sort(key=lambda e: -e.time)
     replay = min(len(old), max(int(round(cap * replay_share)), cap - len(fresh)))
-    fresh, replayed = fresh[: cap - replay], rng.sample(old, replay)
+    rng.shuffle(old)
+    old.sort(key=lambda e: seen[example_key(e)])  # stable: at random among the equally trained
+    fresh, replayed = fresh[: cap - replay], old[:replay]
     # Among the new ones, seen ones at the replay share; the rest of them after the new ones.
     among = min(replay, round(len(fresh) * replay_share / max(1e-9, 1 - replay_share)))
     return _spread(fresh, replayed[:among]) + replayed[among:]

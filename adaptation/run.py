@@ -23,7 +23,8 @@ import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -82,7 +83,7 @@ class Pick:
     on from it; or, once the run has drawn its candidates and checked them (`error_driven`), those candidates in the
     order `chosen` gives. Data, so the other processes of a distributed run pick the same."""
 
-    seen: set[str]
+    seen: Mapping[str, int]  # example key → how many runs of the lineage trained on it
     replay_share: float
     seed: int
     chosen: list[str] | None = None  # example keys, in the order to take them
@@ -326,7 +327,7 @@ def _adapt(
     previous = current_adapter(root)
     warm, chain, warm_why = warm_start(root, manifest, cfg, conn)
     before = lineage.trained_rows(conn, chain)
-    seen = {key for _run, key, _path, _version in before}
+    seen = Counter(key for _run, key, _path, _version in before)
 
     scores: dict[str, float] = {}  # each checked candidate's line: how close the model in use came
     gen = _generator(manifest, model_path, cfg)
@@ -389,7 +390,7 @@ def _adapt(
                              pick=job.pick, expected_rate=last_rate(root, cfg), share=team.share,
                              budget=budget)  # fmt: skip
         if result.warm_from is None:
-            chain, before, seen = [], [], set()
+            chain, before, seen = [], [], Counter()
         for e in result.trained:
             trained.append({"run_id": out.name, "key": lineage.example_key(e), "kind": e.kind, "path": e.group,
                             "version": lineage.example_version(e, data.files)})  # fmt: skip

@@ -36,7 +36,7 @@ def test_alone_a_team_hands_back_what_it_makes_and_release_sends_nothing(monkeyp
 
 def test_what_the_main_process_sends_survives_the_trip_and_picks_the_same():
     examples = [Example("code", "", f"x = {i}\n", float(i), f"m{i}.py") for i in range(6)]
-    pick = Pick(seen=set(), replay_share=0.25, seed=0)
+    pick = Pick(seen={}, replay_share=0.25, seed=0)
     pick.chosen = [example_key(e) for e in examples[::-1]]  # an order the main process chose (error_driven)
     job = distributed.Job("base", ("q_proj",), examples, Config(), None, pick)
     copy = pickle.loads(pickle.dumps(job))  # what broadcast_object_list does

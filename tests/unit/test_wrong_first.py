@@ -56,7 +56,7 @@ def test_the_near_misses_come_first_and_unchecked_candidates_keep_their_place():
 
 def test_a_run_trains_on_the_candidates_in_the_order_chosen_up_to_its_cap():
     examples = [Example("insertion", f"# {i}\n", f"x = {i}\n", float(i), f"{i}.py") for i in range(12)]
-    pick = Pick(seen=set(), replay_share=0.25, seed=0)
+    pick = Pick(seen={}, replay_share=0.25, seed=0)
     drawn = pick.candidates(examples, 8, goes_on=False, code_share=1.0)
     assert len(drawn) == 8 and {e.time for e in drawn} == set(map(float, range(4, 12)))  # the newest, as a run draws
     pick.chosen = wrong_first.wrong_first(drawn, {example_key(drawn[0]): 1.0})
