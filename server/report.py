@@ -255,15 +255,19 @@ def coverage_lines(found: list[dict], conn: sqlite3.Connection | None = None) ->
 
 def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> str:
     """`coverage_lines` as the page's paragraphs."""
-    return "".join(f"<p>{html.escape(line)}</p>" for line in coverage_lines(found, conn))
+    return paragraphs(coverage_lines(found, conn))
 
 
-def render(root: Path, conn: sqlite3.Connection, path: Path) -> str:
+def paragraphs(lines: list[str]) -> str:
+    return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
+
+
+def render(root: Path, conn: sqlite3.Connection, path: Path, found: list[dict], covered: list[str]) -> str:
+    """The page; `found`: the adapters (`listed`), `covered`: their `coverage_lines`."""
     summary = stats(conn, path)
     days = per_day(conn)
     rates = [accepted / shown if shown else None for _, shown, accepted in days]
     runs = test_runs_per_day(conn)
-    found = listed(root)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>selftune report: {html.escape(root.name)}</title>
 <style>
@@ -276,7 +280,7 @@ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ddd; padding
 <p>Written {time.strftime("%Y-%m-%d %H:%M")} from <code>{html.escape(str(path))}</code>.</p>
 <h2>Adapters and their held-out metrics</h2>
 {metric_chart(found)}
-{coverage_line(found, conn)}
+{paragraphs(covered)}
 {adapter_table(found)}
 <h2>Completions per day</h2>
 {
@@ -300,9 +304,11 @@ def write_report(root: Path, said: list[str] | None = None) -> Path:
     path = journal_path(root)
     conn = open_readonly(path)
     try:
-        page = render(root, conn, path)
+        found = listed(root)
+        covered = coverage_lines(found, conn)
+        page = render(root, conn, path, found, covered)
         if said is not None:
-            said += coverage_lines(listed(root), conn)
+            said += covered
     finally:
         conn.close()
     out = report_path(root)
