@@ -22,6 +22,10 @@ RUNS_CODE = ("run_tests", "self_revise")
 @dataclass
 class Config:
     # --- data ---
+    # the git history a run trains on: first the commits made since the journal's last import (the newest this many)
+    # are imported, as the server does when it starts, so a workspace no server has opened has its history too; the
+    # server passes its historyDepth (0 with record off); 0: none imported here
+    history_depth: int = 200
     held_share: float = 0.2  # newest share of examples held out for evaluation (whole files/functions)
     window_chars: int = 2400  # project code is cut into windows of at most this many characters
     fim_share: float = 0.5  # share of code windows turned into fill-in-the-middle (FIM models only)

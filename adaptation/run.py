@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selftune.server import adapters, workspace
+from selftune.server.journal import catch_up_history
 from selftune.server.journal.migrations import migrate
 from selftune.server.journal.queries import open_readonly
 from selftune.server.journal.rows import insert
@@ -70,6 +71,21 @@ def one_run(root: Path):
         except BlockingIOError:
             raise AdaptError(f"another selftune adapt is running in {root}") from None
         yield
+
+
+def _catch_up_history(root: Path, cfg: Config, reporter: Reporter) -> None:
+    """The journal's git history brought up to date (`history_depth`), as the server brings it when it starts."""
+    if cfg.history_depth <= 0:
+        return
+    reporter.phase("data", "importing the git history into the journal")
+    try:
+        count = catch_up_history(root, cfg.history_depth, lambda done, total: reporter.phase(
+            "data", f"importing the git history: commit {done}/{total}", 0.5 * done / max(1, total)))  # fmt: skip
+    except Exception as exc:  # git trouble costs the run the new commits, not the run (as in the server)
+        reporter.phase("data", f"the git history could not be imported ({exc}): the run trains without it")
+        return
+    if count:
+        reporter.phase("data", f"imported {count} git commits into the journal")
 
 
 def _journal(root: Path) -> sqlite3.Connection | None:
@@ -314,6 +330,7 @@ def _adapt(
     team: Team,
 ) -> dict:
     budget = Budget.of(cfg.minutes, time.monotonic())
+    _catch_up_history(root, cfg, reporter)
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
     data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
@@ -502,6 +519,7 @@ def evaluate_current(
     root = root.resolve()
     cfg, trusted = within_trust(root, cfg, trust, reporter)
     manifest = load_manifest(model)
+    _catch_up_history(root, cfg, reporter)
     conn = _journal(root)
     reporter.phase("data", "building the held-out data")
     data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))

@@ -203,6 +203,8 @@ class Scheduler:
             cmd += ["--trusted"]  # the editor's trust, which `selftune adapt` cannot see by itself
         if str(root) not in self.checking.enabled_roots():
             cmd += ["--set", "run_tests=false"]  # the project's code runs only where test feedback is on
+        # the history the server imports (none with record off), not the recipe's default
+        cmd += ["--set", f"history_depth={s.history_depth if s.record else 0}"]
         return cmd
 
     async def _run(self, root: Path) -> None:

@@ -29,6 +29,8 @@ from .watcher import Watcher
 
 log = logging.getLogger(__name__)
 
+HISTORY_WRITE_SECONDS = 600.0  # how long `catch_up_history` waits for the writer (a deep first import)
+
 
 def exclude_from_git(rules: Rules) -> None:
     """Add `.selftune/` to the repository's `.git/info/exclude` (once), so it is never committed."""
@@ -102,13 +104,7 @@ class Journal:
 
         def run() -> None:
             try:
-                since = self._meta("history_head")
-                count, head = history.import_history(
-                    self.rules.repo, self.store.put, depth=depth, since=since, progress=progress
-                )
-                if head:
-                    self.store.put(ev.MetaSet("history_head", head))
-                done(count)
+                done(_import_new_commits(self.store, self.rules.repo, depth, progress))
             except Exception as exc:  # git trouble never stops the server
                 log.warning("importing git history failed: %s", exc)
                 done(0)
@@ -128,17 +124,6 @@ class Journal:
         except Exception as exc:  # a journal that cannot be read now is tried again at the next start
             log.warning("settling the sessions of killed servers failed: %s", exc)
 
-    def _meta(self, key: str) -> str | None:
-        self.store.flush()
-        if not self.path.exists():
-            return None
-        conn = connect(self.path, readonly=True)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-            return row[0] if row else None
-        finally:
-            conn.close()
-
     def close(self) -> None:
         """Finish the session and commit everything (on shutdown)."""
         self._closing.set()
@@ -147,3 +132,47 @@ class Journal:
         self.recorder.close()
         self.store.close()
         recovery.closed_here(self.session)
+
+
+def catch_up_history(
+    root: Path,
+    depth: int,
+    progress: Callable[[int, int], None] = lambda done, total: None,
+    on_problem: Callable[[str], None] = log.warning,
+) -> int:
+    """Import into `root`'s journal the git commits made since its last import (the newest `depth`), as the
+    server does when it starts, and return when they are written: `selftune adapt` trains on the history of a
+    workspace no server has opened yet. Returns how many commits; 0 outside a git repository or with `depth` 0."""
+    rules = Rules(root.resolve())
+    if rules.repo is None or depth <= 0:
+        return 0
+    exclude_from_git(rules)
+    store = Store(journal_path(rules.root), rules=rules, on_problem=on_problem)
+    try:
+        count = _import_new_commits(store, rules.repo, depth, progress)
+        store.flush(timeout=HISTORY_WRITE_SECONDS)
+        return count
+    finally:
+        store.close()
+
+
+def _import_new_commits(store: Store, repo, depth: int, progress: Callable[[int, int], None]) -> int:
+    """Put the commits made since the journal's last import (the newest `depth`) into `store`; how many."""
+    count, head = history.import_history(repo, store.put, depth=depth, since=_meta(store, "history_head"),
+                                         progress=progress)  # fmt: skip
+    if head:
+        store.put(ev.MetaSet("history_head", head))
+    return count
+
+
+def _meta(store: Store, key: str) -> str | None:
+    """A value of the journal's `meta` table, once what was put before is written."""
+    store.flush()
+    if not store.path.exists():
+        return None
+    conn = connect(store.path, readonly=True)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()

@@ -41,7 +41,7 @@ from selftune.adaptation import base, evaluate, export, train
 from selftune.adaptation.config import Config
 from selftune.adaptation.data import dataset, points
 from selftune.adaptation.progress import Reporter
-from selftune.server.journal import Journal
+from selftune.server.journal import catch_up_history
 from selftune.server.journal.queries import open_readonly
 from selftune.server.models import load_manifest
 
@@ -68,11 +68,8 @@ def held_out_points(repo: Path, commits: list[str]) -> list[points.Point]:
 
 
 def import_history(root: Path, depth: int) -> None:
-    done = []
-    journal = Journal(root, version="bench", model="gemma3-270m", on_problem=print, call_soon=lambda f, *a: f(*a))
-    journal.import_history(depth, done=done.append)
-    journal._history.join()
-    journal.close()
+    """The newest `depth` commits in `root`'s journal (`selftune adapt` imports its `history_depth` itself)."""
+    catch_up_history(root, depth)
 
 
 def humaneval(gen: evaluate.Generator, n: int) -> float:

@@ -24,7 +24,8 @@ at the commit's parent, nothing later. For the same points, in one run:
   from the short prompt whenever the whole one needs a long prefill;
 - with `--adapt`, `adapted`: every source and the adapter `selftune adapt`'s
   defaults train on the project up to the cut (a clone checked out there, its
-  journal holding the newest 200 commits as `selftune serve` imports them);
+  journal holding the newest 200 commits, which `selftune adapt` imports as
+  `selftune serve` does);
   and greedy HumanEval pass@1 (`--humaneval N` problems) with and without it;
   `--adapter GGUF` (one repository) takes an adapter trained elsewhere on the
   project up to the same cut instead (`adaptation.py --save-examples`, then
@@ -113,16 +114,10 @@ def train_adapter(repo: Path, cut: Commit, work: Path, sets: list[str]) -> tuple
     from selftune.adaptation import run
     from selftune.adaptation.config import Config
     from selftune.adaptation.progress import Reporter
-    from selftune.server.journal import Journal
     from selftune.server.workspace import ADAPTER_FILE, adapters_dir
 
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(repo), str(work)], check=True)
     subprocess.run(["git", "-C", str(work), "checkout", "-q", "-B", "selftune-quality", cut.sha], check=True)
-    journal = Journal(work, version="bench", model="gemma3-270m", on_problem=print, call_soon=lambda f, *a: f(*a))
-    journal.import_history(Settings().history_depth)  # what `selftune serve` imports on first use
-    assert journal._history is not None
-    journal._history.join()
-    journal.close()
     started = time.perf_counter()
     meta = run.adapt(work, cfg=Config().override(sets), reporter=Reporter(json_lines=False, bar=sys.stderr.isatty()))
     training = meta.get("training", {})

@@ -88,3 +88,19 @@ def test_forget_a_path_removes_its_text_from_the_file(repo, tmp_path_factory):
 def test_test_paths():
     assert all(map(is_test_path, ["tests/test_a.py", "pkg/test_b.py", "b_test.py", "conftest.py", "src/testing/x.py"]))
     assert not any(map(is_test_path, ["pkg/contest.py", "latest.py", "pkg/testament.py"]))
+
+
+def test_a_workspace_no_server_opened_catches_up_with_its_history_once(repo):
+    from selftune.server.journal import catch_up_history
+
+    seen = []
+    assert catch_up_history(repo, 50, progress=lambda d, t: seen.append((d, t))) == 4 and seen[-1] == (4, 4)
+    conn = connect(repo / ".selftune" / "journal.sqlite3", readonly=True)
+    assert conn.execute("SELECT count(*) FROM commits").fetchone()[0] == 4
+    assert "/.selftune/" in (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert catch_up_history(repo, 50) == 0  # nothing new since
+    commit(repo, {"pkg/calc.py": "def add(a, b):\n    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"}, "mul")
+    assert catch_up_history(repo, 50) == 1
+    assert conn.execute("SELECT count(*) FROM commits").fetchone()[0] == 5
+    assert catch_up_history(repo, 0) == 0
+    conn.close()

@@ -109,3 +109,21 @@ def test_a_run_is_told_when_it_will_be_stopped_and_plans_its_verdict_before(tmp_
     assert _adaptation(argparse.Namespace(**{**vars(args), "set": ["minutes=0"]}))[1].minutes == 13.5
     assert _adaptation(argparse.Namespace(**{**vars(args), "set": ["minutes=5"]}))[1].minutes == 5.0
     assert _adaptation(argparse.Namespace(**{**vars(args), "stop_after": 0.0}))[1].minutes == 20.0
+
+
+def test_a_run_imports_the_history_the_server_imports_and_none_with_record_off(tmp_path: Path):
+    import argparse
+
+    from selftune.server.cli_adapt import _adaptation
+
+    def depth(**settings) -> int:
+        scheduler = _scheduler(_Host(**settings))
+        scheduler.checking = SimpleNamespace(trust=lambda root: SimpleNamespace(trusted=False), enabled_roots=list)
+        command = scheduler.command(tmp_path)
+        sets = [command[i + 1] for i, a in enumerate(command) if a == "--set"]
+        args = argparse.Namespace(command="adapt", workspace=str(tmp_path), set=sets, stop_after=0.0, trusted=False,
+                                  json=True)  # fmt: skip
+        return _adaptation(args)[1].history_depth
+
+    assert depth(history_depth=37) == 37
+    assert depth(history_depth=37, record=False) == 0
