@@ -78,9 +78,13 @@ def _catch_up_history(root: Path, cfg: Config, reporter: Reporter) -> None:
     if cfg.history_depth <= 0:
         return
     reporter.phase("data", "importing the git history into the journal")
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:  # about twenty messages, however deep
+            reporter.phase("data", f"importing the git history: commit {done}/{total}", 0.5 * done / max(1, total))
+
     try:
-        count = catch_up_history(root, cfg.history_depth, lambda done, total: reporter.phase(
-            "data", f"importing the git history: commit {done}/{total}", 0.5 * done / max(1, total)))  # fmt: skip
+        count = catch_up_history(root, cfg.history_depth, progress)
     except Exception as exc:  # git trouble costs the run the new commits, not the run (as in the server)
         reporter.phase("data", f"the git history could not be imported ({exc}): the run trains without it")
         return

@@ -265,6 +265,9 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
     root = idiom_project(tmp_path / "idiom")
     cfg = replace(Config().from_workspace(root, trusted=False)[0], minutes=0.05, error_driven=0)
     first = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
+    # no server ever opened the workspace: the run imported its git history first, so the commits' blocks are
+    # examples in the server's format
+    assert first["data"]["train"].get("insertion", 0) > 0
     training = first["training"]
     planned = -(-training["sequences"] // cfg.batch_size) * int(cfg.epochs)
     assert training["steps"] == 2 < planned
