@@ -253,11 +253,6 @@ def coverage_lines(found: list[dict], conn: sqlite3.Connection | None = None) ->
     return out
 
 
-def coverage_line(found: list[dict], conn: sqlite3.Connection | None = None) -> str:
-    """`coverage_lines` as the page's paragraphs."""
-    return paragraphs(coverage_lines(found, conn))
-
-
 def paragraphs(lines: list[str]) -> str:
     return "".join(f"<p>{html.escape(line)}</p>" for line in lines)
 

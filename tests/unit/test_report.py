@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from selftune.server.adapters import listed as adapters
-from selftune.server.report import adapter_table, coverage_line, metric_chart
+from selftune.server.report import adapter_table, coverage_lines, metric_chart
 
 
 def write_meta(root: Path, adapter_id: str, meta: object) -> None:
@@ -85,7 +85,7 @@ def test_the_learning_curve_runs_along_the_training_tokens_behind_each_adapter(t
     assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # by tokens: 1k, 3k, 6k; similarity rising
     assert (xs[1] - xs[0]) / (xs[2] - xs[1]) == pytest.approx(2 / 3, rel=0.01)  # spaced by tokens, not by rank
     assert "1.0k" in svg and "6.0k" in svg and "training tokens behind the adapter" in svg
-    assert "over 3 runs: trained on 3 of 4 project files" in coverage_line(found)
+    assert "over 3 runs: trained on 3 of 4 project files" in " ".join(coverage_lines(found))
 
 
 def test_the_report_names_the_kept_out_run_the_next_one_goes_on_from(tmp_path: Path):
@@ -122,7 +122,7 @@ def test_the_report_names_the_kept_out_run_the_next_one_goes_on_from(tmp_path: P
                 "warm_from": "k1" if i else None,
             },
         )
-    line = coverage_line(adapters(tmp_path), conn)
+    line = " ".join(coverage_lines(adapters(tmp_path), conn))
     assert "adapter in use" not in line  # the base model is in use
     assert "The next run goes on from k2, kept out by its gate with a lower held-out loss, over 2 runs" in line
     assert "trained on 2 of 4 project files" in line
