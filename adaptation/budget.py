@@ -9,6 +9,7 @@ learning-rate schedule is shortened to end there, so a shortened run still decay
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,7 +69,14 @@ class Budget:
 
 
 def shorten(scheduler, total: int) -> None:
-    """Make a transformers schedule (a LambdaLR over `partial(..., num_training_steps=N)`) end at `total` steps."""
+    """Make a transformers schedule (a LambdaLR over `partial(..., num_training_steps=N)`) end at `total` steps, its
+    warmup (`num_warmup_steps`) the same share of them as in the first plan."""
     for i, rule in enumerate(getattr(scheduler, "lr_lambdas", [])):
         if isinstance(rule, partial) and "num_training_steps" in rule.keywords:
-            scheduler.lr_lambdas[i] = partial(rule.func, *rule.args, **(rule.keywords | {"num_training_steps": total}))
+            keywords = rule.keywords | {"num_training_steps": total}
+            first = rule.keywords.get("num_warmup_steps", 0) / max(1, rule.keywords["num_training_steps"])
+            share = getattr(rule, "warmup_share", first)  # kept, however often the plan changes
+            if "num_warmup_steps" in keywords:
+                keywords["num_warmup_steps"] = math.ceil(share * total)
+            scheduler.lr_lambdas[i] = partial(rule.func, *rule.args, **keywords)
+            scheduler.lr_lambdas[i].warmup_share = share

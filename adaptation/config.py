@@ -31,7 +31,9 @@ class Config:
     fim_share: float = 0.5  # share of code windows turned into fill-in-the-middle (FIM models only)
     lintseq_per_file: int = 1  # synthetic LintSeq sequences per project file (0: none)
     lintseq_share: float = 0.15  # at most this share of training examples are LintSeq samples
-    max_train_examples: int = 400  # examples per epoch, sampled across kinds (bounds CPU time)
+    # examples per epoch, sampled across kinds; a run with a time plan (`minutes`) and no preference rounds after SFT
+    # goes on past them, wave after wave drawn the same way, while its time lasts (train.to_train)
+    max_train_examples: int = 400
     # share of those taken from project code first (continuation/FIM, the serving format); the rest go round the kinds
     code_share: float = 1.0
     max_points: int = 60  # held-out edit points for next-line exact match / similarity

@@ -222,6 +222,43 @@ def sample_sft(
     return chosen
 
 
+def in_waves(
+    examples: list[Example], wave: int, seed: int, code_share: float = 0.0, limit: int | None = None
+) -> list[Example]:
+    """Up to `limit` (all) of `examples`: `sample_sft`'s `wave` of them, then its `wave` of the rest, and so on, each
+    wave drawn by the same rules (and the first the one a run of `wave` examples trains on): a run with time to
+    spare goes on where such a run would stop."""
+    limit = len(examples) if limit is None else limit
+    chosen: list[Example] = []
+    rest = examples
+    while rest and len(chosen) < limit:
+        drawn = sample_sft(rest, min(wave, limit - len(chosen)), seed + len(chosen), code_share)
+        if not drawn:
+            break
+        chosen += drawn
+        taken = {id(e) for e in drawn}
+        rest = [e for e in rest if id(e) not in taken]
+    return chosen
+
+
+def to_train(
+    examples: list[Example],
+    cfg: Config,
+    pick: Callable[[list[Example], int, bool], list[Example]] | None,
+    warm: bool,
+    fill: bool,
+) -> list[Example]:
+    """The SFT examples a run trains on, in the order it takes them: `max_train_examples` of `pick`'s choice (or of
+    all), sampled across kinds; with `fill` (a time plan), all of them, those first and then wave after wave, as
+    many as the run's time will allow. In `pick`'s order when the run goes on from a `warm` adapter."""
+    cap = len(examples) if fill else cfg.max_train_examples
+    if pick is not None:
+        examples = pick(examples, cap, warm)
+    if pick is not None and warm:
+        return sample_sft(examples, cap, cfg.seed, cfg.code_share, ordered=True)
+    return in_waves(examples, cfg.max_train_examples, cfg.seed, cfg.code_share, limit=cap)
+
+
 class _Progress:
     """A transformers TrainerCallback (built lazily: transformers is imported only when training)."""
 
@@ -444,18 +481,21 @@ def sft(
     result: TrainResult,
     budget: Budget | None = None,
     ordered: bool = False,
+    upto: bool = False,
 ) -> list[Example]:
     """Train on `examples` (`ordered`: the front first, sft_trainer); returns those trained on (all of them, unless
-    the run's time stopped it early)."""
+    the run's time stopped it early). `upto`: as many of them as the run's time allows, the front first."""
     losses: list[float] = []
     progress = _Progress.make(reporter, "sft", "training", losses, budget)
-    trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress], ordered)
+    trainer, rows = sft_trainer(model, tokenizer, examples, cfg, out, device, [progress], ordered or upto)
     per_step = rows_per_step(trainer.args)
     total = sum(r.tokens for r in rows)
     progress.pace = Pace(work(rows, per_step, trainer.args.per_device_train_batch_size))
     rate = result.expected_rate
     about = f": about {max(1, round(total / rate / 60))} min at the last run's {rate:.0f} tokens/s" if rate else ""
-    if budget is not None:
+    if budget is not None and upto:
+        about = f", as many as the run's time allows (it ends by {budget.until()}, its {cfg.minutes:g} min)"
+    elif budget is not None:
         about += f"; the run ends by {budget.until()} (its {cfg.minutes:g} min), training stopping early if need be"
     vocabulary = getattr(trainer, "vocabulary", None)
     if vocabulary is not None:
@@ -463,7 +503,7 @@ def sft(
         result.vocabulary = {"tokens": len(vocabulary.ids), "of": size, "outside": round(vocabulary.outside, 4),
                              "scanned": vocabulary.scanned}  # fmt: skip
         about += f"; {vocabulary.describe(size)}"
-    reporter.phase("sft", f"training on {len(examples)} examples, {total} tokens{about}")
+    reporter.phase("sft", f"training on {'up to ' if upto else ''}{len(examples)} examples, {total} tokens{about}")
     result.rows = len({(r.example, r.piece) for r in rows})  # sequences an epoch
     result.rows_here = math.ceil(
         len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size / max(cfg.epochs, 1e-9)
@@ -533,9 +573,10 @@ def train(
 ) -> TrainResult:
     """`warm`: a saved PEFT adapter to go on training (run.warm_start's), when its LoRA has this run's shape;
     `pick(examples, cap, warm)`: which SFT examples to train on, `warm` saying whether the run goes on from
-    `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, at most
-    `max_train_examples`, sampled across kinds. `share(make)`: `make()` on the main process, the same value on
-    the others of a distributed run (distributed.Team.share): what every process must agree on and only the main
+    `warm` (then: what the adapter has not seen first); of those, or of all without `pick`, `max_train_examples`,
+    sampled across kinds, and with a `budget` and no preference pairs to train after them, more while the run's
+    time lasts (`to_train`). `share(make)`: `make()` on the main process, the same value on the others of a
+    distributed run (distributed.Team.share): what every process must agree on and only the main
     process can make (the next preference round's pairs, which its tests judge). `budget`: the run's time plan;
     SFT stops in time for it, and preference rounds are left out once it is spent (a distributed run has none: its
     processes would each judge the time differently, run.py)."""
@@ -560,16 +601,16 @@ def train(
     started = time.perf_counter()
 
     # --- SFT: revisions, edit sequences, project code ---
-    sft_examples = [e for e in examples if e.kind in SFT_KINDS]
-    if pick is not None:
-        sft_examples = pick(sft_examples, cfg.max_train_examples, result.warm_from is not None)
+    pairs = [e for e in examples if e.kind == "preference" and e.rejected.strip()]
+    # A run with a time plan and nothing to train after SFT goes on past `max_train_examples` while its time lasts.
+    fill = budget is not None and not (pairs and cfg.dpo_rounds > 0)
     ordered = pick is not None and result.warm_from is not None  # the lineage's new examples first
-    chosen = sample_sft(sft_examples, cfg.max_train_examples, cfg.seed, cfg.code_share, ordered)
+    chosen = to_train([e for e in examples if e.kind in SFT_KINDS], cfg, pick, result.warm_from is not None, fill)
     if chosen:  # sft says how many examples and tokens, and about how long
-        result.trained = sft(model, tokenizer, chosen, cfg, out, device, reporter, result, budget, ordered)
+        result.trained = sft(model, tokenizer, chosen, cfg, out, device, reporter, result, budget, ordered,
+                             upto=len(chosen) > cfg.max_train_examples)  # fmt: skip
 
     # --- CodeLutra: DPO + NLL on preference pairs, a few rounds ---
-    pairs = [e for e in examples if e.kind == "preference" and e.rejected.strip()]
     for round_no in range(1, cfg.dpo_rounds + 1):
         if not pairs:
             break

@@ -347,6 +347,37 @@ def test_sft_sample_takes_every_revision_then_reserves_a_share_for_code():
     assert [e.target for e in ordered if e.kind == "edit"] == ["t0", "t1", "t2"]
 
 
+def test_a_run_with_time_to_spare_goes_on_past_its_first_wave_drawn_by_the_same_rules():
+    """With a time plan (`fill`), a run takes every example in the order to train them: first the
+    `max_train_examples` a run without one trains on (the same draw), then wave after wave drawn the same way from
+    the rest; a run that goes on from its lineage takes them in the lineage's order."""
+    from selftune.adaptation import lineage
+    from selftune.adaptation.config import Config
+    from selftune.adaptation.train import sample_sft, to_train
+
+    def make(kind: str, n: int) -> list[Example]:
+        return [Example(kind, f"{kind}{i}", f"t{i}", float(i), f"{kind}{i}.py") for i in range(n)]
+
+    pool = make("code", 20) + make("insertion", 20) + make("edit", 20) + make("lintseq", 10)
+    cfg = Config(max_train_examples=16, code_share=1.0)
+    alone = to_train(pool, cfg, None, warm=False, fill=False)
+    assert alone == sample_sft(pool, 16, cfg.seed, cfg.code_share)
+    filled = to_train(pool, cfg, None, warm=False, fill=True)
+    assert filled[:16] == alone and sorted(map(id, filled)) == sorted(map(id, pool))  # all of them, once
+    # each wave the serving format first, as the first is: the other kinds only in the wave where its 40 run out
+    assert {e.kind for e in filled[:32]} == {"code", "insertion"}
+    assert {e.kind for e in filled[48:]} == {"edit", "lintseq"}
+
+    seen = {lineage.example_key(e): 1 for e in pool[:30]}
+
+    def pick(examples, cap, warm):
+        return lineage.fresh_first(examples, seen, cap, 0.25, 0) if warm else examples
+
+    ordered = to_train(pool, cfg, pick, warm=True, fill=True)
+    assert ordered == pick(pool, len(pool), True) and len(ordered) == len(pool)
+    assert to_train(pool, cfg, pick, warm=True, fill=False) == pick(pool, 16, True)
+
+
 def test_the_rows_of_an_ordered_run_come_wave_by_wave_and_shuffled_within_each():
     from selftune.adaptation.train import WAVE, Row, laid_out
 

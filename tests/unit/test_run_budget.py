@@ -53,6 +53,23 @@ def test_a_shortened_schedule_still_decays_to_zero_at_its_new_end():
     assert rates[-1] == 0.0  # step 20 of 20
 
 
+def test_a_shortened_schedule_keeps_its_warmup_share_however_often_it_changes():
+    """A run that drew more examples than its time holds plans many steps at first; its warmup shrinks with them."""
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = get_linear_schedule_with_warmup(optimizer, num_warmup_steps=47, num_training_steps=937)
+    for total in (170, 171, 169, 171):
+        shorten(scheduler, total)
+    assert scheduler.lr_lambdas[0].keywords == {"num_warmup_steps": 9, "num_training_steps": 171}  # ceil(171 * 47/937)
+    optimizer.step()
+    scheduler.step()
+    rates = []
+    for _ in range(12):
+        rates.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:9] == sorted(rates[:9]) and rates[9] < rates[8]  # rising for 9 steps, then decaying
+
+
 def test_the_trainer_stops_at_the_steps_that_fit_and_says_so(monkeypatch, tmp_path):
     now = [1000.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
