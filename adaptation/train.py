@@ -503,7 +503,7 @@ def sft(
         result.vocabulary = {"tokens": len(vocabulary.ids), "of": size, "outside": round(vocabulary.outside, 4),
                              "scanned": vocabulary.scanned}  # fmt: skip
         about += f"; {vocabulary.describe(size)}"
-    reporter.phase("sft", f"training on {'up to ' if upto else ''}{len(examples)} examples, {total} tokens{about}")
+    reporter.phase("sft", f"training on {'up to ' if upto else ''}{len(examples):,} examples, {total:,} tokens{about}")
     result.rows = len({(r.example, r.piece) for r in rows})  # sequences an epoch
     result.rows_here = math.ceil(
         len(trainer.get_train_dataloader()) * trainer.args.per_device_train_batch_size / max(cfg.epochs, 1e-9)
