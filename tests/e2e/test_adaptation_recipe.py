@@ -261,14 +261,16 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
 def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_models_answered(tmp_path: Path):
     """Planned for three seconds, a run still evaluates, trains its first two steps (the pace is known only then)
     and stops there, counting only what it trained on; the next run, on the same project, takes the base model's
-    and the adapter in use's held-out answers from the first run instead of completing their points again."""
+    and the adapter in use's held-out answers from the first run instead of completing their points again.
+    With a time plan it draws past `max_train_examples`, for as long as its time would last."""
     root = idiom_project(tmp_path / "idiom")
-    cfg = replace(Config().from_workspace(root, trusted=False)[0], minutes=0.05, error_driven=0)
+    cfg = replace(Config().from_workspace(root, trusted=False)[0], minutes=0.05, error_driven=0, max_train_examples=2)
     first = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
     # no server ever opened the workspace: the run imported its git history first, so the commits' blocks are
     # examples in the server's format
     assert first["data"]["train"].get("insertion", 0) > 0
     training = first["training"]
+    assert training["sequences"] > cfg.max_train_examples
     planned = -(-training["sequences"] // cfg.batch_size) * int(cfg.epochs)
     assert training["steps"] == 2 < planned
     assert first["lineage"]["new_examples"] <= 2 * cfg.batch_size
