@@ -157,9 +157,11 @@ def fresh_first(
     rng.shuffle(old)
     old.sort(key=lambda e: seen[example_key(e)])  # stable: at random among the equally trained
     fresh, replayed = fresh[: cap - replay], old[:replay]
-    # Among the new ones, seen ones at the replay share; the rest of them after the new ones.
+    # Among the new ones, seen ones at the replay share from the front (where a run its time stops trains), so
+    # that a list longer than the run gets through holds the share too; the rest of them after the new ones.
     among = min(replay, round(len(fresh) * replay_share / max(1e-9, 1 - replay_share)))
-    return _spread(fresh, replayed[:among]) + replayed[among:]
+    front = min(len(fresh), round(among * (1 - replay_share) / replay_share)) if among else 0
+    return _spread(fresh[:front], replayed[:among]) + fresh[front:] + replayed[among:]
 
 
 def _spread(items: list, extra: list) -> list:

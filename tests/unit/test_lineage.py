@@ -88,6 +88,12 @@ def test_a_run_stopped_early_has_trained_mostly_on_what_its_lineage_had_not_seen
     front = chosen[:16]  # 12 new and their 4 replayed, whatever the rest
     assert sum(e in new for e in front) == 12 and [e.time for e in front if e in new] == list(range(111, 99, -1))
     assert all(sum(e in old for e in front[:k]) <= k // 4 + 1 for k in range(1, 17))  # spread, not bunched
+    # A run that draws everything (its time decides how far it gets) has the share at its front, not thinned out
+    # over the whole list: 10 seen and 90 new, a quarter replayed, are 10 seen among the first 40.
+    old, new = old[:10], [code(f"n{i}.py", f"z = {i}\n", at=100 + i) for i in range(90)]
+    chosen = lineage.fresh_first(old + new, seen, cap=100, replay_share=0.25, seed=0)
+    assert len(chosen) == 100 and sum(e in old for e in chosen[:40]) == 10
+    assert all(abs(sum(e in old for e in chosen[:k]) - k / 4) <= 1 for k in range(1, 41))
 
 
 def test_coverage_counts_the_files_trained_on_as_they_are_now():
