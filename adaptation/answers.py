@@ -61,11 +61,12 @@ def point_key(p: Point) -> str:
 
 
 def loss_key(examples, max_length: int, precision: str) -> str:
-    """What decides a model's held-out loss besides the model and the code: the held-out examples as the loss
-    takes them, the length they are cut to, the precision of the weights (train.precision) and the packages that
-    compute it."""
+    """What decides a model's held-out loss besides the model: the held-out examples as the loss takes them, the
+    length they are cut to, the precision of the weights (train.precision), the packages that compute it and this
+    evaluation's code."""
     parts = (f"{e.kind}\0{e.group}\0{_digest(e.prompt, e.target)}" for e in examples)
-    return _digest(_installed("torch"), _installed("transformers"), str(max_length), precision, *parts)
+    code = (Path(__file__).parent / "evaluate.py").read_text(encoding="utf-8", errors="replace")
+    return _digest(_installed("torch"), _installed("transformers"), _digest(code), str(max_length), precision, *parts)
 
 
 class Memo:
@@ -80,8 +81,8 @@ class Memo:
             stored = json.loads(path.read_text())
             if stored.get("context") == context:
                 self.answers = {k: v for k, v in stored["answers"].items() if _valid(v)}
-                losses = stored.get("losses", {})
-                self.losses = {k: float(v) for k, v in losses.items() if isinstance(v, (int, float))}
+            losses = stored.get("losses", {})  # their key holds all that decides them: the project's files do not
+            self.losses = {k: float(v) for k, v in losses.items() if isinstance(v, (int, float))}
         except (OSError, ValueError, AttributeError, KeyError, TypeError):
             pass  # none yet, or unreadable: computed again
 

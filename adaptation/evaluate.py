@@ -12,8 +12,9 @@ Parity: llama.cpp with the GGUF adapter and transformers with the PEFT adapter
 agree on the top-1 next token.
 
 The gate promotes a candidate only if it beats the current adapter (or the
-base model) on completion quality (higher edit similarity, exact match not
-lower) without lowering pass@1.
+base model) on completion quality (higher edit similarity, or one within
+the noise of the paired difference with a lower held-out loss; exact match
+not lower) without lowering pass@1.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import difflib
+import math
 import sqlite3
 import statistics
 import tempfile
@@ -142,7 +144,8 @@ def completion_metrics(gen: Generator, points: list[Point], progress=lambda done
     if not points:
         return {"points": 0}
     return {"points": len(points), "exact_match": sum(exact) / len(points), "edit_similarity": statistics.fmean(sims),
-            "eval_seconds": round(seconds, 1), "remembered": remembered}  # fmt: skip
+            "similarities": [round(s, 4) for s in sims], "eval_seconds": round(seconds, 1),
+            "remembered": remembered}  # fmt: skip
 
 
 def take_function(text: str) -> str:
@@ -267,11 +270,26 @@ def parity(engine, model, tokenizer, texts: list[str]) -> float | None:
     return agree / total if total else None
 
 
+def noise(candidate: dict, current: dict) -> float | None:
+    """The standard error of the candidate's edit similarity less the adapter in use's, point by point over the
+    same held-out points (None without both models' per-point figures)."""
+    a, b = candidate.get("similarities") or [], current.get("similarities") or []
+    if len(a) != len(b) or len(a) < 2:
+        return None
+    return statistics.stdev(x - y for x, y in zip(a, b)) / math.sqrt(len(a))
+
+
 def gate(candidate: dict, current: dict, base: dict | None = None) -> tuple[bool, str]:
     """(promote?, why) comparing held-out metrics of the candidate with the adapter in use (or the base). First, a
     candidate whose held-out loss is above the `base` model's on the same examples predicts the project's newest
     code worse than no adapter: it is refused, whatever a few dozen greedy lines say (the steadiest of the
-    measures; an adapter trained on garbage once won on 8 points by 0.002 of edit similarity)."""
+    measures; an adapter trained on garbage once won on 8 points by 0.002 of edit similarity).
+
+    Then the candidate must beat the adapter in use's edit similarity, or come within its noise of it (one standard
+    error of the per-point difference) with a lower held-out loss on the same examples; and its exact match and
+    pass@1 must not be lower. The second way in is for the adapter in use that won on these very points: its score
+    there is the best of several draws, and later runs that learned more (a lower loss) would otherwise have to
+    beat its luck, not it."""
     if not candidate.get("points"):
         return False, "no held-out edit points to judge completion quality on"
     c_loss, b_loss = candidate.get("heldout_loss"), (base or {}).get("heldout_loss")
@@ -279,10 +297,19 @@ def gate(candidate: dict, current: dict, base: dict | None = None) -> tuple[bool
         return False, f"held-out loss {c_loss:.3f} is above the base model's {b_loss:.3f}"
     c_sim, o_sim = candidate["edit_similarity"], current.get("edit_similarity", 0.0)
     c_em, o_em = candidate["exact_match"], current.get("exact_match", 0.0)
-    if c_sim <= o_sim:
-        return False, f"edit similarity {c_sim:.3f} does not beat {o_sim:.3f}"
+    o_loss, spread = current.get("heldout_loss"), noise(candidate, current)
+    learned = c_loss is not None and o_loss is not None and c_loss < o_loss
+    within = learned and spread is not None and o_sim - c_sim < spread
+    if c_sim <= o_sim and not within:
+        why = f"edit similarity {c_sim:.3f} does not beat {o_sim:.3f}"
+        if learned and spread is not None:
+            why += f", and is lower by more than its noise (±{spread:.3f}) for the lower held-out loss to count"
+        return False, why
     if c_em < o_em:
         return False, f"exact match {c_em:.1%} is below {o_em:.1%}"
     if "pass_at_1" in candidate and "pass_at_1" in current and candidate["pass_at_1"] < current["pass_at_1"]:
         return False, f"pass@1 {candidate['pass_at_1']:.1%} is below {current['pass_at_1']:.1%}"
-    return True, f"edit similarity {o_sim:.3f} → {c_sim:.3f}, exact match {o_em:.1%} → {c_em:.1%}"
+    why = f"edit similarity {o_sim:.3f} → {c_sim:.3f}, exact match {o_em:.1%} → {c_em:.1%}"
+    if c_sim <= o_sim:
+        why = f"held-out loss {o_loss:.3f} → {c_loss:.3f}; {why}, within its noise (±{spread:.3f})"
+    return True, why

@@ -261,7 +261,8 @@ def test_the_gate_refuses_an_adapter_trained_on_garbage_targets(tmp_path: Path, 
 def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_models_answered(tmp_path: Path):
     """Planned for three seconds, a run still evaluates, trains its first two steps (the pace is known only then)
     and stops there, counting only what it trained on; the next run, on the same project, takes the base model's
-    and the adapter in use's held-out answers from the first run instead of completing their points again.
+    and the adapter in use's held-out answers (and its held-out loss) from the first run instead of computing them
+    again.
     With a time plan it draws past `max_train_examples`, for as long as its time would last."""
     root = idiom_project(tmp_path / "idiom")
     cfg = replace(Config().from_workspace(root, trusted=False)[0], minutes=0.05, error_driven=0, max_train_examples=2)
@@ -282,9 +283,11 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
     assert points >= 4
     assert second["compare"]["base"]["remembered"] == points
     assert second["compare"]["previous"]["remembered"] == points
-    for metric in ("exact_match", "edit_similarity"):
+    for metric in ("exact_match", "edit_similarity", "similarities"):
         assert second["compare"]["base"][metric] == first["compare"]["base"][metric]
         assert second["compare"]["previous"][metric] == first["compare"]["candidate"][metric]
+    # and the adapter in use's held-out loss, measured when it was new, for the gate (the same held-out examples)
+    assert second["compare"]["previous"]["heldout_loss"] == first["compare"]["candidate"]["heldout_loss"] is not None
     assert second["compare"]["candidate"]["remembered"] == 0  # a new adapter answers for itself
     # the base model's held-out loss is kept beside its answers, and read back
     (stored,) = (root / ".selftune" / "heldout").glob("base-*.json")

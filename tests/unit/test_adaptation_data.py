@@ -318,6 +318,28 @@ def test_gate_promotes_only_a_better_adapter():
     assert gate(better, base, base)[0]  # no base loss known: the lines decide
 
 
+def test_gate_lets_a_lower_loss_in_when_the_lines_fall_short_by_less_than_their_noise():
+    base = {"points": 4, "exact_match": 0.25, "edit_similarity": 0.5, "heldout_loss": 2.0}
+    in_use = {"points": 4, "exact_match": 0.25, "edit_similarity": 0.55, "heldout_loss": 1.8,
+              "similarities": [1.0, 0.6, 0.4, 0.2]}  # fmt: skip
+    # 0.01 lower on the mean; the per-point differences (0, -0.2, +0.2, -0.04) spread far wider
+    near = {**in_use, "edit_similarity": 0.54, "similarities": [1.0, 0.4, 0.6, 0.16], "heldout_loss": 1.7}
+    promoted, why = gate(near, in_use, base)
+    assert promoted
+    assert why.startswith("held-out loss 1.800 → 1.700; edit similarity 0.550 → 0.540")
+    assert not gate({**near, "heldout_loss": 1.8}, in_use, base)[0]  # not a lower loss: the lines decide
+    assert not gate({**near, "heldout_loss": 1.7, "exact_match": 0.0}, in_use, base)[0]  # exact match still holds
+    unknown = {k: v for k, v in in_use.items() if k != "heldout_loss"}  # the adapter in use's loss not kept
+    assert not gate(near, unknown, base)[0]
+    assert not gate({k: v for k, v in near.items() if k != "similarities"}, in_use, base)[0]
+    # lower on every point alike: no noise to hide in, however much lower the loss
+    steady = {**in_use, "edit_similarity": 0.54, "similarities": [0.99, 0.59, 0.39, 0.19], "heldout_loss": 1.0}
+    promoted, why = gate(steady, in_use, base)
+    assert not promoted
+    assert why == ("edit similarity 0.540 does not beat 0.550, and is lower by more than its noise (±0.000) for the "
+                   "lower held-out loss to count")  # fmt: skip
+
+
 def test_take_function_stops_at_the_dedent():
     assert take_function("def f():\n    return 1\n\ndef g():\n    pass\n") == "def f():\n    return 1\n"
     assert (
