@@ -13,6 +13,7 @@ Only the engine thread calls into this class.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 from pathlib import Path
 
@@ -40,14 +41,19 @@ class TokenCounter:
     """Counts tokens with the model's vocabulary, for sizing prompts on the thread that builds them.
 
     A vocabulary-only instance of its own: the engine thread's context is never touched from elsewhere.
-    Use it from one thread at a time."""
+    Use it from one thread at a time. The newest `REMEMBERED` counts are kept: a prompt's blocks (a definition,
+    a window of similar code) come back request after request, and tokenizing one costs about a millisecond."""
+
+    REMEMBERED = 1024
 
     def __init__(self, model_path: Path):
         self.llm = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        self._count = functools.lru_cache(maxsize=self.REMEMBERED)(self._tokens)
 
     def __call__(self, text: str) -> int:
-        if not text:
-            return 0
+        return self._count(text) if text else 0
+
+    def _tokens(self, text: str) -> int:
         return len(self.llm.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=False))
 
 

@@ -115,3 +115,18 @@ async def test_an_edit_elsewhere_reaches_the_index_and_each_source_can_be_switch
         "contextAfterCursor": False}}))  # fmt: skip
     bare = await shown(client, cart, cursor)
     assert bare["blocks"] == [] and bare["prompt"] == cart_text[:cursor]
+
+
+def test_the_token_counter_remembers_the_newest_counts_and_gives_the_models_own():
+    from selftune.server.completion.llama import TokenCounter
+    from selftune.server.models import resolve_weights
+
+    counter = TokenCounter(resolve_weights(load_manifest("gemma3-270m"), ""))
+    own = len(counter.llm.tokenize(PRICING.encode("utf-8"), add_bos=False, special=False))
+    assert counter(PRICING) == own == counter(PRICING) > 10
+    assert counter._count.cache_info().hits == 1  # the second count was remembered, not tokenized again
+    assert counter("") == 0
+    for n in range(TokenCounter.REMEMBERED):  # as many newer texts: the oldest is forgotten, and counted again
+        counter(f"x{n}")
+    misses = counter._count.cache_info().misses
+    assert counter(PRICING) == own and counter._count.cache_info().misses == misses + 1
