@@ -202,8 +202,10 @@ async def test_the_next_run_goes_on_from_the_adapter_in_use_and_trains_first_on_
     (project / "shop" / "labels.py").write_text(module_for("label", ["fetch"]))  # new code since that run
     # Dated before the other commits, so that it falls on the training side of the time split.
     dated_commit(project, "labels", "2023-12-30T00:00:00")
-    # One epoch: this run's lineage is under test, not what it learns.
-    cli = [sys.executable, "-m", "selftune.server", "adapt", "--workspace", str(project), "--json", "--set", "epochs=1"]
+    # One epoch, and no time plan (a busy machine would cut it short): this run's lineage is under test, not what
+    # it learns or how fast.
+    cli = [sys.executable, "-m", "selftune.server", "adapt", "--workspace", str(project), "--json", "--set", "epochs=1",
+           "--set", "minutes=0"]  # fmt: skip
     lines = subprocess.run(cli, capture_output=True, text=True, check=True, env=ENV).stdout.splitlines()
     result = next(json.loads(line) for line in lines if line.startswith('{"event": "result"'))
     meta = json.loads((project / ".selftune" / "adapters" / result["id"] / "meta.json").read_text())
