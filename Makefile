@@ -15,7 +15,7 @@ LLAMA_CFLAGS := $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-i
 LLAMA_KEY := $(shell echo '$(LLAMA_VERSION) $(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(shell $(PYTHON) -c "import sys;print(sys.version_info[:2])")' | sha1sum | cut -c1-12)
 WHEELS := $(HOME)/.cache/selftune/wheels/llama-cpp-python-$(LLAMA_KEY)
 
-.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt bench-quality bench-selection clean
+.PHONY: install run test lint test-vscode vscode bench bench-journal bench-feedback bench-adapt bench-quality bench-selection bench-gate clean
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml Makefile
@@ -88,6 +88,12 @@ bench-quality: install
 bench-selection: install
 	@test -n "$(REPOS)" || { echo "usage: make bench-selection REPOS='path/to/repo ...' [ARGS='--candidates 128 --examples 64']"; exit 1; }
 	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/selection.py $(foreach r,$(REPOS),--repo $(r)) $(ARGS)
+
+# WORKSPACE: a workspace where `selftune adapt` ran several times: the gate replayed over its runs, and the
+# adapters it ends with checked on held-out points it never saw (about 4 min an adapter on 2 cores).
+bench-gate: install
+	@test -n "$(WORKSPACE)" || { echo "usage: make bench-gate WORKSPACE=path/to/workspace [ARGS='--fresh 100']"; exit 1; }
+	HF_HUB_OFFLINE=1 $(PY) tests/benchmarks/gate.py --workspace $(WORKSPACE) $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
