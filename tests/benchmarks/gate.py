@@ -23,7 +23,6 @@ import argparse
 import json
 import math
 import random
-import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,9 +59,9 @@ def paired(a: dict, b: dict, targets: list[str]) -> str:
     """`b` against `a` on the same points: exact lines gained and lost, and the edit similarity's difference."""
     gained = sum(y == t != x for x, y, t in zip(a["lines"], b["lines"], targets))
     lost = sum(x == t != y for x, y, t in zip(a["lines"], b["lines"], targets))
-    diff = [y - x for x, y in zip(a["similarities"], b["similarities"])]
-    spread = statistics.stdev(diff) / math.sqrt(len(diff)) if len(diff) > 1 else 0.0
-    return f"{gained} exact gained, {lost} lost; edit similarity {statistics.fmean(diff):+.3f} ± {spread:.3f}"
+    spread = evaluate.noise(b, a) or 0.0
+    change = b["edit_similarity"] - a["edit_similarity"]
+    return f"{gained} exact gained, {lost} lost; edit similarity {change:+.3f} ± {spread:.3f}"
 
 
 def main() -> None:
