@@ -420,16 +420,15 @@ def _adapt(
 
         reporter.phase("evaluate", f"held-out evaluation at {len(data.points)} edit points")
         progress = _evaluation_progress(reporter, ["candidate"])
-        compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg, progress("candidate"),
-                                        answers.of(out.name))  # fmt: skip
+        new_memo = answers.of(out.name)
+        compare["candidate"] = _measure(gen, adapter_gguf, data, root, conn, cfg, progress("candidate"), new_memo)
         model = result.model
         texts = [e.target for e in data.held if e.kind == "code"][:3] or [e.target for e in data.train][:3]
         compare["candidate"]["parity_top1"] = evaluate.parity(gen.completer.engine, model, result.tokenizer, texts)
         compare["candidate"]["heldout_loss"] = evaluate.heldout_loss(model, result.tokenizer, data.held, cfg.max_length)
         if compare["candidate"]["heldout_loss"] is not None:  # kept for the next run's gate, if this one is promoted
-            memo = answers.of(out.name)
-            memo.put_loss(held_key, compare["candidate"]["heldout_loss"])
-            memo.save()
+            new_memo.put_loss(held_key, compare["candidate"]["heldout_loss"])
+            new_memo.save()
         if previous:  # the adapter in use's, as it was measured when it was new, on the same held-out examples
             compare["previous"]["heldout_loss"] = answers.of(previous[0]).loss(held_key)
         if base_loss is None:
