@@ -29,15 +29,15 @@ from pathlib import Path
 from selftune.adaptation import evaluate, run
 from selftune.adaptation.answers import point_key
 from selftune.adaptation.config import Config
-from selftune.adaptation.data import dataset
+from selftune.adaptation.data import dataset, points
 from selftune.server.models import load_manifest
 
 
-def answer(gen, data, points, adapter: Path | None) -> dict:
+def answer(gen, data, at: list, adapter: Path | None) -> dict:
     """Exact match, edit similarity and each point's similarity and line, with `adapter` (None: the base)."""
     gen.set_adapter(adapter)
     lines: list[str] = []
-    metrics = evaluate.completion_metrics(gen, points, lines=lines, index=data.index)
+    metrics = evaluate.completion_metrics(gen, at, lines=lines, index=data.index)
     return metrics | {"lines": lines}
 
 
@@ -81,13 +81,15 @@ def main() -> None:
     cfg = Config().from_workspace(root, trusted=False)[0]
     manifest = load_manifest("gemma3-270m")
     measure = run.token_counter(manifest, "")
-    data = dataset.build(root, run._journal(root), manifest.prompt, cfg, measure=measure)
+    # Every held-out point once; the gate's are the run's own sample of them (as dataset.build draws it).
+    every = dataset.build(root, run._journal(root), manifest.prompt, replace(cfg, max_points=10**9), measure=measure)
+    gate_points = points.sample(every.points, cfg.max_points, cfg.seed)
     gen = run._generator(manifest, "", cfg)
-    out: dict = {"points": len(data.points), "models": {}, "replay": {}, "fresh": {}}
+    out: dict = {"points": len(gate_points), "models": {}, "replay": {}, "fresh": {}}
     try:
         figures = {}
         for name in ["base", *runs]:
-            figures[name] = answer(gen, data, data.points, None if name == "base" else folder / name / "adapter.gguf")
+            figures[name] = answer(gen, every, gate_points, None if name == "base" else folder / name / "adapter.gguf")
             print(f"{name}: exact match {figures[name]['exact_match']:.1%}, edit similarity "
                   f"{figures[name]['edit_similarity']:.3f}, held-out loss {losses[name]}", flush=True)  # fmt: skip
         out["models"] = {k: {m: v[m] for m in ("exact_match", "edit_similarity")} for k, v in figures.items()}
@@ -103,9 +105,7 @@ def main() -> None:
         if args.fresh > 0:
             lowest = min(runs, key=lambda n: losses[n] if losses[n] is not None else math.inf)
             chosen = list(dict.fromkeys([*ends.values(), lowest]))
-            seen = {point_key(p) for p in data.points}
-            every = dataset.build(root, run._journal(root), manifest.prompt, replace(cfg, max_points=10**9),
-                                  measure=measure)  # fmt: skip
+            seen = {point_key(p) for p in gate_points}
             rest = [p for p in every.points if point_key(p) not in seen]
             fresh = sorted(random.Random(1).sample(rest, min(args.fresh, len(rest))),
                            key=lambda p: (p.time, p.path, p.offset))  # fmt: skip
