@@ -38,6 +38,7 @@ import bisect
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # Tokens a generation may run on after its request was cancelled.
 SPECULATE_AFTER_CANCEL = 16
+DRAFT_DOCUMENTS = 64  # documents whose draft length is kept
 MARGINS = 32  # a generation's first tokens whose lead over the runner-up is kept (where a vetoed line is redone)
 
 
@@ -75,7 +77,9 @@ class Engine:
         self.loaded = threading.Event()
         self._cache: KVCache[Generation] = KVCache(cached_documents)
         self._rng = np.random.default_rng(seed)
-        self._drafts = decoding.DraftLength()
+        # Each document's draft length: how far drafts pay depends on what is typed there, and a document's answer
+        # must not depend on which documents were answered before it (held-out points are evaluated in a row).
+        self._drafts: OrderedDict[str, decoding.DraftLength] = OrderedDict()
         self._warmup: coldstart.Warmup | None = None  # a whole prompt a quick one stood in for, to evaluate
         self._thread = threading.Thread(target=self._run, name="selftune-inference", daemon=True)
         self._thread.start()
@@ -127,6 +131,7 @@ class Engine:
         with self._cv:
             if self._warmup is not None and self._warmup.key == key:
                 self._warmup = None
+            self._drafts.pop(key, None)
 
     def reload(self, load: Callable[[], Backend]) -> None:
         """Load another model on the engine thread; requests wait for it."""
@@ -385,7 +390,7 @@ class Engine:
                 drafts = g.heal_tokens  # most often the model spells the word as the prompt did
             elif lookup:
                 room = min(g.budget - g.tokens - 1, backend.n_ctx - len(cache) - 2)
-                drafts = self._drafts.take(decoding.draft(cache.tokens, g.pending, room))
+                drafts = self._draft_length(g.key).take(decoding.draft(cache.tokens, g.pending, room))
             cache.decode(backend, [g.pending, *drafts], all_logits=bool(drafts))
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
@@ -415,12 +420,22 @@ class Engine:
         g.stats.drafted += len(drafts)
         g.stats.accepted += len(drafts) - rejected
         if lookup:
-            self._drafts.record(len(drafts), len(drafts) - rejected)
+            self._draft_length(g.key).record(len(drafts), len(drafts) - rejected)
         for i, token in enumerate(chosen):
             with self._cv:
                 self._emit(g, token, margins[i], last=i == len(chosen) - 1)
                 if g.ended or g.retry is not None:
                     return
+
+    def _draft_length(self, state: str) -> decoding.DraftLength:
+        """The draft length of the document whose KV `state` this is (its quick prompts' state included)."""
+        key = state.removesuffix(coldstart.QUICK)
+        with self._cv:  # `forget` drops a closed document's from another thread
+            length = self._drafts.pop(key, None) or decoding.DraftLength()
+            self._drafts[key] = length  # the newest last: the longest unused go first
+            while len(self._drafts) > DRAFT_DOCUMENTS:
+                self._drafts.popitem(last=False)
+        return length
 
     def _emit(self, g: Generation, token: int, margin: float, *, last: bool) -> None:
         """Add one generated token to `g` (lock held). Only the last one is not in the KV cache yet."""

@@ -437,6 +437,31 @@ def test_drafts_the_model_keeps_refusing_are_soon_not_checked():
         e.close()
 
 
+def test_a_documents_drafts_do_not_depend_on_the_documents_answered_before_it():
+    # Held-out points are answered one after another, each as its own document: an answer must not depend on
+    # how well drafts paid in the one before (a batch of drafts is not bit-for-bit a token at a time in llama.cpp).
+    confirmed = "total = compute(alpha, beta, gamma)\nother = compute(alpha, beta, gamma)\n"
+    refused = " ".join("a" + chr(98 + i) for i in range(20))
+
+    def answer(engine, backend, script, prompt, key, finish=line_finish):
+        backend.script = script
+        return wait(*submit(engine, prompt, key=key, finish=finish, max_tokens=len(script))[1:])
+
+    alone_backend, after_backend = ScriptedBackend(), ScriptedBackend()
+    alone, after = Engine(lambda: alone_backend), Engine(lambda: after_backend)
+    try:
+        first = answer(alone, alone_backend, confirmed, confirmed[:48], "b.py")
+        whole = answer(after, after_backend, refused, "ab", "a.py", finish=lambda p: (p.text, p.final))
+        assert whole.accepted < whole.drafted  # drafting backs off there
+        second = answer(after, after_backend, confirmed, confirmed[:48], "b.py")
+        assert first.drafted > 1
+        assert (second.text, second.drafted, second.accepted) == (first.text, first.drafted, first.accepted)
+        assert after_backend.batches[-len(alone_backend.batches) + 1 :] == alone_backend.batches[1:]
+    finally:
+        alone.close()
+        after.close()
+
+
 # --- cold starts: a quick prompt first, the whole one evaluated in idle time ---------
 
 HEAD = "# " + "x" * 300 + "\n"  # what a whole prompt holds ahead of the window (blocks): a long prefill
