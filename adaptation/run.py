@@ -337,7 +337,8 @@ def _adapt(
     _catch_up_history(root, cfg, reporter)
     conn = _journal(root)
     reporter.phase("data", "building datasets from the journal and the repository")
-    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
+    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path),
+                         cache=workspace.data_cache(root))  # fmt: skip
     if budget is not None and team.size == 1:
         reporter.phase("data", f"the run plans for {cfg.minutes:g} min: its verdict by {budget.until()}")
     else:
@@ -531,7 +532,8 @@ def evaluate_current(
     _catch_up_history(root, cfg, reporter)
     conn = _journal(root)
     reporter.phase("data", "building the held-out data")
-    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path))
+    data = dataset.build(root, conn, manifest.prompt, cfg, measure=token_counter(manifest, model_path),
+                         cache=workspace.data_cache(root))  # fmt: skip
     gen = _generator(manifest, model_path, cfg)
     previous = current_adapter(root)
     answers = _answers(root, manifest, model_path, data, gen)

@@ -48,6 +48,11 @@ def heldout_dir(root: Path) -> Path:
     return root / DIRNAME / "heldout"
 
 
+def data_cache(root: Path) -> Path:
+    """What a run's data build keeps for the next one (adaptation/data/remembered.py)."""
+    return root / DIRNAME / "cache"
+
+
 def current_file(root: Path) -> Path:
     """Names the promoted adapter; replaced atomically."""
     return adapters_dir(root) / "current"

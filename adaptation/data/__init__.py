@@ -47,3 +47,8 @@ class Example:
             "tests": list(self.tests),
             "meta": self.meta,
         }
+
+    @classmethod
+    def from_json(cls, d: dict) -> Example:
+        return cls(d["kind"], d["prompt"], d["target"], d["time"], d["group"], d.get("rejected", ""),
+                   tuple(d.get("tests", ())), d.get("meta") or {})  # fmt: skip

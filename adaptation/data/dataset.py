@@ -22,7 +22,7 @@ from selftune.server.completion.prompt import PromptFormat
 from selftune.server.journal.privacy import Rules
 
 from ..config import Config
-from . import Example, corpus, edits, insertions, lintseq, points, preferences, revisions, split
+from . import Example, corpus, edits, insertions, lintseq, points, preferences, remembered, revisions, split
 
 TARGET_ROOM = 96  # tokens of `max_length` a serving-format example keeps for its target (a block: a few lines)
 
@@ -34,12 +34,14 @@ class Dataset:
     points: list[points.Point]
     files: dict[str, tuple[str, float]] = field(default_factory=dict)
     index: ProjectIndex | None = None  # what the held-out points are completed with (no held-out file in it)
+    remembered: bool = False  # the serving-format examples came from the last build's cache
 
     def counts(self) -> dict:
         return {
             "train": dict(Counter(e.kind for e in self.train)),
             "held": dict(Counter(e.kind for e in self.held)),
             "points": len(self.points),
+            "remembered": self.remembered,
         }
 
 
@@ -67,19 +69,28 @@ def serving_prompts(fmt: PromptFormat, cfg: Config, measure: Callable[[str], int
 
 
 def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: Config, *, rev: str = "HEAD",
-          measure: Callable[[str], int] = estimate_tokens) -> Dataset:  # fmt: skip
-    """`measure`: tokens of a text in the model's vocabulary (the prompts are sized in them)."""
+          measure: Callable[[str], int] = estimate_tokens, cache: Path | None = None) -> Dataset:  # fmt: skip
+    """`measure`: tokens of a text in the model's vocabulary (the prompts are sized in them). `cache`: a folder
+    where the serving-format examples are remembered for the next build (remembered.py)."""
     files = corpus.project_files(root, rev=rev)
     examples = corpus.from_files(files, fmt, window_chars=cfg.window_chars, fim_share=cfg.fim_share, seed=cfg.seed)
     rules = Rules(root)
+    kept = False
     prefix = ""  # the workspace may be a folder inside the repository: journal paths are relative to it
     if rules.repo is not None:
         sub = root.resolve().relative_to(Path(rules.repo.working_tree_dir).resolve()).as_posix()
         prefix = "" if sub == "." else sub + "/"
     if conn is not None:
         examples += revisions.from_journal(conn) + preferences.from_journal(conn) + edits.from_journal(conn)
-        examples += insertions.from_steps(conn, rules.repo, prefix, prompt_for=serving_prompts(fmt, cfg, measure),
-                                          head_index=index_of(files))  # fmt: skip
+        settings = (fmt, cfg.max_length, TARGET_ROOM, insertions.MAX_BLOCKS, prefix)
+        made, kept = remembered.examples(
+            cache,
+            remembered.key(conn, files, settings, measure) if cache is not None else "",
+            lambda: insertions.from_steps(
+                conn, rules.repo, prefix, prompt_for=serving_prompts(fmt, cfg, measure), head_index=index_of(files)
+            ),  # fmt: skip
+        )
+        examples += made
     train, held = split.by_time(examples, cfg.held_share)
     held_paths = split.held_paths(held)
     if cfg.lintseq_per_file > 0:
@@ -93,4 +104,4 @@ def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: C
     if not found:
         found = points.from_files(files, held_paths)
     index = index_of(files, held_paths)
-    return Dataset(train, held, points.sample(found, cfg.max_points, cfg.seed), files, index)
+    return Dataset(train, held, points.sample(found, cfg.max_points, cfg.seed), files, index, kept)

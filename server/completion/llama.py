@@ -48,6 +48,8 @@ class TokenCounter:
 
     def __init__(self, model_path: Path):
         self.llm = llama_cpp.Llama(model_path=str(model_path), vocab_only=True, verbose=False)
+        stat = Path(model_path).stat()
+        self.key = f"{Path(model_path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"  # which vocabulary counts
         self._count = functools.lru_cache(maxsize=self.REMEMBERED)(self._tokens)
 
     def __call__(self, text: str) -> int:

@@ -270,6 +270,55 @@ def test_insertions_from_editor_steps_read_the_document_as_it_was_at_each_step()
     ]
 
 
+def test_the_serving_format_examples_are_remembered_until_what_makes_them_changes(tmp_path):
+    import git
+
+    project, cache = tmp_path / "p", tmp_path / "cache"
+    repo = git.Repo.init(project)
+    with repo.config_writer() as cfg:
+        cfg.set_value("user", "name", "t").set_value("user", "email", "t@t")
+    (project / "m.py").write_text("import os\n")
+    repo.index.add(["m.py"])
+    repo.index.commit("a")
+    (project / "m.py").write_text("import os\nimport sys\n")
+    repo.index.add(["m.py"])
+    sha = repo.index.commit("b").hexsha
+    conn = journal()
+    step = "INSERT INTO steps (time, path, origin, commit_sha, diff) VALUES (?, ?, 'history', ?, ?)"
+    conn.execute(step, (5, "m.py", sha, "@@ -1,0 +2 @@\n+import sys\n"))
+    calls = []
+
+    def measure(text):
+        calls.append(text)
+        return len(text) // 4 + 1
+
+    def build():
+        calls.clear()
+        return dataset.build(project, conn, PromptFormat(), Config(lintseq_per_file=0), measure=measure, cache=cache)
+
+    def blocks(data):
+        return [e.to_json() for e in data.train + data.held if e.kind == "insertion"]
+
+    first = build()
+    assert not first.remembered and calls and blocks(first)
+    again = build()
+    assert again.remembered and not calls and blocks(again) == blocks(first)  # nothing assembled again
+    assert dataset.build(project, conn, PromptFormat(), Config(lintseq_per_file=0), measure=measure).remembered is False
+
+    (project / "util.py").write_text("def helper(x):\n    return x\n")  # the project's files change
+    repo.index.add(["util.py"])
+    later = repo.index.commit("c").hexsha
+    assert not build().remembered and build().remembered
+    conn.execute(step, (6, "util.py", later, "@@ -0,0 +1,2 @@\n+def helper(x):\n+    return x\n"))  # a step more
+    changed = build()
+    assert not changed.remembered and len(blocks(changed)) == len(blocks(first)) + 1
+    assert not dataset.build(project, conn, PromptFormat(), Config(lintseq_per_file=0, max_length=300),
+                             measure=measure, cache=cache).remembered  # prompts sized otherwise  # fmt: skip
+    (cache / "insertions.json").write_text("{not json")
+    damaged = build()
+    assert not damaged.remembered and blocks(damaged) == blocks(changed)
+
+
 def test_points_are_added_lines_with_the_cursor_after_the_indentation():
     assert points.added_lines("@@ -3,0 +4,2 @@\n+a\n+b\n@@ -9 +11 @@\n-c\n+d") == [3, 4, 10]
     text = "def f():\n    return compute(1)\n\nx = f()\n"

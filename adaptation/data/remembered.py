@@ -1,0 +1,80 @@
+"""The serving-format examples, remembered between runs while nothing that makes them changes.
+
+Assembling the server's prompt at every block the steps added (insertions.py) is most of a run's data build: on
+tenacity with its history, 33 of 34 s, tokenizing the prompts' parts and replaying the history through git. Idle
+runs back to back make the same examples again and again. What decides them goes into a key: the journal's steps
+(and the editor's edits and documents they are rebuilt from), the project's files (the editor's steps are completed
+against HEAD), the prompt format and sizes, the tokenizer, the code that makes them and llama.cpp's version. The
+examples are kept in `.selftune/cache/insertions.json` under that key, and made again when any of it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from . import Example
+
+FILE = "insertions.json"
+
+
+def _digest(parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(str(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _code() -> str:
+    """The code that makes the examples: this package and the server's completion path, and llama.cpp's version."""
+    from selftune.server import completion
+
+    try:
+        llama = version("llama_cpp_python")
+    except PackageNotFoundError:
+        llama = "?"
+    sources = sorted(Path(__file__).parent.glob("*.py")) + sorted(Path(completion.__file__).parent.glob("*.py"))
+    return _digest([llama, *(p.read_text(encoding="utf-8", errors="replace") for p in sources)])
+
+
+def _journal(conn: sqlite3.Connection) -> str:
+    """The steps as recorded, and how far the edits and documents they are rebuilt from go."""
+    steps = conn.execute("SELECT id, time, path, origin, commit_sha, document_id, diff FROM steps ORDER BY id")
+    ends = conn.execute("SELECT (SELECT max(id) FROM edits), (SELECT max(id) FROM documents)").fetchone()
+    return _digest([*(repr(row) for row in steps), repr(ends)])
+
+
+def key(conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings: object, measure: object) -> str:
+    """What decides the examples: the journal, the project's `files`, the `settings` that size and format the
+    prompts (their repr), and the tokenizer `measure` counts with (its `key`, else its name)."""
+    listing = (f"{path}\0{_digest([text])}" for path, (text, _time) in sorted(files.items()))
+    tokenizer = getattr(measure, "key", None) or getattr(measure, "__qualname__", repr(measure))
+    return _digest([_code(), _journal(conn), repr(settings), tokenizer, *listing])
+
+
+def examples(folder: Path | None, key_: str, make: Callable[[], list[Example]]) -> tuple[list[Example], bool]:
+    """(`make()`'s examples, or those kept under `key_` in `folder`; whether they were kept). None: nothing kept."""
+    path = folder / FILE if folder is not None else None
+    if path is not None:
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            if kept.get("key") == key_:
+                return [Example.from_json(e) for e in kept["examples"]], True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not there, or damaged: made again
+    made = make()
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+            partial.write_text(json.dumps({"key": key_, "examples": [e.to_json() for e in made]}), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError:
+            pass  # a read-only workspace: made again next time
+    return made, False
