@@ -206,6 +206,7 @@ def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, bud
     models' losses are paired."""
     import torch
 
+    from .loss import target_loss
     from .train import fit_prompt
 
     total, count = 0.0, 0
@@ -221,8 +222,8 @@ def heldout_loss(model, tokenizer, examples: list[Example], max_length: int, bud
         ids = torch.tensor([p + t], device=model.device)
         labels = ids.clone()
         labels[0, : len(p)] = -100
-        with torch.no_grad():
-            loss = model(input_ids=ids, labels=labels).loss
+        with torch.no_grad():  # the head only where the loss is taken: the prompt costs the layers alone
+            loss, _ = target_loss(model, {"input_ids": ids, "labels": labels})
         total += float(loss) * len(t)
         count += len(t)
     return total / count if count else None

@@ -79,6 +79,27 @@ def test_the_cpu_loss_is_trls_loss(tmp_path: Path, monkeypatch):
         assert abs(a - b) <= 0.01 * b, (ours, trls)
 
 
+def test_the_held_out_loss_is_the_models_own_loss_with_the_head_at_the_targets_only(monkeypatch):
+    """The gate's held-out loss runs the 262k-wide head only where the loss is taken (the prompt costs the layers
+    alone); it must be the loss of the model's own forward over every position."""
+    import torch
+
+    from selftune.adaptation import loss
+
+    location, _ = base.prepare(load_manifest("gemma3-270m"))
+    model, tokenizer = base.load(location, "cpu", torch.float32)
+    rng = random.Random(3)
+    modules = [(f"shop/{obj}s.py", module_for(obj, rng.sample(NAMES, 6))) for obj in OBJECTS[:4]]
+    examples = [Example("code", f"# {path}\n" + text[:240], text[240:360], float(i), path)
+                for i, (path, text) in enumerate(modules)]  # fmt: skip
+    fast = evaluate.heldout_loss(model, tokenizer, examples, 128)
+    monkeypatch.setattr(
+        loss, "target_loss", lambda model, inputs, num_items_in_batch=None: (model(**inputs).loss, None)
+    )
+    plain = evaluate.heldout_loss(model, tokenizer, examples, 128)
+    assert fast is not None and abs(fast - plain) <= 1e-4 * plain, (fast, plain)
+
+
 def test_bf16_on_the_cpu_holds_the_base_in_bf16_and_trains_the_same_loss(tmp_path: Path, monkeypatch):
     """Where the CPU multiplies bf16 natively, training holds the base's weights in bf16 as on CUDA (LoRA's own
     stay fp32) instead of casting fp32 weights at every product: the training losses stay those of fp32 to within
