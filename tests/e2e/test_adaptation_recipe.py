@@ -297,11 +297,17 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
     assert training["steps"] == 2 < planned
     assert first["lineage"]["new_examples"] <= 2 * cfg.batch_size
     assert first["compare"]["base"]["remembered"] == 0 and first["compare"]["candidate"]["remembered"] == 0
+    assert first["data"]["remembered"] is False
 
     run.promote(root, first["id"])  # as `selftune adapters use` does
     second = run.adapt(root, cfg=cfg, reporter=Reporter(json_lines=False, bar=False))
     points = first["data"]["points"]
     assert points >= 4
+    # nothing changed: the examples in the server's format are read back, not assembled again
+    assert second["data"]["remembered"] is True
+    assert {k: second["data"][k] for k in ("train", "held", "points")} == {
+        k: first["data"][k] for k in ("train", "held", "points")
+    }
     assert second["compare"]["base"]["remembered"] == points
     assert second["compare"]["previous"]["remembered"] == points
     for metric in ("exact_match", "edit_similarity", "similarities"):
@@ -314,6 +320,16 @@ def test_a_run_short_of_time_trains_less_and_the_next_run_remembers_what_the_mod
     (stored,) = (root / ".selftune" / "heldout").glob("base-*.json")
     assert list(json.loads(stored.read_text())["losses"].values()) == [first["compare"]["base"]["heldout_loss"]]
     assert second["compare"]["base"]["heldout_loss"] == first["compare"]["base"]["heldout_loss"]
+    # the first run's adapter answered again, after two runs' other models and in the reverse order: the same answers
+    manifest = load_manifest("gemma3-270m")
+    data = dataset.build(root, run._journal(root), manifest.prompt, cfg, measure=run.token_counter(manifest, ""))
+    gen = run._generator(manifest, "", cfg)
+    try:
+        adapter = root / ".selftune" / "adapters" / first["id"] / "adapter.gguf"
+        again = run._measure(gen, adapter, replace(data, points=data.points[::-1]), root, None, cfg)
+    finally:
+        gen.close()
+    assert again["similarities"][::-1] == first["compare"]["candidate"]["similarities"]
 
 
 def test_the_project_vocabulary_softmax_is_the_restricted_cross_entropy(tmp_path: Path):
