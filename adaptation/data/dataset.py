@@ -83,13 +83,9 @@ def build(root: Path, conn: sqlite3.Connection | None, fmt: PromptFormat, cfg: C
     if conn is not None:
         examples += revisions.from_journal(conn) + preferences.from_journal(conn) + edits.from_journal(conn)
         settings = (fmt, cfg.max_length, TARGET_ROOM, insertions.MAX_BLOCKS, prefix)
-        made, kept = remembered.examples(
-            cache,
-            remembered.key(conn, files, settings, measure) if cache is not None else "",
-            lambda: insertions.from_steps(
-                conn, rules.repo, prefix, prompt_for=serving_prompts(fmt, cfg, measure), head_index=index_of(files)
-            ),  # fmt: skip
-        )
+        made, kept = remembered.examples(cache, conn, files, settings, measure, lambda: insertions.from_steps(
+            conn, rules.repo, prefix, prompt_for=serving_prompts(fmt, cfg, measure), head_index=index_of(files)
+        ))  # fmt: skip
         examples += made
     train, held = split.by_time(examples, cfg.held_share)
     held_paths = split.held_paths(held)

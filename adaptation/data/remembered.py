@@ -58,23 +58,24 @@ def key(conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings:
     return _digest([_code(), _journal(conn), repr(settings), tokenizer, *listing])
 
 
-def examples(folder: Path | None, key_: str, make: Callable[[], list[Example]]) -> tuple[list[Example], bool]:
-    """(`make()`'s examples, or those kept under `key_` in `folder`; whether they were kept). None: nothing kept."""
-    path = folder / FILE if folder is not None else None
-    if path is not None:
-        try:
-            kept = json.loads(path.read_text(encoding="utf-8"))
-            if kept.get("key") == key_:
-                return [Example.from_json(e) for e in kept["examples"]], True
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # not there, or damaged: made again
+def examples(folder: Path | None, conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings: object,
+             measure: object, make: Callable[[], list[Example]]) -> tuple[list[Example], bool]:  # fmt: skip
+    """(`make()`'s examples, or those `folder` keeps for the same `key`; whether they were kept). None: no folder."""
+    if folder is None:
+        return make(), False
+    path, key_ = folder / FILE, key(conn, files, settings, measure)
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+        if kept.get("key") == key_:
+            return [Example.from_json(e) for e in kept["examples"]], True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # not there, or damaged: made again
     made = make()
-    if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-            partial.write_text(json.dumps({"key": key_, "examples": [e.to_json() for e in made]}), encoding="utf-8")
-            os.replace(partial, path)
-        except OSError:
-            pass  # a read-only workspace: made again next time
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+        partial.write_text(json.dumps({"key": key_, "examples": [e.to_json() for e in made]}), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError:
+        pass  # a read-only workspace: made again next time
     return made, False
