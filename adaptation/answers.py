@@ -14,59 +14,37 @@ it back instead of running the model over them again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from selftune.server import workspace
 
 from .data.points import Point
-
-
-def _digest(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _installed(package: str) -> str:
-    """The installed version of `package`, or "?"."""
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return "?"
+from .fingerprint import code, completion_path, digest, installed, listing
 
 
 def code_fingerprint() -> str:
     """The completion path's and this evaluation's source, and llama.cpp's version."""
-    from selftune.server import completion
-
-    here = Path(__file__).parent
-    sources = sorted(Path(completion.__file__).parent.glob("*.py")) + [here / "evaluate.py"]
-    return _digest(_installed("llama_cpp_python"), *(p.read_text(encoding="utf-8", errors="replace") for p in sources))
+    return code(completion_path() + [Path(__file__).parent / "evaluate.py"])
 
 
 def context_key(files: dict[str, tuple[str, float]], settings: object) -> str:
     """What every answer of a run shares: the project's files, the code, the generator's settings."""
-    listing = [f"{path}\0{_digest(text)}" for path, (text, _time) in sorted(files.items())]
-    return _digest(code_fingerprint(), repr(settings), *listing)
+    return digest(code_fingerprint(), repr(settings), *listing(files))
 
 
 def point_key(p: Point) -> str:
-    return _digest(p.path, p.text, str(p.offset))
+    return digest(p.path, p.text, str(p.offset))
 
 
 def loss_key(examples, max_length: int, precision: str) -> str:
     """What decides a model's held-out loss besides the model: the held-out examples as the loss takes them, the
     length they are cut to, the precision of the weights (train.precision), the packages that compute it and this
     evaluation's code."""
-    parts = (f"{e.kind}\0{e.group}\0{_digest(e.prompt, e.target)}" for e in examples)
-    code = (Path(__file__).parent / "evaluate.py").read_text(encoding="utf-8", errors="replace")
-    return _digest(_installed("torch"), _installed("transformers"), _digest(code), str(max_length), precision, *parts)
+    parts = (f"{e.kind}\0{e.group}\0{digest(e.prompt, e.target)}" for e in examples)
+    source = (Path(__file__).parent / "evaluate.py").read_text(encoding="utf-8", errors="replace")
+    return digest(installed("torch"), installed("transformers"), digest(source), str(max_length), precision, *parts)
 
 
 class Memo:
@@ -122,7 +100,7 @@ class Answers:
             found = f"{weights.resolve()}\0{stat.st_size}\0{stat.st_mtime_ns}"
         except OSError:
             found = str(weights)
-        self.base = "base-" + _digest(found)[:16]  # the weights file as it is: another file, other answers
+        self.base = "base-" + digest(found)[:16]  # the weights file as it is: another file, other answers
 
     def of(self, adapter_id: str | None) -> Memo:
         """The memo of an adapter (None: the base model alone)."""

@@ -10,52 +10,32 @@ examples are kept in `.selftune/cache/insertions.json` under that key, and made 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from ..fingerprint import code, completion_path, digest, listing
 from . import Example
 
 FILE = "insertions.json"
-
-
-def _digest(parts) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(str(part).encode("utf-8", "surrogatepass"))
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _code() -> str:
-    """The code that makes the examples: this package and the server's completion path, and llama.cpp's version."""
-    from selftune.server import completion
-
-    try:
-        llama = version("llama_cpp_python")
-    except PackageNotFoundError:
-        llama = "?"
-    sources = sorted(Path(__file__).parent.glob("*.py")) + sorted(Path(completion.__file__).parent.glob("*.py"))
-    return _digest([llama, *(p.read_text(encoding="utf-8", errors="replace") for p in sources)])
 
 
 def _journal(conn: sqlite3.Connection) -> str:
     """The steps as recorded, and how far the edits and documents they are rebuilt from go."""
     steps = conn.execute("SELECT id, time, path, origin, commit_sha, document_id, diff FROM steps ORDER BY id")
     ends = conn.execute("SELECT (SELECT max(id) FROM edits), (SELECT max(id) FROM documents)").fetchone()
-    return _digest([*(repr(row) for row in steps), repr(ends)])
+    return digest(*(repr(row) for row in steps), repr(ends))
 
 
 def key(conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings: object, measure: object) -> str:
     """What decides the examples: the journal, the project's `files`, the `settings` that size and format the
-    prompts (their repr), and the tokenizer `measure` counts with (its `key`, else its name)."""
-    listing = (f"{path}\0{_digest([text])}" for path, (text, _time) in sorted(files.items()))
+    prompts (their repr), the tokenizer `measure` counts with (its `key`, else its name), and the code that makes
+    them (this package and the completion path)."""
     tokenizer = getattr(measure, "key", None) or getattr(measure, "__qualname__", repr(measure))
-    return _digest([_code(), _journal(conn), repr(settings), tokenizer, *listing])
+    made_by = code(sorted(Path(__file__).parent.glob("*.py")) + completion_path())
+    return digest(made_by, _journal(conn), repr(settings), tokenizer, *listing(files))
 
 
 def examples(folder: Path | None, conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings: object,
