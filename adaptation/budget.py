@@ -15,10 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-LORA_SLOWER = 1.15  # the new adapter's answers take this much longer than the base's (llama.cpp adds the LoRA
-# product beside each weight; 6.07 s against 5.28 s a point on jd/tenacity)
-# a forward pass's time per token against a LoRA training step's: 0.45 and 0.58 in two runs on jd/tenacity (2 cores)
-FORWARD_SHARE = 0.6
+LORA_SLOWER = 1.25  # a new adapter's answers take up to this much longer than the base's (llama.cpp adds the LoRA
+# product beside each weight): 1.06 to 1.26 in nine runs on jd/tenacity and pydantic (2 cores)
+# the held-out loss's time per target token against a training step's per token: the loss runs the whole 262k-wide
+# head at nearly every position (its examples are mostly code windows), training mostly at few (the serving
+# format's targets) or over the project's vocabulary: about 25 s for 6,144 targets at 0.0031 s per training token
+# in a default run on jd/tenacity, 1.3 (0.45 and 0.58 before training ran its head at the targets only)
+FORWARD_SHARE = 1.3
 SLACK = 45.0  # seconds for the export, the parity check (both models over 3 texts) and saving
 STOP_SHARE = 0.9  # a run its caller stops after N minutes plans for at most this share of them
 
@@ -43,11 +46,12 @@ class Budget:
         """The plan of a run that began at `started` (time.monotonic()); None when `minutes` is 0 (no limit)."""
         return cls(started + minutes * 60) if minutes > 0 else None
 
-    def reserve(self, answers_seconds: float, loss_tokens: int) -> None:
-        """Keep time for the new adapter's answers, from what the same answers took the base model or the
-        adapter in use (`answers_seconds`), and for the held-out loss over `loss_tokens` tokens (the new adapter's,
-        and the base model's unless it is remembered)."""
-        self.after = answers_seconds * LORA_SLOWER
+    def reserve(self, answers_seconds: float, loss_tokens: int, adapter_seconds: float | None = None) -> None:
+        """Keep time for the new adapter's answers, from what the same answers took the base model
+        (`answers_seconds`) and, when there is one, an adapter (`adapter_seconds`: the adapter in use's, which is
+        what an adapter costs on this machine), and for the held-out loss over `loss_tokens` target tokens (the new
+        adapter's, and the base model's unless it is remembered)."""
+        self.after = max(answers_seconds * LORA_SLOWER, adapter_seconds or 0.0)
         self.loss_tokens = loss_tokens
 
     def steps(self, done: int, total: int, rate: float, work: Callable[[int, int], float]) -> int:

@@ -398,8 +398,13 @@ def _adapt(
         if budget is not None:
             base_m = compare["base"]
             models = 1 if base_loss is not None else 2  # the new adapter's held-out loss, and the base's if not known
-            budget.reserve(base_m.get("eval_seconds", 0.0) + base_m.get("pass_seconds", 0.0),
-                           models * evaluate.LOSS_TOKENS)  # fmt: skip
+
+            def answers_took(m: dict) -> float:
+                return m.get("eval_seconds", 0.0) + m.get("pass_seconds", 0.0)
+
+            adapter_m = compare.get("previous")  # its answers say what an adapter's take on this machine
+            budget.reserve(answers_took(base_m), models * evaluate.LOSS_TOKENS,
+                           answers_took(adapter_m) if adapter_m else None)  # fmt: skip
 
         def judge(e, answer):  # CodeLutra rounds: the tests label sampled answers where they can run
             if not (cfg.run_tests and conn and e.tests):

@@ -19,17 +19,20 @@ from selftune.adaptation.train import Row, seen
 def test_the_steps_that_fit_leave_time_for_the_evaluation_and_the_loss(monkeypatch):
     monkeypatch.setattr(budget_mod.time, "monotonic", lambda: 1000.0)
     plan = Budget(deadline=1000.0 + 600)
-    plan.reserve(answers_seconds=200.0, loss_tokens=0)  # the new adapter's answers: 230 s
+    plan.reserve(answers_seconds=200.0, loss_tokens=0)  # the new adapter's answers: 250 s
     even = lambda a, b: (b - a) * 1000.0  # noqa: E731  steps of 1000 tokens, at 10 s a step
-    # 600 - 230 - 45 (slack) = 325 s left: 32 steps of 10 s, capped by the 30 planned
+    # 600 - 250 - 45 (slack) = 305 s left: 30 steps of 10 s, and the 2 done
     assert plan.steps(done=2, total=30, rate=0.01, work=even) == 30
-    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 34
-    # steps 3 to 12 twice as long: the 325 s hold those ten (200 s) and 12 more of 10 s
+    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 32
+    # steps 3 to 12 twice as long: the 305 s hold those ten (200 s) and 10 more of 10 s
     uneven = lambda a, b: sum(2000.0 if 3 <= k <= 12 else 1000.0 for k in range(a + 1, b + 1))  # noqa: E731
-    assert plan.steps(done=2, total=60, rate=0.01, work=uneven) == 24
-    # the held-out loss of two models, over 5000 tokens each: 10000 * 0.6 * 0.01 = 60 s less
-    plan.reserve(answers_seconds=200.0, loss_tokens=2 * 5000)
-    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 28
+    assert plan.steps(done=2, total=60, rate=0.01, work=uneven) == 22
+    # an adapter in use whose answers took 280 s: what an adapter costs here, 30 s more than the base's 250
+    plan.reserve(answers_seconds=200.0, loss_tokens=0, adapter_seconds=280.0)
+    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 29
+    # the held-out loss of two models, over 1000 target tokens each: 2000 * 1.3 * 0.01 = 26 s less
+    plan.reserve(answers_seconds=200.0, loss_tokens=2 * 1000)
+    assert plan.steps(done=2, total=60, rate=0.01, work=even) == 29
     # past its time, the run takes no more steps than it has done
     assert Budget(deadline=900.0).steps(done=5, total=60, rate=0.01, work=even) == 5
     assert Budget(deadline=900.0).spent() and not plan.spent()
