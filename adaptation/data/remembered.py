@@ -33,7 +33,7 @@ def key(conn: sqlite3.Connection, files: dict[str, tuple[str, float]], settings:
     """What decides the examples: the journal, the project's `files`, the `settings` that size and format the
     prompts (their repr), the tokenizer `measure` counts with (its `key`, else its name), and the code that makes
     them (this package and the completion path)."""
-    tokenizer = getattr(measure, "key", None) or getattr(measure, "__qualname__", repr(measure))
+    tokenizer = str(getattr(measure, "key", None) or getattr(measure, "__qualname__", repr(measure)))
     made_by = code(sorted(Path(__file__).parent.glob("*.py")) + completion_path())
     return digest(made_by, _journal(conn), repr(settings), tokenizer, *listing(files))
 
