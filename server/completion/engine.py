@@ -385,12 +385,13 @@ class Engine:
             return
         drafts: list[int] = []
         lookup = g.pending is not None and g.temperature <= 0 and not g.heal
+        lengths = self._draft_length(g.key) if lookup else None  # the document's: how far drafts pay there
         if g.pending is not None:
             if g.temperature <= 0 and g.heal:
                 drafts = g.heal_tokens  # most often the model spells the word as the prompt did
-            elif lookup:
+            elif lengths is not None:
                 room = min(g.budget - g.tokens - 1, backend.n_ctx - len(cache) - 2)
-                drafts = self._draft_length(g.key).take(decoding.draft(cache.tokens, g.pending, room))
+                drafts = lengths.take(decoding.draft(cache.tokens, g.pending, room))
             cache.decode(backend, [g.pending, *drafts], all_logits=bool(drafts))
             g.pending = None
         # The model's token after the pending one, then after each draft it agrees with.
@@ -419,8 +420,8 @@ class Engine:
             cache.truncate(backend, len(cache) - rejected)
         g.stats.drafted += len(drafts)
         g.stats.accepted += len(drafts) - rejected
-        if lookup:
-            self._draft_length(g.key).record(len(drafts), len(drafts) - rejected)
+        if lengths is not None:
+            lengths.record(len(drafts), len(drafts) - rejected)
         for i, token in enumerate(chosen):
             with self._cv:
                 self._emit(g, token, margins[i], last=i == len(chosen) - 1)
