@@ -1,7 +1,7 @@
 """How well does each prompt let the model predict the line really written: bits per character, beside the peer.
 
     python tests/benchmarks/prompt_likelihood.py --repo GIT_DIR [--repo GIT_DIR ...] [--points N]
-                                                 [--contexts 2048,3072] [--json OUT]
+                                                 [--contexts 2048,3072] [--adapter NAME=GGUF ...] [--json OUT]
 
 The held-out points are quality.py's (the same seed picks the same lines).
 For each, the prompt the server assembles at the cursor (every context
@@ -17,12 +17,17 @@ paired differences and its standard error, and how many points it made more
 and less likely), and the prompt's median tokens: what a first suggestion
 after opening a file prefills. The first line the model writes greedily from
 each prompt (raw llama.cpp, no post-processing) gives exact match and edit
-similarity beside it. Asserts nothing.
+similarity beside it. With `--adapter NAME=GGUF` (one repository: an
+adapter trained on that project up to the cut, as quality.py's `--adapt`
+trains it), each context's prompt is scored again with that LoRA adapter
+applied: the adapter's effect on the same lines, point by point. Asserts
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import math
 import statistics
@@ -43,6 +48,22 @@ from selftune.server.models import load_manifest, resolve_weights
 class Scorer:
     def __init__(self, gguf: Path, n_ctx: int):
         self.llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=n_ctx, verbose=False)
+        self.loaded: dict[Path, object] = {}  # adapter file -> its llama_adapter_lora
+
+    def use(self, adapter: Path | None) -> None:
+        """Score with the GGUF LoRA `adapter` applied (None: the base model alone); each is loaded once."""
+        if adapter is None:
+            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        else:
+            if adapter not in self.loaded:
+                self.loaded[adapter] = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode())
+            if not self.loaded[adapter]:
+                raise SystemExit(f"llama.cpp refused the adapter {adapter}")
+            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
+                self.loaded[adapter]), 1, (ctypes.c_float * 1)(1.0))  # fmt: skip
+        if rc != 0:
+            raise SystemExit(f"llama.cpp could not apply the adapter {adapter} (code {rc})")
+        self.llm.reset()
 
     def tokens(self, text: str, bos: bool = True) -> list[int]:
         return self.llm.tokenize(text.encode("utf-8", "surrogatepass"), add_bos=bos, special=False)
@@ -92,13 +113,23 @@ def main() -> int:
     parser.add_argument("--repo", action="append", required=True, help="a git repository (several: one each)")
     parser.add_argument("--points", type=int, default=20, help="held-out lines per repository (default 20)")
     parser.add_argument("--contexts", default="2048,3072", help="the server's context sizes to compare (tokens)")
+    parser.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="NAME=GGUF",
+        help="also score every context's prompt with this LoRA adapter (one repository)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", metavar="OUT", help="also write every point here")
     args = parser.parse_args()
     sizes = [int(s) for s in args.contexts.split(",")]
+    adapters = dict(a.split("=", 1) for a in args.adapter)
+    if adapters and len(args.repo) > 1:
+        parser.error("--adapter: one repository (an adapter is trained on one project)")
     manifest = load_manifest("gemma3-270m")
     scorer = Scorer(resolve_weights(manifest), n_ctx=max(sizes + [4096]) + 64)
-    configs = ["peer"] + [f"ctx {n}" for n in sizes]
+    configs = ["peer"] + [f"ctx {n}" for n in sizes] + [f"{a} {n}" for a in adapters for n in sizes]
     rows: list[dict] = []
     started = time.perf_counter()
     for repo in map(Path, args.repo):
@@ -116,10 +147,15 @@ def main() -> int:
                                                index=timeline.index).prompt  # fmt: skip
             row: dict = {"repo": repo.name if repo.name != "repo" else repo.parent.name, "path": point.path,
                          "expected": target}  # fmt: skip
-            for name, prompt in prompts.items():
-                bpc, line, tokens = scorer.score(prompt, target)
-                row[name] = {"bpc": bpc, "line": line, "tokens": tokens, "exact": line == target.strip(),
-                             "sim": similarity(line, target.strip())}  # fmt: skip
+            for adapter in [None, *adapters]:
+                scorer.use(Path(adapters[adapter]) if adapter else None)
+                for name, prompt in prompts.items():
+                    if adapter is not None and name == "peer":
+                        continue
+                    bpc, line, tokens = scorer.score(prompt, target)
+                    key = name if adapter is None else f"{adapter} {name.removeprefix('ctx ')}"
+                    row[key] = {"bpc": bpc, "line": line, "tokens": tokens, "exact": line == target.strip(),
+                                "sim": similarity(line, target.strip())}  # fmt: skip
             rows.append(row)
             if done % 5 == 0:
                 print(f"  {row['repo']}: {done}/{len(chosen)} points", file=sys.stderr)
