@@ -39,6 +39,7 @@ HARD_STOPS = (
 PROSE_LANGUAGES = {"markdown", "plaintext", "text", "restructuredtext", "latex", "org", "asciidoc", "git-commit"}
 OPENERS = (":", "{", "(", "[")
 RUN_ON = 4  # copies of one piece at a line's end that make it a run-on
+LONG_PIECE = 8  # a piece this long that the budget cut off in its third copy is a run-on too
 # A first line that repeats one of the next BELOW non-blank lines (of at least REPEAT_MIN characters) is code the
 # file already has. Given the code after the cursor, a small model copies such a line at about 3 % of line starts;
 # the line someone writes there is one of them at 0.7 % (1,800 added lines of three projects).
@@ -221,7 +222,9 @@ def whole_words(line: str) -> str:
 def run_on(line: str, *, strict: bool = True) -> int | None:
     """Where `line` ends if it is stuck repeating itself: the end of the first of `RUN_ON` or more copies of the
     same piece at its end (`part_part_part_part_`), else None. A piece holds a letter or digit; `strict`: four
-    copies of three characters or more, otherwise (the token budget ran out) three of two or more."""
+    copies of three characters or more, otherwise (the token budget ran out) three of two or more, or two of
+    `LONG_PIECE` or more with the line stopping inside a third that begins like them
+    (`is_real_or_not_is_real_or_not_is_reb`)."""
     copies, shortest = (RUN_ON, 3) if strict else (RUN_ON - 1, 2)
     n = len(line)
     for unit in range(shortest, n // copies + 1):
@@ -233,6 +236,14 @@ def run_on(line: str, *, strict: bool = True) -> int | None:
             count += 1
         if count >= copies:
             return n - unit * count + unit
+    if strict:
+        return None
+    for unit in range(LONG_PIECE, n // 2 + 1):
+        # two copies side by side, and the line stops inside a third that begins like them
+        for i in range(max(0, n - 3 * unit + 1), n - 2 * unit - 2):
+            piece, third = line[i : i + unit], line[i + 2 * unit :]
+            if piece == line[i + unit : i + 2 * unit] and third[:3] == piece[:3] and any(c.isalnum() for c in piece):
+                return i + unit
     return None
 
 

@@ -151,6 +151,13 @@ def test_a_line_stuck_repeating_itself_ends_after_the_first_copy():
     assert cut(s, "name_part_part_part_part_") == ("name_part_", True)  # answered now, not at the budget's end
     assert cut(s, "name_part_part_") == ("name_part_part_", False)  # two copies: still writing
     assert cut(s, "name_part_part_part_", final=True, exhausted=True) == ("name_part_", True)
+    # the budget ran out inside a third copy of a long piece, the model already straying from it (quality.py, click)
+    s = shape_at("def test(process):\n    |\n", multiline=False)
+    text = "assert process.is_real_binary_or_not_is_real_binary_or_not_is_real_fil"
+    assert cut(s, text, final=True, exhausted=True) == ("assert process.is_real_binary_or_not_", True)
+    assert cut(s, text) == (text, False)  # while it is still writing, two copies are not yet a run-on
+    for line in ('x = "0123456789abcdef0123456789abcdef01"', "x = foo_bar_baz(foo_bar_baz(fo"):
+        assert cut(s, line, final=True, exhausted=True) == (line, True)  # no third copy begun: cut by the budget
     s = shape_at("x = |\n", multiline=False)
     assert cut(s, "[0, 0, 0]\n") == ("[0, 0, 0]", True)  # a line that ends is not a run-on
     assert cut(s, '"=" * 80 + "========"\n') == ('"=" * 80 + "========"', True)  # no letter or digit repeated
