@@ -33,6 +33,15 @@ os.environ.setdefault("GGML_NO_BACKTRACE", "1")
 PREFILL_CHUNK = 128
 
 
+def apply_adapter(ctx, adapter) -> int:
+    """Put the loaded LoRA `adapter` (a llama_adapter_lora; None: none) on the context `ctx` at scale 1, in place of
+    any other; llama.cpp's return code (0: done)."""
+    if not adapter:
+        return llama_cpp.llama_set_adapters_lora(ctx, None, 0, None)
+    adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+    return llama_cpp.llama_set_adapters_lora(ctx, adapters, 1, (ctypes.c_float * 1)(1.0))
+
+
 class AdapterRefused(RuntimeError):
     """An adapter file llama.cpp cannot use; the adapter in use stays."""
 
@@ -108,11 +117,7 @@ class LlamaBackend:
                 raise AdapterRefused(
                     f"llama.cpp refused the adapter {path}: not a LoRA adapter for this model, or damaged"
                 )
-            adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(new)
-            scales = (ctypes.c_float * 1)(1.0)
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, adapters, 1, scales)
-        else:
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+        rc = apply_adapter(self.llm.ctx, new)
         if rc != 0:
             if new:
                 llama_cpp.llama_adapter_lora_free(new)
@@ -186,7 +191,7 @@ class LlamaBackend:
 
     def close(self) -> None:
         if self._adapter:
-            llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
+            apply_adapter(self.llm.ctx, None)
             llama_cpp.llama_adapter_lora_free(self._adapter)
             self._adapter = None
         if self._batch is not None:

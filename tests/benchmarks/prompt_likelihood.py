@@ -27,7 +27,6 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import math
 import statistics
@@ -42,6 +41,7 @@ from quality import MAX_TOKENS, held_out, peer_window
 from selftune.adaptation.data.timeline import Timeline
 from selftune.adaptation.evaluate import similarity
 from selftune.server.completion.assemble import assemble, prompt_budget
+from selftune.server.completion.llama import apply_adapter
 from selftune.server.models import load_manifest, resolve_weights
 
 
@@ -52,15 +52,11 @@ class Scorer:
 
     def use(self, adapter: Path | None) -> None:
         """Score with the GGUF LoRA `adapter` applied (None: the base model alone); each is loaded once."""
-        if adapter is None:
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, None, 0, None)
-        else:
-            if adapter not in self.loaded:
-                self.loaded[adapter] = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode())
+        if adapter is not None and adapter not in self.loaded:
+            self.loaded[adapter] = llama_cpp.llama_adapter_lora_init(self.llm.model, str(adapter).encode())
             if not self.loaded[adapter]:
                 raise SystemExit(f"llama.cpp refused the adapter {adapter}")
-            rc = llama_cpp.llama_set_adapters_lora(self.llm.ctx, (llama_cpp.llama_adapter_lora_p_ctypes * 1)(
-                self.loaded[adapter]), 1, (ctypes.c_float * 1)(1.0))  # fmt: skip
+        rc = apply_adapter(self.llm.ctx, self.loaded[adapter] if adapter is not None else None)
         if rc != 0:
             raise SystemExit(f"llama.cpp could not apply the adapter {adapter} (code {rc})")
         self.llm.reset()
