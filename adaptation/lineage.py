@@ -17,8 +17,9 @@ its kind, file and the file's version) and the adapter it started from
   lineage trained on (a large file gives many, so a file counts as covered
   long before all of it is), and the files whose current version gave one;
 - `frontier` is where a run goes on from when that is not the adapter in
-  use: the newest run, when the gate kept it out although it lowered the
-  held-out loss. The gate judges on 60 lines, where one line is noise; without
+  use: the newest run the gate kept out whose held-out loss, like that of
+  each kept-out run between it and the adapter in use, is still below the
+  adapter in use's. The gate judges on 60 lines, where one line is noise; without
   this, an idle machine whose run lost by a line would train the same
   examples from the same start on every later run.
 """
@@ -74,10 +75,11 @@ def chain(conn: sqlite3.Connection | None, adapter_id: str | None) -> list[str]:
 
 
 def frontier(conn: sqlite3.Connection | None, in_use: str | None, base: str) -> tuple[str, float, float] | None:
-    """(run, its held-out loss, the loss of what it went on from) when the next run of `base` should go on from that
-    run rather than from `in_use` (the adapter in use, None for the base model): the newest finished run, kept
-    out by the gate, having lowered the held-out loss below the model it went on from, and having gone on,
-    through such runs only, from `in_use`."""
+    """(run, its held-out loss, the adapter in use's) when the next run of `base` should go on from that run rather
+    than from `in_use` (the adapter in use, None for the base model). The newest finished run goes on, through runs
+    the gate kept out, from `in_use`; of that chain, the run is the newest that, with every run between it and
+    `in_use`, kept the held-out loss below `in_use`'s. A run in the chain that went above ends it there: the next
+    run goes on from the last one before it, and trains the examples of the runs after that again."""
     if conn is None:
         return None
     try:
@@ -85,24 +87,27 @@ def frontier(conn: sqlite3.Connection | None, in_use: str | None, base: str) -> 
         runs = {r[0]: r for r in conn.execute(query + " ORDER BY started DESC", (base,)).fetchall()}
     except sqlite3.OperationalError:  # a journal from before the lineage
         return None
-    found, walk = None, next(iter(runs), None)  # from the newest run back
-    for _ in range(MAX_CHAIN):
-        if walk == in_use:
-            return found
+    ahead: list[tuple] = []  # from the newest run back to the adapter in use
+    walk = next(iter(runs), None)
+    while walk != in_use:
         run = runs.get(walk)
-        if run is None or run[1] != "kept":
+        if run is None or run[1] != "kept" or len(ahead) >= MAX_CHAIN:
             return None
-        run_id, _decision, parent, metrics = run
+        ahead.append(run)
+        walk = run[2]
+    if not ahead:
+        return None
+    if in_use is None:
+        bound = _loss(ahead[-1][3], "base")
+    else:
+        bound = _loss(runs[in_use][3], "candidate") if in_use in runs else None
+    found = None
+    for run_id, _decision, _parent, metrics in reversed(ahead):  # from the adapter in use on
         loss = _loss(metrics, "candidate")
-        if parent is None:
-            before = _loss(metrics, "base")
-        else:
-            before = _loss(runs[parent][3], "candidate") if parent in runs else None
-        if loss is None or before is None or loss >= before:
-            return None
-        found = found or (run_id, loss, before)
-        walk = parent
-    return None
+        if bound is None or loss is None or loss >= bound:
+            break
+        found = (run_id, loss, bound)
+    return found
 
 
 def _loss(metrics: str | None, model: str) -> float | None:

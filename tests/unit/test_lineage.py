@@ -149,17 +149,25 @@ def journal_with_verdicts(*runs: tuple[str, str | None, str, float | None]) -> s
     return conn
 
 
-def test_a_run_goes_on_from_a_kept_out_run_that_lowered_the_held_out_loss():
+def test_a_run_goes_on_from_a_kept_out_run_whose_held_out_loss_is_below_the_adapter_in_uses():
     # The gate kept the first run out (a line fewer in 60) though it learned: the next goes on from it.
     assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 1.8)), None, "m") == ("k1", 1.8, 2.0)
     # ... and from a chain of such runs back to the adapter in use, the newest first.
     conn = journal_with_verdicts(("p", None, "promoted", 1.9), ("k1", "p", "kept", 1.8), ("k2", "k1", "kept", 1.7),
                                  ("bad", "k2", "failed", None))  # fmt: skip
-    assert lineage.frontier(conn, "p", "m") == ("k2", 1.7, 1.8)
+    assert lineage.frontier(conn, "p", "m") == ("k2", 1.7, 1.9)
     assert lineage.frontier(conn, "p", "other model") is None
-    # Not from a run that did not lower the loss, nor one the newest run was not built on, nor past the one in use.
+    # A run that trained the project's older code and raised the loss on its newest a little, still below the
+    # adapter in use's: on from it (on pydantic, comparing with the run before threw two runs' training away).
+    conn = journal_with_verdicts(("p", None, "promoted", 1.676), ("k4", "p", "kept", 1.640),
+                                 ("k5", "k4", "kept", 1.661))  # fmt: skip
+    assert lineage.frontier(conn, "p", "m") == ("k5", 1.661, 1.676)
+    # A run at or above it ends the chain there: on from the last run before it.
+    conn = journal_with_verdicts(("k1", None, "kept", 1.8), ("k2", "k1", "kept", 2.0), ("k3", "k2", "kept", 1.7))
+    assert lineage.frontier(conn, None, "m") == ("k1", 1.8, 2.0)
+    # Not from a run not below it, nor one the newest run was not built on, nor past the one in use.
     assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 2.0)), None, "m") is None
-    assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 1.8), ("k2", "k1", "kept", 1.9)), None,
+    assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9), ("k1", None, "kept", 1.8)), "p",
                             "m") is None  # fmt: skip
     assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9)), "p", "m") is None
     # The user went back to the base model after a promotion: a new lineage, not the promoted one's.
