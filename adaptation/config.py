@@ -39,8 +39,8 @@ class Config:
     max_points: int = 60  # held-out edit points for next-line exact match / similarity
     # runs build on each other: go on training the adapter in use (when its LoRA has this shape), on the examples
     # its runs have not seen first, plus this share of seen ones replayed; false: every run starts from the base.
-    # 5 %: the project's parts differ as little as one corpus's halves, where that share keeps what was learned
-    # (Ibrahim et al. 2024, arXiv 2403.08763); 25 % left 15 % of pydantic untrained after two hours (benchmarks.md)
+    # 5 %: one project's parts differ less than two English web corpora, where a few per cent of replay kept what was
+    # learned (Ibrahim et al. 2024, arXiv 2403.08763); 25 % left 15 % of pydantic untrained after two hours
     warm_start: bool = True
     replay_share: float = 0.05
     # training where the model is wrong: the run draws this many candidates (more than max_train_examples) the way it
