@@ -299,7 +299,7 @@ def last_rate(root: Path, cfg: Config) -> float | None:
 def warm_start(root: Path, manifest: Manifest, cfg: Config, conn) -> tuple[Path | None, list[str], str]:
     """(the PEFT adapter to go on from, the lineage behind it, a note on the choice) for a run: the adapter in use,
     when it was trained on this base model and its PEFT files are there, or the newest run that went on from it
-    with a held-out loss still below the adapter in use's although the gate kept it out (`lineage.frontier`)."""
+    with a held-out loss below the base model's although the gate kept it out (`lineage.frontier`)."""
     found = workspace.current_adapter(root)
     adapter_id: str | None = found[0] if found else None
     ahead = lineage.frontier(conn, adapter_id, manifest.name) if cfg.warm_start else None
@@ -307,7 +307,7 @@ def warm_start(root: Path, manifest: Manifest, cfg: Config, conn) -> tuple[Path 
     if ahead is not None and (workspace.adapters_dir(root) / ahead[0] / "peft" / "adapter_config.json").is_file():
         adapter_id, loss, before = ahead
         note = (f"went on from {adapter_id}: the gate kept it out, but its held-out loss {loss:.3f} is below"
-                f" {before:.3f}, that of the model in use")  # fmt: skip
+                f" {before:.3f}, the base model's")  # fmt: skip
     if not cfg.warm_start or not adapter_id:
         return None, [], "" if adapter_id else "no adapter in use: a new one from the base model"
     folder = workspace.adapters_dir(root) / adapter_id

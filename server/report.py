@@ -248,8 +248,8 @@ def coverage_lines(found: list[dict], conn: sqlite3.Connection | None = None) ->
     ahead = frontier(conn, current["id"] if current else None, base) if base else None
     adapter = next((d for d in found if ahead and d["id"] == ahead[0]), None)
     if adapter is not None:
-        out += covered(adapter, f"The next run goes on from {adapter['id']}, kept out by its gate with a lower "
-                                "held-out loss")  # fmt: skip
+        out += covered(adapter, f"The next run goes on from {adapter['id']}, kept out by its gate with a "
+                                "held-out loss below the base model's")  # fmt: skip
     return out
 
 

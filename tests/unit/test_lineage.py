@@ -149,24 +149,34 @@ def journal_with_verdicts(*runs: tuple[str, str | None, str, float | None]) -> s
     return conn
 
 
-def test_a_run_goes_on_from_a_kept_out_run_whose_held_out_loss_is_below_the_adapter_in_uses():
+def test_a_run_goes_on_from_a_kept_out_run_whose_held_out_loss_is_below_the_base_models():
     # The gate kept the first run out (a line fewer in 60) though it learned: the next goes on from it.
     assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 1.8)), None, "m") == ("k1", 1.8, 2.0)
     # ... and from a chain of such runs back to the adapter in use, the newest first.
     conn = journal_with_verdicts(("p", None, "promoted", 1.9), ("k1", "p", "kept", 1.8), ("k2", "k1", "kept", 1.7),
                                  ("bad", "k2", "failed", None))  # fmt: skip
-    assert lineage.frontier(conn, "p", "m") == ("k2", 1.7, 1.9)
+    assert lineage.frontier(conn, "p", "m") == ("k2", 1.7, 2.0)
     assert lineage.frontier(conn, "p", "other model") is None
-    # A run that trained the project's older code and raised the loss on its newest a little, still below the
-    # adapter in use's: on from it (on pydantic, comparing with the run before threw two runs' training away).
-    conn = journal_with_verdicts(("p", None, "promoted", 1.676), ("k4", "p", "kept", 1.640),
-                                 ("k5", "k4", "kept", 1.661))  # fmt: skip
-    assert lineage.frontier(conn, "p", "m") == ("k5", 1.661, 1.676)
+    # Runs that trained the project's code least like its newest files and raised the loss on those above the
+    # adapter in use's, still below the base model's: on from the newest (on pydantic, a bound at the adapter in
+    # use's threw the last one's training away).
+    conn = journal_with_verdicts(("p", None, "promoted", 1.674), ("k4", "p", "kept", 1.641),
+                                 ("k5", "k4", "kept", 1.694), ("k6", "k5", "kept", 1.9))  # fmt: skip
+    assert lineage.frontier(conn, "p", "m") == ("k6", 1.9, 2.0)
     # A run at or above it ends the chain there: on from the last run before it.
     conn = journal_with_verdicts(("k1", None, "kept", 1.8), ("k2", "k1", "kept", 2.0), ("k3", "k2", "kept", 1.7))
     assert lineage.frontier(conn, None, "m") == ("k1", 1.8, 2.0)
-    # Not from a run not below it, nor one the newest run was not built on, nor past the one in use.
+    conn = journal_with_verdicts(("p", None, "promoted", 1.7), ("k1", "p", "kept", 2.1), ("k2", "k1", "kept", 1.6))
+    assert lineage.frontier(conn, "p", "m") is None
+    # Each run against the base model as that run measured it (the held-out set moves with the project).
+    conn = journal_with_verdicts(("k1", None, "kept", 1.8), ("k2", "k1", "kept", 1.9))
+    conn.execute("""UPDATE adaptation_runs SET metrics = '{"base": {"heldout_loss": 1.85},"""
+                 """ "candidate": {"heldout_loss": 1.9}}' WHERE id = 'k2'""")  # fmt: skip
+    assert lineage.frontier(conn, None, "m") == ("k1", 1.8, 2.0)
+    # Not from a run not below it, one without its losses, one the newest run was not built on, nor past the one
+    # in use.
     assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", 2.0)), None, "m") is None
+    assert lineage.frontier(journal_with_verdicts(("k1", None, "kept", None)), None, "m") is None
     assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9), ("k1", None, "kept", 1.8)), "p",
                             "m") is None  # fmt: skip
     assert lineage.frontier(journal_with_verdicts(("p", None, "promoted", 1.9)), "p", "m") is None
@@ -196,5 +206,5 @@ def test_warm_start_takes_the_run_ahead_of_the_adapter_in_use_when_its_files_are
         (adapters_dir(tmp_path) / run / "peft" / "adapter_config.json").write_text("{}")
     peft, chain, note = warm_start(tmp_path, manifest, cfg, conn)
     assert peft == adapters_dir(tmp_path) / "k" / "peft" and chain == ["k", "p"]
-    assert note.startswith("went on from k: the gate kept it out, but its held-out loss 1.800 is below 1.900")
+    assert note == "went on from k: the gate kept it out, but its held-out loss 1.800 is below 2.000, the base model's"
     assert warm_start(tmp_path, manifest, cfg.override(["warm_start=false"]), conn)[0] is None
